@@ -1,0 +1,249 @@
+"""Importance criteria: dict name → score tensor shaped like the weight, higher = keep.
+
+Each criterion is one small function of a ``ScoringContext`` and reads off the parts of
+the gradient decomposition it needs. The Taylor decomposition of the loss change when a
+weight w is removed (set to 0) is
+
+    ΔL ≈ −ḡ·w + ½·F·w²,
+
+whose first-order term gives ``taylor`` (and ``snip``) and whose second-order term, with
+the diagonal empirical Fisher F = E[g²], gives ``fisher`` (Optimal Brain Damage).
+
+Register your own criterion with a decorator::
+
+    @gp.register_criterion("snr")
+    def snr(ctx):
+        return {name: s.snr for name, s in ctx.stats.items()}
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import prunable_weights
+from .stats import GradientStats, gradient_stats
+
+Scores = dict[str, torch.Tensor]
+Criterion = Callable[["ScoringContext"], Scores]
+
+#: The registry: criterion name → function(ctx) → scores.
+CRITERIA: dict[str, Criterion] = {}
+
+
+class ScoringContext:
+    """What a criterion may read: the model, its prunable weights, data and options.
+
+    Attributes:
+        model: the model being scored (never modified by the built-in criteria).
+        weights: dict name → prunable weight tensor (detached).
+        batches: the data iterable given to ``gp.score`` (or None).
+        options: extra keyword options given to ``gp.score``.
+        stats: dict name → ``GradientStats``, computed on first use from ``batches``.
+    """
+
+    def __init__(self, model: nn.Module, batches, options: dict):
+        self.model = model
+        self.weights = {name: w.detach() for name, w in prunable_weights(model).items()}
+        self.batches = batches
+        self.options = options
+        self._stats: dict[str, GradientStats] | None = None
+
+    @property
+    def stats(self) -> dict[str, GradientStats]:
+        if self._stats is None:
+            self._stats = gradient_stats(
+                self.model, self.require_batches(), self.options.get("loss_fn")
+            )
+        return self._stats
+
+    def require_batches(self) -> Iterable:
+        if self.batches is None:
+            raise ValueError(
+                "this criterion needs data: pass batches=[(inputs, targets), ...] or a "
+                "DataLoader to gp.score (only 'random', 'magnitude' and 'synflow' are data-free)."
+            )
+        return self.batches
+
+
+def register_criterion(name: str, fn: Criterion | None = None):
+    """Add a criterion to ``CRITERIA``; usable as ``@register_criterion("name")`` or a call.
+
+    ``fn(ctx: ScoringContext) -> dict name → tensor shaped like the weight`` (higher = keep).
+    Re-registering a name replaces it.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a criterion needs a non-empty string name, got {name!r}.")
+
+    def register(function: Criterion) -> Criterion:
+        CRITERIA[name] = function
+        return function
+
+    return register if fn is None else register(fn)
+
+
+def score(model: nn.Module, criterion: str, batches=None, **options) -> Scores:
+    """Score every prunable weight of ``model`` by ``criterion``.
+
+    Args:
+        model: any model with ``nn.Linear`` / ``nn.Conv2d`` layers, on any device.
+        criterion: a name in ``gp.CRITERIA``: random, magnitude, gradient, taylor, snip,
+            fisher, grasp, synflow, or one you registered.
+        batches: iterable of ``(inputs, targets)``; needed by the data-driven criteria.
+        **options: per-criterion options, e.g. ``seed`` (random), ``loss_fn``,
+            ``temperature`` (grasp), ``input_shape`` (synflow, if no batches).
+
+    Returns:
+        dict name → float tensor shaped like the weight, on the weight's device; higher
+        means more important (keep).
+    """
+    if criterion not in CRITERIA:
+        raise ValueError(
+            f"unknown criterion {criterion!r}; valid names are {sorted(CRITERIA)}. "
+            "Add your own with @gp.register_criterion('name')."
+        )
+    ctx = ScoringContext(model, batches, options)
+    scores = CRITERIA[criterion](ctx)
+    return {name: scores[name].detach() for name in ctx.weights}
+
+
+@register_criterion("random")
+def random_scores(ctx: ScoringContext) -> Scores:
+    """Uniform random scores: the baseline every criterion must beat."""
+    generator = torch.Generator().manual_seed(int(ctx.options.get("seed", 0)))
+    return {
+        name: torch.rand(w.shape, generator=generator).to(w.device)
+        for name, w in ctx.weights.items()
+    }
+
+
+@register_criterion("magnitude")
+def magnitude_scores(ctx: ScoringContext) -> Scores:
+    """|w|: traditional magnitude pruning (Han et al., 2015)."""
+    return {name: w.abs() for name, w in ctx.weights.items()}
+
+
+@register_criterion("gradient")
+def gradient_scores(ctx: ScoringContext) -> Scores:
+    """|ḡ|: how strongly the loss pulls on a weight, whatever its size."""
+    return {name: s.mean.abs() for name, s in ctx.stats.items()}
+
+
+@register_criterion("taylor")
+def taylor_scores(ctx: ScoringContext) -> Scores:
+    """|w·ḡ|: the first-order Taylor term of the loss change when w is removed."""
+    return {name: (ctx.weights[name] * s.mean).abs() for name, s in ctx.stats.items()}
+
+
+@register_criterion("snip")
+def snip_scores(ctx: ScoringContext) -> Scores:
+    """Connection sensitivity |w·ḡ| / Σ|w·ḡ| (Lee et al., ICLR 2019)."""
+    raw = taylor_scores(ctx)
+    total = sum(s.sum() for s in raw.values())
+    return {name: s / total.clamp(min=torch.finfo(s.dtype).tiny) for name, s in raw.items()}
+
+
+@register_criterion("fisher")
+def fisher_scores(ctx: ScoringContext) -> Scores:
+    """½·w²·E[g²]: the second-order Taylor term with the empirical Fisher (OBD)."""
+    return {name: 0.5 * ctx.weights[name].square() * s.sq_mean for name, s in ctx.stats.items()}
+
+
+@register_criterion("grasp")
+def grasp_scores(ctx: ScoringContext) -> Scores:
+    """GraSP (Wang et al., ICLR 2020): keep weights whose removal would cut gradient flow.
+
+    GraSP removes the weights with the largest S = −w ⊙ Hg, where Hg is the Hessian-
+    gradient product on temperature-scaled logits (T = ``temperature``, default 200).
+    Higher-means-keep is therefore w ⊙ Hg.
+    """
+    model = ctx.model
+    temperature = float(ctx.options.get("temperature", 200.0))
+    names = list(ctx.weights)
+    params = dict(model.named_parameters())
+    weights = [params[name] for name in names]
+    saved_flags = [w.requires_grad for w in weights]
+    device = weights[0].device
+    batches = list(ctx.require_batches())
+
+    def loss_of(inputs, targets):
+        return F.cross_entropy(model(inputs.to(device)) / temperature, targets.to(device))
+
+    try:
+        for w in weights:
+            w.requires_grad_(True)
+        grad_sum = [torch.zeros_like(w) for w in weights]
+        count = 0
+        for inputs, targets in batches:
+            if len(inputs) == 0:
+                continue
+            grads = torch.autograd.grad(loss_of(inputs, targets), weights)
+            for acc, g in zip(grad_sum, grads):
+                acc += g * len(inputs)
+            count += len(inputs)
+        if count == 0:
+            raise ValueError("grasp needs data, but batches yielded no samples.")
+        g_mean = [g / count for g in grad_sum]
+        hg = [torch.zeros_like(w) for w in weights]
+        for inputs, targets in batches:
+            if len(inputs) == 0:
+                continue
+            grads = torch.autograd.grad(loss_of(inputs, targets), weights, create_graph=True)
+            dot = sum((g * g0).sum() for g, g0 in zip(grads, g_mean))
+            for acc, h in zip(hg, torch.autograd.grad(dot, weights)):
+                acc += h * (len(inputs) / count)
+    finally:
+        for w, flag in zip(weights, saved_flags):
+            w.requires_grad_(flag)
+    return {name: (w.detach() * h) for name, w, h in zip(names, weights, hg)}
+
+
+def _synflow_input_shape(ctx: ScoringContext) -> tuple[int, ...]:
+    shape = ctx.options.get("input_shape")
+    if shape is not None:
+        return tuple(shape)
+    if ctx.batches is None:
+        raise ValueError(
+            "synflow is data-free but needs the input shape: pass input_shape=(1, 28, 28) "
+            "(one sample, without the batch dimension) or any batches to take it from."
+        )
+    inputs, _ = next(iter(ctx.batches))
+    return tuple(inputs.shape[1:])
+
+
+@register_criterion("synflow")
+def synflow_scores(ctx: ScoringContext) -> Scores:
+    """SynFlow (Tanaka et al., NeurIPS 2020): |w ⊙ ∂R/∂w| with R = 1ᵀ(∏|W|)1, data-free.
+
+    Computed on a float64 copy of the model with every parameter replaced by its absolute
+    value and an all-ones input; the model itself is untouched. Pruned (zero) weights stay
+    zero, so calling it inside ``gp.prune`` with many rounds gives SynFlow's iterative loop.
+    """
+    shape = _synflow_input_shape(ctx)
+    device = next(iter(ctx.weights.values())).device
+    probe = copy.deepcopy(ctx.model).double()
+    probe.eval()
+    with torch.no_grad():
+        for p in itertools.chain(probe.parameters(), probe.buffers()):
+            if p.is_floating_point():
+                p.abs_()
+    params = dict(probe.named_parameters())
+    weights = [params[name] for name in ctx.weights]
+    for p in probe.parameters():
+        p.requires_grad_(False)
+    for w in weights:
+        w.requires_grad_(True)
+    ones = torch.ones((1, *shape), dtype=torch.float64, device=device)
+    total = probe(ones).sum()
+    grads = torch.autograd.grad(total, weights)
+    raw = [(w.detach() * g).abs() for w, g in zip(weights, grads)]
+    # Deep products overflow float32; the ranking only needs relative sizes.
+    scale = max(float(r.max()) for r in raw) or 1.0
+    return {
+        name: (r / scale).to(ctx.weights[name].dtype) for name, r in zip(ctx.weights, raw)
+    }
