@@ -1,15 +1,23 @@
 """gradprune-lite: learn and measure gradient-based pruning.
 
-    import gradprune_lite as gp
-    scores = gp.score(model, "taylor", batches)        # dict name -> tensor, higher = keep
-    masks = gp.global_masks(scores, sparsity=0.9)      # dict name -> bool tensor
-    gp.apply_masks(model, masks, optimizer)            # pruned weights stay exactly zero
+import gradprune_lite as gp
+scores = gp.score(model, "taylor", batches)        # dict name -> tensor, higher = keep
+masks = gp.global_masks(scores, sparsity=0.9)      # dict name -> bool tensor
+gp.apply_masks(model, masks, optimizer)            # pruned weights stay exactly zero
 """
 
 from .criteria import CRITERIA, ScoringContext, register_criterion, score
 from .interop import from_torch_prune, to_torch_prune
 from .layers import prunable_weights
-from .masks import apply_masks, current_masks, enforce_masks, mask_overlap, remove_masks, sparsity
+from .masks import (
+    apply_masks,
+    current_masks,
+    enforce_masks,
+    hold_masks,
+    mask_overlap,
+    remove_masks,
+    sparsity,
+)
 from .prune import prune, sparsity_schedule
 from .selection import global_masks, kth_smallest, layerwise_masks
 from .stats import GradientStats, gradient_stats
@@ -26,6 +34,7 @@ __all__ = [
     "from_torch_prune",
     "global_masks",
     "gradient_stats",
+    "hold_masks",
     "kth_smallest",
     "layerwise_masks",
     "mask_overlap",

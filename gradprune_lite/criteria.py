@@ -244,6 +244,4 @@ def synflow_scores(ctx: ScoringContext) -> Scores:
     raw = [(w.detach() * g).abs() for w, g in zip(weights, grads)]
     # Deep products overflow float32; the ranking only needs relative sizes.
     scale = max(float(r.max()) for r in raw) or 1.0
-    return {
-        name: (r / scale).to(ctx.weights[name].dtype) for name, r in zip(ctx.weights, raw)
-    }
+    return {name: (r / scale).to(ctx.weights[name].dtype) for name, r in zip(ctx.weights, raw)}

@@ -9,8 +9,8 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from ._validate import check_masks_match
-from .masks import MASK_BUFFER
 from .layers import prunable_modules, prunable_weights
+from .masks import MASK_BUFFER
 
 
 def to_torch_prune(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:

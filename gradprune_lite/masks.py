@@ -62,8 +62,13 @@ def _zero_optimizer_state(optimizer: torch.optim.Optimizer, model: nn.Module) ->
                 value.mul_(mask)
 
 
-def _hook_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
-    """Register (once per optimiser and model) a step hook that keeps pruned weights zero."""
+def hold_masks(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Keep ``model``'s applied masks through ``optimizer``'s steps.
+
+    Registers (once per optimiser and model) a step post-hook that re-zeroes pruned
+    weights in one fused op and zeroes the optimiser's state at pruned entries. Masks
+    applied later are honoured too, since the hook reads them at every step.
+    """
     hooked = optimizer.__dict__.setdefault("_gradprune_hooked_models", [])
     if any(m is model for m in hooked):
         return
@@ -112,7 +117,7 @@ def apply_masks(
     enforce_masks(model)
     if optimizer is not None:
         _zero_optimizer_state(optimizer, model)
-        _hook_optimizer(optimizer, model)
+        hold_masks(model, optimizer)
     return model
 
 

@@ -111,9 +111,7 @@ def _count_below_and_band(tensors, lo, hi) -> tuple[int, torch.Tensor]:
     return below, torch.cat(parts)
 
 
-def _masks_for_threshold(
-    tensors: Mapping[str, torch.Tensor], k: int
-) -> dict[str, torch.Tensor]:
+def _masks_for_threshold(tensors: Mapping[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
     """Keep-masks that prune exactly the k lowest values, ties broken by position.
 
     Among values equal to the threshold, those earliest in (dict order, flat index)
@@ -168,9 +166,7 @@ def global_masks(scores: Mapping[str, torch.Tensor], sparsity: float) -> dict[st
     return _masks_for_threshold(tensors, round(sparsity * total))
 
 
-def layerwise_masks(
-    scores: Mapping[str, torch.Tensor], sparsity: float
-) -> dict[str, torch.Tensor]:
+def layerwise_masks(scores: Mapping[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
     """One threshold per layer: prune ``round(sparsity·n_i)`` lowest scores of each layer.
 
     Args and Returns as in ``global_masks``; every layer ends with the same sparsity.
