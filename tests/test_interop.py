@@ -1,0 +1,40 @@
+"""Round trips with torch.nn.utils.prune."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn.utils import prune as torch_prune
+
+import gradprune_lite as gp
+
+
+def test_export_to_torch_prune_gives_the_same_effective_weights(mlp):
+    masks = gp.global_masks(gp.score(mlp, "magnitude"), 0.7)
+    expected = {n: w.detach() * masks[n] for n, w in gp.prunable_weights(mlp).items()}
+    gp.to_torch_prune(mlp, masks)
+    modules = dict(mlp.named_modules())
+    for name, mask in masks.items():
+        module = modules[name.rsplit(".", 1)[0]]
+        assert torch_prune.is_pruned(module)
+        assert torch.equal(module.weight_mask.bool(), mask)
+        assert torch.equal(module.weight, expected[name])
+
+
+def test_import_from_torch_prune_round_trip(mlp):
+    weights = gp.prunable_weights(mlp)
+    torch_prune.global_unstructured(
+        [(m, "weight") for m in gp.layers.prunable_modules(mlp).values()],
+        pruning_method=torch_prune.L1Unstructured,
+        amount=0.6,
+    )
+    imported = gp.from_torch_prune(mlp)
+    assert set(imported) == set(weights)
+    assert all(m.dtype == torch.bool for m in imported.values())
+    total = sum(m.numel() for m in imported.values())
+    pruned = sum(int((~m).sum()) for m in imported.values())
+    assert pruned == round(0.6 * total)
+
+
+def test_unpruned_layers_import_as_all_true(mlp):
+    masks = gp.from_torch_prune(mlp)
+    assert all(m.all() for m in masks.values())

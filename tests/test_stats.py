@@ -1,0 +1,100 @@
+"""gradient_stats against an independent per-sample reference built with torch.func."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+import gradprune_lite as gp
+
+
+def per_sample_reference(model, batches, loss_fn=F.cross_entropy):
+    """Stack of per-sample gradients g_n for every parameter, via vmap(grad(...))."""
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def sample_loss(p, x, y):
+        return loss_fn(functional_call(model, p, (x.unsqueeze(0),)), y.unsqueeze(0))
+
+    per_batch = [vmap(grad(sample_loss), in_dims=(None, 0, 0))(params, x, y) for x, y in batches]
+    return {k: torch.cat([b[k] for b in per_batch]) for k in params}
+
+
+@pytest.mark.parametrize("model_name", ["mlp", "cnn"])
+def test_stats_equal_torch_func_reference(model_name, request):
+    model = request.getfixturevalue(model_name)
+    batches = request.getfixturevalue(f"{model_name}_batches")
+    stats = gp.gradient_stats(model, batches)
+    ref = per_sample_reference(model, batches)
+    n = sum(len(x) for x, _ in batches)
+    assert list(stats) == list(gp.prunable_weights(model))
+    for name, s in stats.items():
+        g = ref[name]
+        assert s.count == n
+        torch.testing.assert_close(s.mean, g.mean(0), rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(s.sq_mean, g.square().mean(0), rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(s.var, g.var(0, unbiased=False), rtol=1e-3, atol=1e-6)
+
+
+def test_mean_is_the_ordinary_batch_gradient(mlp, mlp_batches):
+    x = torch.cat([b[0] for b in mlp_batches])
+    y = torch.cat([b[1] for b in mlp_batches])
+    F.cross_entropy(mlp(x), y).backward()
+    stats = gp.gradient_stats(mlp, mlp_batches)
+    for name, param in mlp.named_parameters():
+        if name in stats:
+            torch.testing.assert_close(stats[name].mean, param.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_biases_are_excluded_and_model_untouched(mlp, mlp_batches):
+    before = {k: v.clone() for k, v in mlp.state_dict().items()}
+    flags = [p.requires_grad for p in mlp.parameters()]
+    stats = gp.gradient_stats(mlp, mlp_batches)
+    assert all(name.endswith("weight") for name in stats)
+    assert all(p.grad is None for p in mlp.parameters())
+    assert [p.requires_grad for p in mlp.parameters()] == flags
+    for k, v in mlp.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_custom_loss_and_sequence_inputs():
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    x = torch.randn(6, 5, 3)  # extra position dimension: per-sample sums over positions
+    y = torch.randn(6, 5, 2)
+
+    def loss_fn(out, target):
+        return ((out - target) ** 2).mean(dim=(1, 2)).mean()
+
+    stats = gp.gradient_stats(model, [(x, y)], loss_fn=loss_fn)
+    ref = per_sample_reference(model, [(x, y)], loss_fn)
+    for name, s in stats.items():
+        torch.testing.assert_close(s.sq_mean, ref[name].square().mean(0), rtol=1e-4, atol=1e-7)
+
+
+def test_snr_is_mean_squared_over_variance(mlp, mlp_batches):
+    s = gp.gradient_stats(mlp, mlp_batches)["1.weight"]
+    expected = s.mean.square() / s.var.clamp(min=torch.finfo(torch.float32).tiny)
+    torch.testing.assert_close(s.snr, expected)
+
+
+def test_conv_chunking_gives_the_same_result(cnn, cnn_batches, monkeypatch):
+    whole = gp.gradient_stats(cnn, cnn_batches)
+    import gradprune_lite.stats as stats_module
+
+    monkeypatch.setattr(stats_module, "CONV_CHUNK_ELEMENTS", 1)  # one sample per chunk
+    chunked = gp.gradient_stats(cnn, cnn_batches)
+    for name in whole:
+        torch.testing.assert_close(whole[name].sq_mean, chunked[name].sq_mean)
+
+
+def test_empty_batches_raise(mlp):
+    with pytest.raises(ValueError, match="no samples"):
+        gp.gradient_stats(mlp, [])
+
+
+def test_model_without_prunable_layers_raises():
+    with pytest.raises(ValueError, match="no prunable layers"):
+        gp.gradient_stats(nn.Sequential(nn.ReLU()), [(torch.randn(2, 3), torch.tensor([0, 1]))])
