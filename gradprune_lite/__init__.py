@@ -6,7 +6,11 @@ masks = gp.global_masks(scores, sparsity=0.9)      # dict name -> bool tensor
 gp.apply_masks(model, masks, optimizer)            # pruned weights stay exactly zero
 """
 
+from . import models
+from .checkpoint import checkpoint_sizes, load, save
 from .criteria import CRITERIA, ScoringContext, register_criterion, score
+from .data import Digits, mnist
+from .evaluate import Evaluation, evaluate
 from .interop import from_torch_prune, to_torch_prune
 from .layers import prunable_weights
 from .masks import (
@@ -21,27 +25,37 @@ from .masks import (
 from .prune import prune, sparsity_schedule
 from .selection import global_masks, kth_smallest, layerwise_masks
 from .stats import GradientStats, gradient_stats
+from .train import fit
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CRITERIA",
+    "Digits",
+    "Evaluation",
     "GradientStats",
     "ScoringContext",
     "apply_masks",
+    "checkpoint_sizes",
     "current_masks",
     "enforce_masks",
+    "evaluate",
+    "fit",
     "from_torch_prune",
     "global_masks",
     "gradient_stats",
     "hold_masks",
     "kth_smallest",
     "layerwise_masks",
+    "load",
     "mask_overlap",
+    "mnist",
+    "models",
     "prunable_weights",
     "prune",
     "register_criterion",
     "remove_masks",
+    "save",
     "score",
     "sparsity",
     "sparsity_schedule",
