@@ -8,13 +8,16 @@ score t, and then a mask ``score > t`` (plus a deterministic tie-break at t).
 1. draw a small random sample of the scores and sort it (cheap);
 2. read off a band [lo, hi] around the k/N quantile that holds the answer with
    overwhelming probability (a 4-sigma margin of the sample quantile);
-3. in one sweep per layer count the scores below ``lo`` and gather those inside the band
+3. in one sweep count the scores below ``lo`` and gather those inside the band
    (about 1-2% of all scores);
 4. select within the band. If the band missed (it is checked, never assumed), widen it
    and repeat; the answer is exact either way.
 
-All sweeps are element-wise torch ops, which run on every CPU core and on CUDA alike;
-on CUDA the small band is resolved with ``sort`` because ``kthvalue`` is slow there.
+The sweep is the only full pass. On CPU it is a small numba kernel that reads each score
+once on all cores (``_band_kernel``); without numba, and on CUDA, it is a few element-wise
+torch ops over cache-sized chunks. On CUDA the small band is resolved with ``sort``
+because ``kthvalue`` is slow there. The sweep also yields how many scores are <= t, so
+building masks needs just one more pass (``score > t``) and no counting.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 
+from . import _band_kernel
 from ._validate import check_scores, check_sparsity
 
 #: Below this many scores in total, select directly on the concatenation.
@@ -32,6 +37,9 @@ SMALL_INPUT = 1 << 17
 SAMPLE_SIZE = 1 << 16
 #: Half-width of the band, in standard deviations of the sample quantile.
 BAND_SIGMAS = 4.0
+#: Elements per step of the pure-torch sweep: its bool temporaries stay in cache.
+TORCH_CHUNK = 1 << 20
+_SEED = 0x5EED
 
 
 def _select_in(values: torch.Tensor, k: int) -> torch.Tensor:
@@ -41,14 +49,103 @@ def _select_in(values: torch.Tensor, k: int) -> torch.Tensor:
     return values.kthvalue(k).values
 
 
-def _sample(tensors: Sequence[torch.Tensor], total: int, generator: torch.Generator):
+def _band_indices(k: int, total: int, m: int) -> tuple[int, int]:
+    """Positions in a sorted sample of size m that bracket the k-th of ``total`` values."""
+    q = k / total
+    margin = BAND_SIGMAS * math.sqrt(q * (1 - q) / m) + 2.0 / m
+    return math.floor((q - margin) * m), math.ceil((q + margin) * m)
+
+
+def _sample_sizes(tensors: Sequence, total: int) -> list[int]:
+    return [max(1, math.ceil(SAMPLE_SIZE * _numel(t) / total)) for t in tensors]
+
+
+def _numel(t) -> int:
+    return t.numel() if isinstance(t, torch.Tensor) else t.size
+
+
+def _locate_torch(tensors: Sequence[torch.Tensor], k: int, total: int):
+    """(k-th smallest, count of values <= it) with torch ops only; any device."""
+    generator = torch.Generator().manual_seed(_SEED)
+    flats = [t.reshape(-1) for t in tensors]
+    picks = []
+    for flat, m in zip(flats, _sample_sizes(flats, total)):
+        idx = torch.randint(flat.numel(), (m,), generator=generator).to(flat.device)
+        picks.append(flat[idx])
+    sample = torch.cat(picks).sort().values
+    lo_index, hi_index = _band_indices(k, total, sample.numel())
+    lo = sample[lo_index] if lo_index >= 0 else None
+    hi = sample[hi_index] if hi_index < sample.numel() else None
+    while True:
+        below, band = _torch_count_below_and_band(flats, lo, hi)
+        rank = k - below
+        if rank < 1:  # the answer lies under the band: widen downwards
+            lo = None
+        elif rank > band.numel():  # above it: widen upwards
+            hi = None
+        else:
+            value = _select_in(band, rank)
+            return value, below + int(torch.count_nonzero(band <= value))
+
+
+def _torch_count_below_and_band(flats, lo, hi) -> tuple[int, torch.Tensor]:
+    """One sweep: how many values are < lo, and the values in [lo, hi] (None = unbounded)."""
+    if lo is None and hi is None:
+        return 0, torch.cat(flats)
+    below = 0
     parts = []
-    for t in tensors:
-        n = t.numel()
-        m = max(1, math.ceil(SAMPLE_SIZE * n / total))
-        idx = torch.randint(n, (m,), generator=generator, device="cpu").to(t.device)
-        parts.append(t.reshape(-1)[idx])
-    return torch.cat(parts).sort().values
+    for flat in flats:
+        for start in range(0, flat.numel(), TORCH_CHUNK):
+            chunk = flat[start : start + TORCH_CHUNK]
+            if lo is None:
+                parts.append(chunk[chunk <= hi])
+                continue
+            under = chunk < lo
+            # count_nonzero, not sum: a bool sum widens to int64 and is ~20x slower.
+            below += int(torch.count_nonzero(under))
+            if hi is None:
+                parts.append(chunk[~under])
+            else:
+                # under ⊂ (chunk <= hi), so xor leaves exactly lo <= x <= hi.
+                parts.append(chunk[(chunk <= hi).logical_xor_(under)])
+    return below, torch.cat(parts)
+
+
+def _locate_compiled(tensors: Sequence[torch.Tensor], k: int, total: int):
+    """(k-th smallest, count of values <= it) through the numba sweep; CPU float only."""
+    arrays = [t.detach().reshape(-1).numpy() for t in tensors]
+    rng = np.random.default_rng(_SEED)
+    sample = np.sort(
+        np.concatenate(
+            [a[rng.integers(0, a.size, m)] for a, m in zip(arrays, _sample_sizes(arrays, total))]
+        )
+    )
+    lo_index, hi_index = _band_indices(k, total, sample.size)
+    lo = float(sample[lo_index]) if lo_index >= 0 else -math.inf
+    hi = float(sample[hi_index]) if hi_index < sample.size else math.inf
+    while True:
+        below, band = _band_kernel.count_below_and_band(arrays, lo, hi)
+        rank = k - below
+        if rank < 1:
+            lo = -math.inf
+        elif rank > band.size:
+            hi = math.inf
+        else:
+            value = np.partition(band, rank - 1)[rank - 1]
+            at_most = below + int(np.count_nonzero(band <= value))
+            return torch.tensor(value, dtype=tensors[0].dtype), at_most
+
+
+def _locate(tensors: Sequence[torch.Tensor], k: int):
+    """The k-th smallest value (0-dim tensor) and how many values are <= it."""
+    total = sum(t.numel() for t in tensors)
+    if total <= SMALL_INPUT:
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        value = _select_in(flat, k)
+        return value, int(torch.count_nonzero(flat <= value))
+    if _band_kernel.available(tensors):
+        return _locate_compiled(tensors, k, total)
+    return _locate_torch(tensors, k, total)
 
 
 def kth_smallest(tensors: Sequence[torch.Tensor], k: int) -> torch.Tensor:
@@ -64,51 +161,11 @@ def kth_smallest(tensors: Sequence[torch.Tensor], k: int) -> torch.Tensor:
     Returns:
         A 0-dim tensor on the tensors' device.
     """
+    tensors = [t.detach() for t in tensors]
     total = sum(t.numel() for t in tensors)
     if not 1 <= k <= total:
         raise ValueError(f"k must be in [1, {total}], got {k}.")
-    if total <= SMALL_INPUT:
-        return _select_in(torch.cat([t.reshape(-1) for t in tensors]), k)
-
-    generator = torch.Generator().manual_seed(0x5EED)
-    sample = _sample(tensors, total, generator)
-    m = sample.numel()
-    q = k / total
-    margin = BAND_SIGMAS * math.sqrt(q * (1 - q) / m) + 2.0 / m
-    lo_index, hi_index = math.floor((q - margin) * m), math.ceil((q + margin) * m)
-    lo = sample[lo_index] if lo_index >= 0 else None
-    hi = sample[hi_index] if hi_index < m else None
-    while True:
-        below, band = _count_below_and_band(tensors, lo, hi)
-        rank = k - below
-        if rank < 1:  # the answer lies under the band: widen downwards
-            lo = None
-        elif rank > band.numel():  # above it: widen upwards
-            hi = None
-        else:
-            return _select_in(band, rank)
-
-
-def _count_below_and_band(tensors, lo, hi) -> tuple[int, torch.Tensor]:
-    """One sweep: how many values are < lo, and the values in [lo, hi] (None = unbounded)."""
-    below = 0
-    parts = []
-    for t in tensors:
-        flat = t.reshape(-1)
-        if lo is None and hi is None:
-            parts.append(flat)
-            continue
-        if lo is None:
-            parts.append(flat[flat <= hi])
-            continue
-        under = flat < lo
-        below += int(under.sum())
-        if hi is None:
-            parts.append(flat[~under])
-        else:
-            # under ⊂ (flat <= hi), so xor leaves exactly lo <= x <= hi.
-            parts.append(flat[(flat <= hi).logical_xor_(under)])
-    return below, torch.cat(parts)
+    return _locate(tensors, k)[0]
 
 
 def _masks_for_threshold(tensors: Mapping[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
@@ -122,13 +179,12 @@ def _masks_for_threshold(tensors: Mapping[str, torch.Tensor], k: int) -> dict[st
         return {name: torch.ones_like(t, dtype=torch.bool) for name, t in tensors.items()}
     if k == total:
         return {name: torch.zeros_like(t, dtype=torch.bool) for name, t in tensors.items()}
-    threshold = kth_smallest(list(tensors.values()), k)
+    threshold, at_most = _locate(list(tensors.values()), k)
+    threshold = threshold.to(next(iter(tensors.values())).device)
     masks = {name: t > threshold for name, t in tensors.items()}
     # Everything <= t is pruned now, which is at least k entries; the surplus are ties
     # at t, and the last of them (in dict order, flat index) are given back.
-    surplus = sum(m.numel() - int(m.sum()) for m in masks.values()) - k
-    if surplus == 0:
-        return masks
+    surplus = at_most - k
     for name in reversed(list(tensors)):
         if surplus == 0:
             break
@@ -142,9 +198,22 @@ def _masks_for_threshold(tensors: Mapping[str, torch.Tensor], k: int) -> dict[st
     return masks
 
 
+def _all_finite(scores: Mapping[str, torch.Tensor]) -> bool:
+    """Fast pre-check: min and max propagate NaN and show ±inf, with no full-size temporary."""
+    for tensor in scores.values():
+        if not isinstance(tensor, torch.Tensor):
+            return False
+        if tensor.is_floating_point() and tensor.numel():
+            extremes = torch.stack([tensor.amin(), tensor.amax()])
+            if not bool(torch.isfinite(extremes).all()):
+                return False
+    return True
+
+
 def _prepare(scores: Mapping[str, torch.Tensor], sparsity: float) -> tuple[dict, float]:
     sparsity = check_sparsity(sparsity)
-    check_scores(scores)
+    if not scores or not _all_finite(scores):
+        check_scores(scores)  # raises with the message that explains the problem
     return {name: s.detach() for name, s in scores.items()}, sparsity
 
 
