@@ -6,7 +6,7 @@ masks = gp.global_masks(scores, sparsity=0.9)      # dict name -> bool tensor
 gp.apply_masks(model, masks, optimizer)            # pruned weights stay exactly zero
 """
 
-from . import models
+from . import checks, models, plots, ranking, widgets
 from .checkpoint import checkpoint_sizes, load, save
 from .criteria import CRITERIA, ScoringContext, register_criterion, score
 from .data import Digits, mnist
@@ -37,6 +37,10 @@ __all__ = [
     "ScoringContext",
     "apply_masks",
     "checkpoint_sizes",
+    "checks",
+    "plots",
+    "ranking",
+    "widgets",
     "current_masks",
     "enforce_masks",
     "evaluate",
