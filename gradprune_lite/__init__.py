@@ -8,6 +8,7 @@ gp.apply_masks(model, masks, optimizer)            # pruned weights stay exactly
 
 from . import checks, models, plots, ranking, widgets
 from .checkpoint import checkpoint_sizes, load, save
+from .comparison import run_comparison, write_outputs
 from .criteria import CRITERIA, ScoringContext, register_criterion, score
 from .data import Digits, mnist
 from .evaluate import Evaluation, evaluate
@@ -59,9 +60,11 @@ __all__ = [
     "prune",
     "register_criterion",
     "remove_masks",
+    "run_comparison",
     "save",
     "score",
     "sparsity",
     "sparsity_schedule",
     "to_torch_prune",
+    "write_outputs",
 ]

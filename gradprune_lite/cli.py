@@ -1,0 +1,255 @@
+"""The ``gradprune-lite`` command (also ``python -m gradprune_lite``).
+
+    gradprune-lite compare --quick
+    gradprune-lite compare --model lenet5 --criteria magnitude,snip --sparsity 98,99 \\
+        --mode init,after --epochs 3 --seeds 0,1,2 --out results/lenet5
+
+A thin layer over ``gp.compare.run_comparison`` and ``gp.compare.write_outputs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from .comparison import ALL_CRITERIA, MODES, read_rows, run_comparison, write_outputs
+from .data import mnist
+from .models import MODELS
+
+#: What ``--quick`` uses for every option the user did not set (under a minute on 2 cores).
+QUICK = {
+    "model": "lenet_300_100",
+    "criteria": "magnitude,snip,synflow",
+    "sparsity": "90,98",
+    "mode": "init",
+    "epochs": 1,
+    "seeds": "0",
+    "train_limit": 10_000,
+    "test_limit": 2_000,
+}
+#: Defaults otherwise (a few minutes on 2 cores for LeNet-300-100).
+DEFAULTS = {
+    "model": "lenet_300_100",
+    "criteria": ",".join(ALL_CRITERIA),
+    "sparsity": "90,95,98,99",
+    "mode": "init",
+    "epochs": 3,
+    "seeds": "0",
+    "train_limit": None,
+    "test_limit": None,
+}
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _parse_sparsities(text: str, parser: argparse.ArgumentParser) -> list[float]:
+    values = []
+    for part in _split(text):
+        try:
+            value = float(part)
+        except ValueError:
+            parser.error(f"--sparsity: {part!r} is not a number; give e.g. 90,95,98 or 0.9,0.95.")
+        # Percentages are what people type; fractions are what the library takes.
+        fraction = value / 100 if value >= 1 else value
+        if not 0 < fraction < 1:
+            parser.error(
+                f"--sparsity: {part!r} is out of range; give percentages in (1, 100) such as 95, "
+                "or fractions in (0, 1) such as 0.95."
+            )
+        values.append(fraction)
+    if not values:
+        parser.error("--sparsity: give at least one value, e.g. 90,95,98,99.")
+    return values
+
+
+def _parse_ints(text: str, option: str, parser, minimum: int = 0) -> list[int]:
+    try:
+        values = [int(part) for part in _split(text)]
+    except ValueError:
+        parser.error(f"{option}: give comma-separated integers, e.g. 0,1,2; got {text!r}.")
+    if not values or min(values) < minimum:
+        parser.error(f"{option}: give integers ≥ {minimum}, e.g. 0,1,2; got {text!r}.")
+    return values
+
+
+def _choices(text: str, option: str, allowed, parser) -> list[str]:
+    values = _split(text)
+    bad = [v for v in values if v not in allowed]
+    if bad or not values:
+        parser.error(f"{option}: {bad or text!r} not allowed; choose from {', '.join(allowed)}.")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradprune-lite",
+        description="Learn and measure gradient-based pruning on MNIST.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    compare = commands.add_parser(
+        "compare",
+        help="prune by each criterion at each sparsity, train, evaluate; write CSV, table, plot",
+        description=(
+            "Train the dense reference once per seed (cached under the cache folder), prune it by "
+            "each criterion to each sparsity in the chosen modes, train, evaluate on the test set, "
+            "print a table of test error (mean ± std over seeds), and write results.csv, "
+            "results.md and results.png (test error against remaining weights, log axis) under "
+            "--out. Data: --data, else $GRADPRUNE_DATA, else the cache (download), else the "
+            "shipped 10,000/2,000-digit subset."
+        ),
+    )
+    add = compare.add_argument
+    add("--model", help=f"network: {', '.join(MODELS)} (default lenet_300_100)")
+    add("--criteria", help=f"comma-separated, from: {', '.join(ALL_CRITERIA)} (default all)")
+    add(
+        "--sparsity",
+        help="comma-separated fractions of weights removed, as percentages (95) or fractions "
+        "(0.95) (default 90,95,98,99)",
+    )
+    add(
+        "--mode",
+        help="comma-separated, from: init (prune at initialisation, then train; SNIP's "
+        "protocol), after (train, prune once, fine-tune), iterative (train, then --rounds × "
+        "prune+fine-tune) (default init)",
+    )
+    add("--rounds", type=int, default=3, help="rounds of the iterative mode (default %(default)s)")
+    add(
+        "--epochs", type=int, help="training epochs of dense and of pruned-at-init nets (default 3)"
+    )
+    add(
+        "--finetune-epochs",
+        type=int,
+        help="epochs after pruning a trained net, spread over the iterative rounds "
+        "(default: --epochs)",
+    )
+    add("--seeds", help="comma-separated seeds, one run each (default 0)")
+    add("--device", default="cpu", help="torch device, e.g. cpu or cuda (default %(default)s)")
+    add("--out", default="results/compare", help="output folder (default %(default)s)")
+    add("--cache", help="folder caching dense references (default: OUT/cache)")
+    add(
+        "--quick",
+        action="store_true",
+        help="smoke run in under a minute: LeNet-300-100, magnitude/snip/synflow at 90/98%%, "
+        "init mode, 1 epoch, 10,000 training and 2,000 test digits (options you give win)",
+    )
+    add("--data", help="folder holding MNIST/raw (default: $GRADPRUNE_DATA, cache, subset)")
+    add("--train-limit", type=int, help="use only the first N training digits")
+    add("--test-limit", type=int, help="use only the first N test digits")
+    add("--batch-size", type=int, default=128, help="training batch size (default %(default)s)")
+    add("--lr", type=float, help="SGD learning rate (momentum 0.9, cosine); default per model")
+    add(
+        "--score-samples",
+        type=int,
+        default=1000,
+        help="digits the data-driven criteria see (default %(default)s)",
+    )
+    add("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    add("--no-progress", action="store_true", help="hide progress bars")
+    report = commands.add_parser(
+        "report",
+        help="merge results.csv files of several compare runs into one CSV, table and plot",
+        description=(
+            "Read the results.csv of several `compare` runs (for example one per seed or per "
+            "model) and write the merged results.csv, results.md and results.png under --out."
+        ),
+    )
+    report.add_argument("csv", nargs="+", help="results.csv files written by compare")
+    report.add_argument("--out", required=True, help="output folder")
+    return parser
+
+
+def _report(args, parser) -> int:
+    missing = [path for path in args.csv if not Path(path).is_file()]
+    if missing:
+        parser.error(f"report: no such file(s): {', '.join(missing)}.")
+    rows = [row for path in args.csv for row in read_rows(path)]
+    paths = write_outputs(rows, args.out)
+    print(paths["markdown"].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _compare(args, parser) -> int:
+    preset = QUICK if args.quick else DEFAULTS
+    for key, value in preset.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.model not in MODELS:
+        parser.error(f"--model: {args.model!r} not allowed; choose from {', '.join(MODELS)}.")
+    criteria = _choices(args.criteria, "--criteria", ALL_CRITERIA, parser)
+    modes = _choices(args.mode, "--mode", MODES, parser)
+    sparsities = _parse_sparsities(args.sparsity, parser)
+    seeds = _parse_ints(args.seeds, "--seeds", parser)
+    for option, value, minimum in (
+        ("--epochs", args.epochs, 1),
+        ("--rounds", args.rounds, 1),
+        ("--batch-size", args.batch_size, 1),
+        ("--score-samples", args.score_samples, 1),
+        ("--finetune-epochs", args.finetune_epochs, 1),
+        ("--train-limit", args.train_limit, 1),
+        ("--test-limit", args.test_limit, 1),
+        ("--threads", args.threads, 1),
+    ):
+        if value is not None and value < minimum:
+            parser.error(f"{option} must be ≥ {minimum}, got {value}.")
+    if args.lr is not None and not args.lr > 0:
+        parser.error(f"--lr must be positive, got {args.lr}.")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device: {args.device!r} is not a torch device; try cpu or cuda.")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA GPU is available here; use --device cpu.")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    train = mnist("train", args.data, limit=args.train_limit)
+    test = mnist("test", args.data, limit=args.test_limit)
+    out = Path(args.out)
+    rows = run_comparison(
+        train.to(device),
+        test.to(device),
+        model=args.model,
+        criteria=criteria,
+        sparsities=sparsities,
+        modes=modes,
+        rounds=args.rounds,
+        epochs=args.epochs,
+        finetune_epochs=args.finetune_epochs,
+        seeds=seeds,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        score_samples=args.score_samples,
+        device=device,
+        cache_dir=Path(args.cache) if args.cache else out / "cache",
+        progress=not args.no_progress,
+    )
+    paths = write_outputs(rows, out)
+    print(paths["markdown"].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``gradprune-lite``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command == "report":
+            return _report(args, parser)
+        return _compare(args, parser)
+    except ValueError as error:
+        print(f"gradprune-lite: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
