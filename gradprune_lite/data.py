@@ -202,6 +202,11 @@ def _load_raw(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return pixels, labels
 
 
+def _describe(folder: Path, split: str, count: int) -> str:
+    whole = "full " if count == _FULL_SIZES[split] else f"{count:,}-digit "
+    return f"{folder} ({whole}{split} set)"
+
+
 def default_cache_dir() -> Path:
     """``$GRADPRUNE_CACHE`` or ``~/.cache/gradprune-lite``: where downloads go."""
     return Path(os.environ.get("GRADPRUNE_CACHE") or Path.home() / ".cache" / "gradprune-lite")
@@ -308,7 +313,7 @@ def mnist(
                     "contains MNIST/, or leave it unset to use the cache or the shipped subset."
                 )
             pixels, labels = _load_raw(folder, split)
-            source = f"{folder} (full {split} set)"
+            source = _describe(folder, split, len(labels))
             break
     else:
         cache = default_cache_dir()
@@ -319,7 +324,7 @@ def mnist(
             folder = _raw_folder(cache)
         if folder is not None:
             pixels, labels = _load_raw(folder, split)
-            source = f"{folder} (full {split} set)"
+            source = _describe(folder, split, len(labels))
         else:
             pixels, labels = _load_subset(split)
             is_subset = True
