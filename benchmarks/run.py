@@ -1,0 +1,353 @@
+"""Benchmarks of gradprune-lite's kernels against the peers, measured side by side.
+
+    python benchmarks/run.py            # full: 1M, 10M, 50M scores; writes docs/PERFORMANCE.md
+    python benchmarks/run.py --quick    # 1M and 10M, fewer repeats and a shorter epoch
+
+Every number is a median of several runs in this one process, so the ratios compare
+operations under the same machine load. The machine is shared; the load average is
+recorded at the start and the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from timing import fmt_seconds, load_average, machine_details, markdown_table  # noqa: E402
+from timing import median_seconds as timed  # noqa: E402
+
+import gradprune_lite as gp  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SPARSITY = 0.9
+#: Layer shares of the scores, like a network whose first layer holds most weights.
+LAYER_SHARES = (0.6, 0.3, 0.09, 0.01)
+MODELS = (("LeNet-300-100", gp.models.lenet_300_100), ("LeNet-5", gp.models.lenet5))
+
+
+def layer_scores(total: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Magnitude-like scores (|N(0,1)|) split into a few layers of unequal size."""
+    sizes = [int(total * share) for share in LAYER_SHARES]
+    sizes[0] += total - sum(sizes)
+    return {
+        f"layer{i}.weight": torch.randn(n, generator=generator).abs_() for i, n in enumerate(sizes)
+    }
+
+
+def holders(scores: dict[str, torch.Tensor]) -> list[nn.Module]:
+    """One module per layer whose weight shares the scores' storage, for torch.prune."""
+    modules = []
+    for tensor in scores.values():
+        module = nn.Module()
+        module.weight = nn.Parameter(tensor, requires_grad=False)
+        modules.append(module)
+    return modules
+
+
+def selection_times(scores: dict[str, torch.Tensor], repeats: int) -> dict[str, float]:
+    """Median seconds of our selection and of each peer, on the same scores."""
+    flat = torch.cat(list(scores.values()))
+    total = flat.numel()
+    k = round(SPARSITY * total)
+    slow = 1 if total > 20_000_000 else max(1, repeats // 2)
+    t = {
+        "stream": timed(lambda: flat.sum(), repeats),
+        "ours_kth": timed(lambda: gp.kth_smallest(list(scores.values()), k), repeats),
+        "ours_masks": timed(lambda: gp.global_masks(scores, SPARSITY), repeats),
+        "kthvalue": timed(lambda: flat.kthvalue(k), slow),
+        "topk": timed(lambda: flat.topk(k, largest=False, sorted=False), slow),
+        "sort": timed(lambda: flat.sort(), slow, warmup=0),
+    }
+    state = {}
+    t["global_unstructured"] = timed(
+        lambda: torch_prune.global_unstructured(
+            [(m, "weight") for m in state["modules"]],
+            pruning_method=torch_prune.L1Unstructured,
+            amount=SPARSITY,
+        ),
+        slow,
+        warmup=0,
+        setup=lambda: state.update(modules=holders(scores)),
+    )
+    return t
+
+
+def selection_section(sizes: list[int], repeats: int) -> tuple[list[list[str]], dict]:
+    rows, at_10m = [], {}
+    generator = torch.Generator().manual_seed(0)
+    for total in sizes:
+        t = selection_times(layer_scores(total, generator), repeats)
+        ours = t["ours_masks"]
+        rows.append(
+            [f"{total / 1e6:g}M"]
+            + [fmt_seconds(t[key]) for key in ("ours_kth", "ours_masks", "stream")]
+            + [
+                f"{t[key] / ours:.1f}×"
+                for key in ("kthvalue", "topk", "sort", "global_unstructured")
+            ]
+            + [f"{ours / t['stream']:.1f}×"]
+        )
+        if total == 10_000_000:
+            at_10m = t
+        print(
+            f"selection {total:>11,}: " + ", ".join(f"{k} {fmt_seconds(v)}" for k, v in t.items()),
+            flush=True,
+        )
+    return rows, at_10m
+
+
+def mask_memory_rows(total: int = 1_000_000) -> list[list[str]]:
+    generator = torch.Generator().manual_seed(1)
+    scores = layer_scores(total, generator)
+    ours = sum(m.numel() * m.element_size() for m in gp.global_masks(scores, SPARSITY).values())
+    modules = holders({n: s.clone() for n, s in scores.items()})
+    torch_prune.global_unstructured(
+        [(m, "weight") for m in modules], pruning_method=torch_prune.L1Unstructured, amount=SPARSITY
+    )
+    mask_bytes = sum(m.weight_mask.numel() * m.weight_mask.element_size() for m in modules)
+    orig_bytes = sum(m.weight_orig.numel() * m.weight_orig.element_size() for m in modules)
+    return [
+        ["gradprune-lite (bool `weight_keep` buffer)", f"{ours / total:.0f}", "1.0×"],
+        [
+            "torch.nn.utils.prune (float `weight_mask` + `weight_orig`)",
+            f"{(mask_bytes + orig_bytes) / total:.0f}",
+            f"{(mask_bytes + orig_bytes) / ours:.1f}×",
+        ],
+    ]
+
+
+def plain_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    model.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
+
+
+def vmap_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
+    from torch.func import functional_call, grad, vmap
+
+    params = {name: p.detach() for name, p in model.named_parameters()}
+
+    def sample_loss(p, xi, yi):
+        return F.cross_entropy(functional_call(model, p, (xi[None],)), yi[None])
+
+    grads = vmap(grad(sample_loss), in_dims=(None, 0, 0))(params, x, y)
+    return {n: (g.mean(0), g.square().mean(0)) for n, g in grads.items() if n.endswith("weight")}
+
+
+def backpack_runner(model: nn.Module):
+    """A function running BackPACK's SumGradSquared and Variance, or a note why it can't."""
+    try:
+        from backpack import backpack, extend
+        from backpack.extensions import SumGradSquared, Variance
+    except ImportError as error:
+        return None, f"BackPACK not installed ({error.name}); `pip install backpack-for-pytorch`"
+    extended = extend(copy.deepcopy(model))
+    loss_fn = extend(nn.CrossEntropyLoss())
+
+    def run(x, y):
+        extended.zero_grad(set_to_none=True)
+        with backpack(SumGradSquared(), Variance()):
+            loss_fn(extended(x), y).backward()
+
+    return run, ""
+
+
+def stats_times(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int) -> dict:
+    times = {
+        "plain": timed(lambda: plain_step(model, x, y), repeats * 4),
+        "ours": timed(lambda: gp.gradient_stats(model, [(x, y)]), repeats * 4),
+        "vmap": timed(lambda: vmap_stats(model, x, y), repeats),
+    }
+    run_backpack, note = backpack_runner(model)
+    if run_backpack is None:
+        times["backpack_note"] = note
+    else:
+        times["backpack"] = timed(lambda: run_backpack(x, y), repeats * 2)
+    return times
+
+
+def stats_section(batch: int, repeats: int) -> tuple[list[list[str]], dict, list[str]]:
+    rows, ratios, notes = [], {}, []
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(batch, 1, 28, 28, generator=generator)
+    y = torch.randint(10, (batch,), generator=generator)
+    for name, build in MODELS:
+        times = stats_times(build(seed=0), x, y, repeats)
+        plain, ours = times["plain"], times["ours"]
+        if "backpack" in times:
+            backpack_cell = f"{times['backpack'] / plain:.1f}×"
+        else:
+            backpack_cell = "skipped"
+            notes.append(times["backpack_note"])
+        ratios[name] = ours / plain
+        rows.append(
+            [
+                name,
+                fmt_seconds(plain),
+                fmt_seconds(ours),
+                f"{ours / plain:.2f}×",
+                f"{times['vmap'] / plain:.1f}×",
+                backpack_cell,
+            ]
+        )
+        print(
+            f"stats {name}: "
+            + ", ".join(f"{k} {fmt_seconds(v)}" for k, v in times.items() if isinstance(v, float)),
+            flush=True,
+        )
+    return rows, ratios, notes
+
+
+def train_epoch(model, optimizer, x, y, batch_size=128) -> None:
+    for start in range(0, x.shape[0], batch_size):
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(
+            model(x[start : start + batch_size]), y[start : start + batch_size]
+        ).backward()
+        optimizer.step()
+
+
+def epoch_seconds(model, optimizer, x, y) -> float:
+    return timed(lambda: train_epoch(model, optimizer, x, y), 1, warmup=0)
+
+
+def training_section(samples: int, repeats: int) -> tuple[list[list[str]], dict]:
+    rows, ratios = [], {}
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(samples, 1, 28, 28, generator=generator)
+    y = torch.randint(10, (samples,), generator=generator)
+    for name, build in MODELS:
+        dense, masked = build(seed=0), build(seed=0)
+        dense_opt = torch.optim.SGD(dense.parameters(), lr=0.01, momentum=0.9)
+        masked_opt = torch.optim.SGD(masked.parameters(), lr=0.01, momentum=0.9)
+        masks = gp.global_masks(gp.score(masked, "magnitude"), SPARSITY)
+        gp.apply_masks(masked, masks, masked_opt)
+        times = {"dense": [], "masked": []}
+        # Interleaved, so both see the same background load.
+        for _ in range(repeats):
+            for key, model, opt in (("dense", dense, dense_opt), ("masked", masked, masked_opt)):
+                times[key].append(epoch_seconds(model, opt, x, y))
+        d, m = (sorted(v)[len(v) // 2] for v in (times["dense"], times["masked"]))
+        ratios[name] = m / d
+        rows.append([name, str(samples), fmt_seconds(d), fmt_seconds(m), f"{m / d:.3f}×"])
+        print(f"training {name}: dense {fmt_seconds(d)}, masked {fmt_seconds(m)}", flush=True)
+    return rows, ratios
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1M and 10M only, fewer repeats")
+    parser.add_argument("--output", default=str(ROOT / "docs" / "PERFORMANCE.md"))
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    sizes = [1_000_000, 10_000_000] if args.quick else [1_000_000, 10_000_000, 50_000_000]
+    repeats = 3 if args.quick else 7
+    samples = 8192 if args.quick else 60_000
+
+    details = machine_details()
+    print("\n".join(f"{k}: {v}" for k, v in details.items()), flush=True)
+    sel_rows, sel10 = selection_section(sizes, repeats)
+    memory = mask_memory_rows()
+    stats_rows, stats_ratios, notes = stats_section(256, repeats)
+    train_rows, train_ratios = training_section(samples, 3 if args.quick else 5)
+    details["load average (1, 5, 15 min) at end"] = load_average()
+
+    speedup = sel10["global_unstructured"] / sel10["ours_masks"]
+    vs_stream = sel10["ours_masks"] / sel10["stream"]
+    targets = [
+        [
+            "selection at 10M vs `global_unstructured`",
+            "≥ 50× faster",
+            f"{speedup:.0f}×",
+            verdict(speedup >= 50),
+        ],
+        [
+            "selection at 10M vs one streaming pass",
+            "≤ 30×",
+            f"{vs_stream:.1f}×",
+            verdict(vs_stream <= 30),
+        ],
+        [
+            "gradient stats LeNet-300-100 vs forward+backward",
+            "≤ 2×",
+            f"{stats_ratios['LeNet-300-100']:.2f}×",
+            verdict(stats_ratios["LeNet-300-100"] <= 2),
+        ],
+        [
+            "gradient stats LeNet-5 vs forward+backward",
+            "≤ 4×",
+            f"{stats_ratios['LeNet-5']:.2f}×",
+            verdict(stats_ratios["LeNet-5"] <= 4),
+        ],
+    ] + [
+        [f"masked epoch {name} vs dense", "≤ 1.1×", f"{r:.3f}×", verdict(r <= 1.1)]
+        for name, r in train_ratios.items()
+    ]
+    report = "\n\n".join(
+        [
+            "## Machine\n\n" + "\n".join(f"- {k}: {v}" for k, v in details.items()),
+            "## Targets\n\n" + markdown_table(["what", "target", "measured", ""], targets),
+            "## Selection (global masks at 90% sparsity)\n\n"
+            "Times are medians; ratio columns are *that operation's time ÷ our `global_masks`* "
+            "(higher = we are faster), the last column is *our `global_masks` ÷ one `sum` pass*.\n\n"
+            + markdown_table(
+                [
+                    "scores",
+                    "our `kth_smallest`",
+                    "our `global_masks`",
+                    "`sum` (1 pass)",
+                    "`kthvalue`",
+                    "`topk`",
+                    "`sort`",
+                    "`global_unstructured`",
+                    "ours ÷ pass",
+                ],
+                sel_rows,
+            ),
+            "## Mask memory (bytes per weight, beyond the weight itself)\n\n"
+            + markdown_table(["masks", "bytes / weight", "relative"], memory),
+            "## Gradient statistics at batch 256 (ratios to one plain forward+backward)\n\n"
+            + markdown_table(
+                [
+                    "model",
+                    "forward+backward",
+                    "`gp.gradient_stats`",
+                    "ours",
+                    "`torch.func` vmap(grad)",
+                    "BackPACK SumGradSquared+Variance",
+                ],
+                stats_rows,
+            )
+            + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else ""),
+            "## Training epoch, 90% of weights masked vs dense (SGD momentum, batch 128)\n\n"
+            + markdown_table(
+                ["model", "samples", "dense epoch", "masked epoch", "ratio"], train_rows
+            ),
+        ]
+    )
+    print("\n" + report)
+    if not args.no_write:
+        path = Path(args.output)
+        text = path.read_text() if path.exists() else ""
+        marker = "<!-- benchmarks/run.py writes below this line -->"
+        head = text.split(marker)[0] if marker in text else "# Performance\n\n"
+        command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
+        path.write_text(f"{head}{marker}\n\nGenerated by `{command}`.\n\n{report}\n")
+        print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,216 @@
+"""Exact selection: kth_smallest against torch.kthvalue, masks against a stable sort and torch.prune.
+
+The sampling path is tested on small inputs by lowering ``SMALL_INPUT`` and ``SAMPLE_SIZE``,
+so hypothesis can try hundreds of cases (ties, ±0, band misses) in a second; one test runs a
+real input above the cutoff. Both sweeps (compiled numba and pure torch) run every case.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+import gradprune_lite as gp
+from gradprune_lite import _band_kernel
+from gradprune_lite import selection as sel
+
+SWEEPS = ["compiled", "torch"]
+
+
+@contextlib.contextmanager
+def sweep_path(path: str, small_input: int | None = None, sample_size: int | None = None):
+    """Force one sweep implementation, and optionally a tiny cutoff and sample."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_band_kernel, "DISABLED", path == "torch")
+        if small_input is not None:
+            mp.setattr(sel, "SMALL_INPUT", small_input)
+        if sample_size is not None:
+            mp.setattr(sel, "SAMPLE_SIZE", sample_size)
+        # Several chunks per tensor even for tiny inputs, so chunk bookkeeping is exercised.
+        mp.setattr(_band_kernel, "SERIAL_BELOW", 8)
+        yield
+
+
+def reference_kth(tensors, k):
+    return torch.cat([t.flatten() for t in tensors]).kthvalue(k).values
+
+
+def reference_masks(scores: dict, k: int) -> dict:
+    """Prune the k lowest; ties in (dict order, flat index) order, via a stable sort."""
+    flat = torch.cat([s.flatten() for s in scores.values()])
+    keep = torch.ones(flat.numel(), dtype=torch.bool)
+    keep[torch.sort(flat, stable=True).indices[:k]] = False
+    out, start = {}, 0
+    for name, s in scores.items():
+        out[name] = keep[start : start + s.numel()].reshape(s.shape)
+        start += s.numel()
+    return out
+
+
+# Few distinct values force ties; ±0 and negatives included on purpose.
+tie_values = st.sampled_from([-2.5, -1.0, -0.0, 0.0, 0.5, 1.0, 3.0])
+any_values = st.floats(-1e6, 1e6, allow_nan=False, width=32)
+tensor_lists = st.lists(
+    st.lists(st.one_of(tie_values, any_values), min_size=1, max_size=60), min_size=1, max_size=4
+)
+
+
+@pytest.mark.parametrize("path", SWEEPS)
+@settings(max_examples=80, deadline=None)
+@given(data=tensor_lists, pick=st.floats(0, 1))
+def test_kth_smallest_equals_kthvalue_on_sampling_path(path, data, pick):
+    tensors = [torch.tensor(values, dtype=torch.float32) for values in data]
+    total = sum(t.numel() for t in tensors)
+    k = 1 + round(pick * (total - 1))
+    with sweep_path(path, small_input=4, sample_size=8):
+        got = gp.kth_smallest(tensors, k)
+    assert torch.equal(got, reference_kth(tensors, k))
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=tensor_lists, pick=st.floats(0, 1))
+def test_kth_smallest_equals_kthvalue_on_small_inputs(data, pick):
+    tensors = [torch.tensor(values, dtype=torch.float32) for values in data]
+    total = sum(t.numel() for t in tensors)
+    k = 1 + round(pick * (total - 1))
+    assert torch.equal(gp.kth_smallest(tensors, k), reference_kth(tensors, k))
+
+
+@pytest.mark.parametrize("path", SWEEPS)
+def test_band_miss_is_widened_not_assumed(path):
+    # A zero-width band around a 2-element sample misses almost always; the result must not care.
+    generator = torch.Generator().manual_seed(3)
+    tensors = [torch.randn(500, generator=generator), torch.randn(37, generator=generator)]
+    with sweep_path(path, small_input=4, sample_size=2), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sel, "BAND_SIGMAS", 0.0)
+        for k in [1, 2, 100, 268, 269, 536, 537]:
+            assert torch.equal(gp.kth_smallest(tensors, k), reference_kth(tensors, k))
+
+
+@pytest.mark.parametrize("path", SWEEPS)
+def test_large_input_takes_the_sampling_path_and_is_exact(path, monkeypatch):
+    generator = torch.Generator().manual_seed(0)
+    # Above the default cutoff; rounded values give many ties around every quantile.
+    tensors = [
+        (torch.randn(300, 400, generator=generator) * 50).round(),
+        (torch.randn(90_000, generator=generator) * 50).round(),
+    ]
+    assert sum(t.numel() for t in tensors) > sel.SMALL_INPUT
+    calls = []
+    target = "_locate_torch" if path == "torch" else "_locate_compiled"
+    original = getattr(sel, target)
+    monkeypatch.setattr(sel, target, lambda *a: calls.append(1) or original(*a))
+    with sweep_path(path):
+        for k in [1, 12_345, 105_000, 210_000]:
+            assert torch.equal(gp.kth_smallest(tensors, k), reference_kth(tensors, k))
+    assert len(calls) == 4
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_other_dtypes_are_exact(dtype):
+    generator = torch.Generator().manual_seed(1)
+    tensors = [torch.randn(300, generator=generator).to(dtype), torch.randn(50).to(dtype)]
+    with sweep_path("compiled", small_input=4, sample_size=16):
+        for k in [1, 77, 350]:
+            assert torch.equal(gp.kth_smallest(tensors, k), reference_kth(tensors, k))
+
+
+def test_kth_smallest_rejects_k_out_of_range():
+    with pytest.raises(ValueError, match="k must be in"):
+        gp.kth_smallest([torch.zeros(3)], 0)
+    with pytest.raises(ValueError, match="k must be in"):
+        gp.kth_smallest([torch.zeros(3)], 4)
+
+
+@pytest.mark.parametrize("path", SWEEPS)
+@settings(max_examples=60, deadline=None)
+@given(data=tensor_lists, sparsity=st.floats(0, 1))
+def test_global_masks_match_stable_sort_reference(path, data, sparsity):
+    scores = {f"layer{i}": torch.tensor(values) for i, values in enumerate(data)}
+    total = sum(s.numel() for s in scores.values())
+    with sweep_path(path, small_input=4, sample_size=8):
+        masks = gp.global_masks(scores, sparsity)
+    expected = reference_masks(scores, round(sparsity * total))
+    assert list(masks) == list(scores)
+    for name in scores:
+        assert masks[name].dtype == torch.bool
+        assert torch.equal(masks[name], expected[name])
+
+
+def test_all_equal_scores_prune_in_dict_then_index_order():
+    scores = {"b": torch.ones(2, 3), "a": torch.ones(4)}
+    masks = gp.global_masks(scores, 0.5)  # 5 of 10
+    assert masks["b"].flatten().tolist() == [False] * 5 + [True]
+    assert masks["a"].tolist() == [True] * 4
+
+
+@pytest.mark.parametrize("sparsity, kept", [(0.0, 10), (1.0, 0)])
+def test_global_masks_k_zero_and_k_total(sparsity, kept):
+    masks = gp.global_masks({"w": torch.randn(10)}, sparsity)
+    assert masks["w"].dtype == torch.bool
+    assert int(masks["w"].sum()) == kept
+
+
+@pytest.mark.parametrize("path", SWEEPS)
+def test_global_masks_equal_torch_global_unstructured(path):
+    generator = torch.Generator().manual_seed(7)
+    layers = nn.Sequential(nn.Linear(400, 300), nn.Linear(300, 100), nn.Linear(100, 10))
+    with torch.no_grad():
+        for layer in layers:  # continuous random weights: no ties in |w|
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator))
+    scores = {f"{i}.weight": layer.weight.detach().abs() for i, layer in enumerate(layers)}
+    assert sum(s.numel() for s in scores.values()) > sel.SMALL_INPUT
+    with sweep_path(path):
+        masks = gp.global_masks(scores, 0.9)
+    torch_prune.global_unstructured(
+        [(layer, "weight") for layer in layers],
+        pruning_method=torch_prune.L1Unstructured,
+        amount=0.9,
+    )
+    for i, layer in enumerate(layers):
+        assert torch.equal(masks[f"{i}.weight"], layer.weight_mask.bool())
+
+
+def test_layerwise_masks_prune_each_layer_exactly():
+    generator = torch.Generator().manual_seed(2)
+    scores = {
+        "fc1": torch.randint(0, 5, (30, 20), generator=generator).float(),
+        "fc2": torch.randn(7, generator=generator),
+    }
+    masks = gp.layerwise_masks(scores, 0.3)
+    for name, s in scores.items():
+        expected = reference_masks({name: s}, round(0.3 * s.numel()))[name]
+        assert torch.equal(masks[name], expected)
+
+
+def test_masks_do_not_change_the_scores():
+    scores = {"w": torch.randn(50)}
+    before = scores["w"].clone()
+    gp.global_masks(scores, 0.5)
+    assert torch.equal(scores["w"], before)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_scores_raise(bad):
+    scores = {"a": torch.randn(5), "b": torch.tensor([1.0, bad])}
+    with pytest.raises(ValueError, match="scores\\['b'\\] contains"):
+        gp.global_masks(scores, 0.5)
+    with pytest.raises(ValueError, match="contains"):
+        gp.layerwise_masks(scores, 0.5)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "half", None])
+def test_bad_sparsity_raises(bad):
+    with pytest.raises(ValueError, match="sparsity"):
+        gp.global_masks({"w": torch.randn(4)}, bad)
+
+
+def test_empty_scores_raise():
+    with pytest.raises(ValueError, match="scores is empty"):
+        gp.global_masks({}, 0.5)
