@@ -83,7 +83,8 @@ def metrics_from_confusion(confusion: torch.Tensor) -> Evaluation:
 @torch.no_grad()
 def predict(model: nn.Module, test: Digits, batch_size: int = 1000) -> torch.Tensor:
     """Predicted class per digit (int64 N), computed in eval mode on the model's device."""
-    device = next(model.parameters()).device
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else test.images.device
     was_training = model.training
     model.eval()
     try:
