@@ -15,6 +15,7 @@ Tests drive it without a browser: set ``explorer.slider.value`` and read
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +105,11 @@ class Explorer:
             res.mask_image, ev.precision, f"{criterion}, sparsity {sparsity:.1%}"
         )
         self.mask_image.value = plots.png_bytes(fig)
+
+
+def readout_text(explorer: Explorer) -> str:
+    """The readout without HTML tags, for printing."""
+    return re.sub(r"<[^>]+>", "", explorer.readout.value)
 
 
 def first_layer_image(mask: torch.Tensor) -> torch.Tensor:

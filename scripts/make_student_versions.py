@@ -68,6 +68,8 @@ def expected_files() -> dict[Path, str]:
         source = student_source(solution.read_text(), str(solution))
         files[STUDENT / solution.name] = source
         notebook = jupytext.reads(source, fmt="py:percent")
+        for index, cell in enumerate(notebook.cells):
+            cell.id = f"{solution.stem}-{index}"  # stable ids: regenerating changes nothing
         files[STUDENT / solution.with_suffix(".ipynb").name] = jupytext.writes(notebook, "ipynb")
     return files
 
