@@ -1,0 +1,123 @@
+"""The README a newcomer follows: its commands are the ones CI and the tests run, its
+five-line example works, and every file it links to or shows exists."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from importlib.metadata import entry_points
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+CI_SCRIPT = (ROOT / ".ci" / "run").read_text()
+
+INSTALL = 'pip install -e ".[dev]"'
+TEST = "python -m pytest --nbval"
+# Every shell command the README shows, and the file that runs it (with a pattern showing it
+# does): a command added to the README without a test or CI step behind it fails here.
+EXERCISED_BY = {
+    INSTALL: (".ci/run", re.escape(INSTALL)),
+    TEST: (".ci/run", re.escape(TEST)),
+    "jupyter lab": ("tests/test_browser.py", r'"-m",\s*"jupyter",\s*"lab",'),
+    "gradprune-lite compare --quick": ("tests/test_cli.py", r'main\(\["compare", "--quick"'),
+    "python scripts/make_student_versions.py": (
+        "tests/test_exercises.py",
+        r'ROOT / "scripts" / "make_student_versions\.py"',
+    ),
+}
+
+
+def fenced_blocks(language: str) -> list[str]:
+    """The README's fenced code blocks of ``language``, in order."""
+    return re.findall(rf"^```{language}\n(.*?)^```", README, flags=re.MULTILINE | re.DOTALL)
+
+
+def shell_commands() -> list[str]:
+    """Each non-comment line of the README's bash blocks, trailing comment removed."""
+    lines = (
+        line.split(" #", 1)[0].strip()
+        for block in fenced_blocks("bash")
+        for line in block.splitlines()
+    )
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def ci_commands() -> list[str]:
+    """The command lines of .ci/run (comments and blank lines dropped)."""
+    return [
+        line.strip()
+        for line in CI_SCRIPT.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+
+
+def test_install_and_test_commands_are_the_ones_ci_runs():
+    commands = shell_commands()
+    assert INSTALL in commands and TEST in commands
+    assert INSTALL in ci_commands() and TEST in ci_commands()
+    assert shlex.split(INSTALL) == ["pip", "install", "-e", ".[dev]"]
+
+
+def test_every_shell_command_is_run_by_a_test_or_ci():
+    for command in shell_commands():
+        assert command in EXERCISED_BY, f"README command {command!r} is run by no test or CI step"
+        path, pattern = EXERCISED_BY[command]
+        assert re.search(pattern, (ROOT / path).read_text()), f"{path} no longer runs {command!r}"
+
+
+def test_command_line_tool_is_installed_under_the_readme_name():
+    scripts = {entry.name: entry.value for entry in entry_points(group="console_scripts")}
+    assert scripts.get("gradprune-lite") == "gradprune_lite.cli:main"
+
+
+def test_five_line_example_runs_and_prunes_ninety_percent():
+    setup, example = fenced_blocks("python")
+    code_lines = [line for line in example.splitlines() if line.strip()]
+    assert len(code_lines) <= 5, f"the example has {len(code_lines)} lines, not five or fewer"
+    namespace: dict = {}
+    torch.manual_seed(0)
+    exec(compile(setup, "README setup", "exec"), namespace)
+    exec(compile(example, "README example", "exec"), namespace)
+
+    # What the README claims: exactly 90% of the prunable weights removed, kept at zero
+    # while the user's own optimizer trains on.
+    model, optimizer, batches = namespace["model"], namespace["optimizer"], namespace["batches"]
+    weights = [model[1].weight, model[3].weight]
+    pruned = [w.detach() == 0 for w in weights]
+    total = sum(w.numel() for w in weights)
+    assert sum(int(p.sum()) for p in pruned) == round(0.9 * total)
+    inputs, targets = batches[0]
+    for _ in range(3):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(inputs), targets).backward()
+        optimizer.step()
+    assert all(bool((w.detach()[p] == 0).all()) for w, p in zip(weights, pruned))
+
+
+def relative_targets() -> list[str]:
+    """Every link and image target in the README that points inside the repository."""
+    targets = re.findall(r"!?\[[^\]]*\]\(([^)\s]+)\)", README)
+    targets += re.findall(r'<img[^>]+src="([^"]+)"', README)
+    return [t for t in targets if not urlparse(t).scheme and not t.startswith("#")]
+
+
+def test_every_relative_link_and_image_exists():
+    targets = relative_targets()
+    assert "docs/RESULTS.md" in targets and "docs/PERFORMANCE.md" in targets
+    assert any(t.endswith(".png") for t in targets), "the README shows no picture"
+    missing = [t for t in targets if not (ROOT / unquote(t.split("#", 1)[0])).exists()]
+    assert not missing, f"README links to files that do not exist: {missing}"
+
+
+def test_binder_badge_opens_jupyterlab_on_the_first_notebook():
+    badge = re.search(r"\(https://mybinder\.org/v2/gh/([^)]+)\)", README)
+    assert badge, "no Binder badge link"
+    query = urlparse("https://mybinder.org/v2/gh/" + badge.group(1)).query
+    urlpath = unquote(dict(part.split("=", 1) for part in query.split("&"))["urlpath"])
+    assert urlpath.startswith("lab/tree/")
+    assert (ROOT / urlpath.removeprefix("lab/tree/")).is_file()
+    assert urlpath.endswith("notebooks/01_gradient_decomposition.ipynb")
