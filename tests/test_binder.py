@@ -68,6 +68,19 @@ def test_environment_file_lists_the_design_packages_from_conda_forge(path):
     assert conda["pytorch"].endswith("=cpu*") and conda["torchvision"].endswith("=cpu*")
 
 
+def test_environment_covers_the_package_and_its_dev_extra():
+    # A conda user runs the README's test command in this environment, so everything
+    # pyproject.toml asks for must be there: its pip line installs the package without
+    # resolving dependencies again. Playwright is left out: the browser test skips without it.
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11+")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["dev"]
+    pip_to_conda = {"torch": "pytorch"}
+    names = {pip_to_conda.get(conda_name(spec), conda_name(spec)) for spec in wanted}
+    conda, _ = split_dependencies(ENVIRONMENT_FILES[0])
+    assert names - {"playwright"} <= set(conda), f"missing: {names - {'playwright'} - set(conda)}"
+
+
 def test_root_and_binder_environments_hold_the_same_packages():
     root_conda, _ = split_dependencies(ENVIRONMENT_FILES[0])
     binder_conda, _ = split_dependencies(ENVIRONMENT_FILES[1])
