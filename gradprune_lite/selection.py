@@ -95,8 +95,10 @@ def _torch_count_below_and_band(flats, lo, hi) -> tuple[int, torch.Tensor]:
     below = 0
     parts = []
     for flat in flats:
-        for start in range(0, flat.numel(), TORCH_CHUNK):
-            chunk = flat[start : start + TORCH_CHUNK]
+        # On CUDA one launch per op over the whole tensor is fastest (and syncs once).
+        step = TORCH_CHUNK if flat.device.type == "cpu" else max(flat.numel(), 1)
+        for start in range(0, flat.numel(), step):
+            chunk = flat[start : start + step]
             if lo is None:
                 parts.append(chunk[chunk <= hi])
                 continue
