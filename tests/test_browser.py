@@ -77,7 +77,7 @@ def api(url: str, method: str = "GET") -> object:
 
 
 @contextmanager
-def jupyter_lab(root_dir: Path, config_dir: Path):
+def jupyter_lab(root_dir: Path, config_dir: Path, extra_args: tuple[str, ...] = ()):
     """Run JupyterLab on 127.0.0.1 with a random port and token; yield (base_url, token).
 
     The server runs in its own process group and is shut down through its API (which also
@@ -108,6 +108,7 @@ def jupyter_lab(root_dir: Path, config_dir: Path):
             "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={token}",
             f"--ServerApp.root_dir={root_dir}",
+            *extra_args,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -259,3 +260,33 @@ def test_notebook_04_slider_changes_readout_and_mask_picture(tmp_path):
     assert len(set(sources)) == 3 and len(set(pictures)) == 3, "the mask picture did not change"
     for shot in ("slider_low.png", "slider_high.png"):
         assert (ARTIFACTS / shot).stat().st_size > 10_000
+
+
+def test_binder_settings_open_py_notebooks_as_notebooks(tmp_path):
+    # binder/postBuild installs binder/overrides.json as JupyterLab's overrides; here the same
+    # file is served the same way, and a jupytext .py notebook must open as a notebook.
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    settings = tmp_path / "app-settings"
+    settings.mkdir()
+    shutil.copyfile(ROOT / "binder" / "overrides.json", settings / "overrides.json")
+    shutil.copytree(
+        ROOT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns(".ipynb_*")
+    )
+    lab = jupyter_lab(
+        tmp_path, tmp_path / "jupyter-config", (f"--LabApp.app_settings_dir={settings}",)
+    )
+    with lab as (base_url, token), sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{base_url}/lab/tree/notebooks/01_gradient_decomposition.py?token={token}")
+            # Whichever viewer JupyterLab picks shows up: a notebook's cells or a text editor.
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell, .jp-FileEditor", timeout=60_000)
+            assert page.locator(".jp-FileEditor:visible").count() == 0, "opened as plain text"
+            # Its cells, markdown and code, are there as cells (a second code cell, not one blob).
+            page.locator(".jp-NotebookPanel .jp-MarkdownCell").first.wait_for(timeout=30_000)
+            page.locator(".jp-NotebookPanel .jp-CodeCell").nth(1).wait_for(timeout=30_000)
+        finally:
+            browser.close()
