@@ -2,7 +2,8 @@
 
 This proves what a kernel-only run (nbval) cannot: the widgets render in JupyterLab, a
 mouse on the sparsity slider reaches the kernel, and the readout and mask picture answer.
-Screenshots of two slider positions are saved in ``artifacts/browser/``.
+Screenshots of two slider positions are saved in ``artifacts/browser/``. A second test checks
+that Binder's JupyterLab settings open a jupytext ``.py`` notebook as a notebook.
 
 Needs Debian's ``chromium`` (``apt-get install chromium``) and the ``playwright`` package
 (dev extra); never ``playwright install``. Without either, the test is skipped and says why.
