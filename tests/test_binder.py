@@ -95,6 +95,15 @@ def test_pip_section_installs_this_repository_from_the_file_location(path):
     assert (path.parent / pip[0][3:].strip()).resolve() == ROOT
 
 
+@pytest.mark.parametrize("name", ["postBuild", "start"])
+def test_binder_scripts_are_executable_bash(name):
+    # repo2docker runs them directly; a lost executable bit breaks the build or the launch.
+    script = BINDER / name
+    assert os.access(script, os.X_OK)
+    assert script.read_text().startswith("#!/bin/bash\n")
+    subprocess.run(["bash", "-n", str(script)], check=True)  # syntax
+
+
 def test_cpu_threads_follows_the_tightest_limit(tmp_path, monkeypatch):
     cpu_threads = load_cpu_threads()
     monkeypatch.setattr(cpu_threads, "_visible_cpus", lambda: 64)  # a big host, as on Binder
