@@ -10,6 +10,7 @@ exact result.
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ DISABLED = os.environ.get("GRADPRUNE_PURE_TORCH", "") not in ("", "0")
 SERIAL_BELOW = 1 << 18
 
 _kernels = None  # the _numba_sweep module once imported, False if numba is missing
+# numba's default thread pool ("workqueue") aborts the process if two Python threads launch
+# parallel kernels at once; a lock makes concurrent callers wait instead.
+_PARALLEL_LOCK = threading.Lock()
 
 
 def available(tensors) -> bool:
@@ -62,10 +66,10 @@ def count_below_and_band(arrays: list[np.ndarray], lo: float, hi: float) -> tupl
             parts.append(out[:found])
             continue
         n_chunks = 8 * threads
-        numba.set_num_threads(threads)
         # Chunks handed out one at a time: on a shared machine a thread that loses its core
         # would otherwise hold back a fixed half of the work.
-        with numba.parallel_chunksize(1):
+        with _PARALLEL_LOCK, numba.parallel_chunksize(1):
+            numba.set_num_threads(threads)
             counts, found = _kernels.band_sweep(values, lo_v, hi_v, n_chunks, out)
         below += int(counts.sum())
         chunk = -(-values.size // n_chunks)
