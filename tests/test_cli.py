@@ -1,0 +1,96 @@
+"""The gradprune-lite command: a --quick run end to end, the cache, and argument errors."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from gradprune_lite.cli import QUICK, main
+from gradprune_lite.comparison import read_rows
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quick")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the subset warning, where the full set is absent
+        # --quick as shipped, on fewer digits so the test suite stays fast.
+        status = main(
+            ["compare", "--quick", "--out", str(out), "--no-progress", "--train-limit", "3000"]
+        )
+    return status, out
+
+
+def test_quick_run_writes_csv_table_and_plot(quick_run, capsys):
+    status, out = quick_run
+    assert status == 0
+    with open(out / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    criteria, sparsities = QUICK["criteria"].split(","), QUICK["sparsity"].split(",")
+    assert len(rows) == 1 + len(criteria) * len(sparsities)  # the dense row, then the grid
+    pruned = [r for r in rows if r["criterion"] != "dense"]
+    for row in pruned:
+        assert float(row["remaining"]) == pytest.approx(1 - float(row["sparsity"]), abs=1e-4)
+        assert 0 <= float(row["test_error"]) <= 100
+        assert int(float(row["sparse_bytes"])) < int(float(row["dense_bytes"]))
+    table = (out / "results.md").read_text()
+    assert all(c in table for c in criteria) and "90%" in table and "98%" in table
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dense_reference_is_cached_by_configuration(quick_run):
+    _, out = quick_run
+    cached = list((out / "cache").glob("dense-lenet_300_100-seed0-*.pt"))
+    assert len(cached) == 1
+
+
+def test_report_merges_runs(quick_run, tmp_path):
+    _, out = quick_run
+    status = main(["report", str(out / "results.csv"), "--out", str(tmp_path)])
+    assert status == 0
+    assert read_rows(tmp_path / "results.csv") == read_rows(out / "results.csv")
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--criteria", "magnitude,bogus"], "choose from"),
+        (["--sparsity", "150"], "out of range"),
+        (["--sparsity", "ninety"], "not a number"),
+        (["--mode", "later"], "init, after, iterative"),
+        (["--model", "resnet"], "lenet_300_100"),
+        (["--epochs", "0"], "--epochs must be"),
+        (["--seeds", "a,b"], "integers"),
+    ],
+)
+def test_bad_arguments_exit_with_a_clear_message(arguments, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--quick", "--out", str(tmp_path), *arguments])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_module_entry_point_documents_every_option():
+    result = subprocess.run(
+        [sys.executable, "-m", "gradprune_lite", "compare", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for option in (
+        "--model",
+        "--criteria",
+        "--sparsity",
+        "--mode",
+        "--rounds",
+        "--epochs",
+        "--seeds",
+        "--device",
+        "--out",
+        "--quick",
+    ):
+        assert option in result.stdout
