@@ -57,7 +57,8 @@ def _band_indices(k: int, total: int, m: int) -> tuple[int, int]:
 
 
 def _sample_sizes(tensors: Sequence, total: int) -> list[int]:
-    return [max(1, math.ceil(SAMPLE_SIZE * _numel(t) / total)) for t in tensors]
+    """Sample size per tensor, proportional to its size; at least 1 unless it is empty."""
+    return [math.ceil(SAMPLE_SIZE * _numel(t) / total) for t in tensors]
 
 
 def _numel(t) -> int:
@@ -70,6 +71,8 @@ def _locate_torch(tensors: Sequence[torch.Tensor], k: int, total: int):
     flats = [t.reshape(-1) for t in tensors]
     picks = []
     for flat, m in zip(flats, _sample_sizes(flats, total)):
+        if m == 0:
+            continue
         idx = torch.randint(flat.numel(), (m,), generator=generator).to(flat.device)
         picks.append(flat[idx])
     sample = torch.cat(picks).sort().values
@@ -119,7 +122,11 @@ def _locate_compiled(tensors: Sequence[torch.Tensor], k: int, total: int):
     rng = np.random.default_rng(_SEED)
     sample = np.sort(
         np.concatenate(
-            [a[rng.integers(0, a.size, m)] for a, m in zip(arrays, _sample_sizes(arrays, total))]
+            [
+                a[rng.integers(0, a.size, m)]
+                for a, m in zip(arrays, _sample_sizes(arrays, total))
+                if m
+            ]
         )
     )
     lo_index, hi_index = _band_indices(k, total, sample.size)

@@ -112,6 +112,14 @@ def test_large_input_takes_the_sampling_path_and_is_exact(path, monkeypatch):
     assert len(calls) == 4
 
 
+@pytest.mark.parametrize("path", SWEEPS)
+def test_empty_tensors_among_the_inputs_are_ignored(path):
+    tensors = [torch.empty(0), torch.randn(40), torch.empty(0, 3), torch.randn(25)]
+    with sweep_path(path, small_input=4, sample_size=8):
+        for k in [1, 30, 65]:
+            assert torch.equal(gp.kth_smallest(tensors, k), reference_kth(tensors, k))
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
 def test_other_dtypes_are_exact(dtype):
     generator = torch.Generator().manual_seed(1)
