@@ -112,10 +112,19 @@ def score(model: nn.Module, criterion: str, batches=None, **options) -> Scores:
     return {name: scores[name].detach() for name in ctx.weights}
 
 
+_MIX, _OFFSET = 0x9E3779B97F4A7C15, 0x5DEECE66D
+
+
 @register_criterion("random")
 def random_scores(ctx: ScoringContext) -> Scores:
-    """Uniform random scores: the baseline every criterion must beat."""
-    generator = torch.Generator().manual_seed(int(ctx.options.get("seed", 0)))
+    """Uniform random scores: the baseline every criterion must beat.
+
+    The stream is seeded from ``seed`` through a mixing constant, never with ``seed``
+    itself: a model initialised after ``torch.manual_seed(seed)`` draws its weights from
+    that very stream, and "random" scores would then track the initial weights' signs.
+    """
+    seed = int(ctx.options.get("seed", 0))
+    generator = torch.Generator().manual_seed((seed * _MIX + _OFFSET) % 2**63)
     return {
         name: torch.rand(w.shape, generator=generator).to(w.device)
         for name, w in ctx.weights.items()

@@ -115,6 +115,17 @@ def test_random_is_seeded(mlp):
     assert not all(torch.equal(a[n], c[n]) for n in a)
 
 
+def test_random_is_independent_of_a_model_seeded_alike():
+    """Seeding both with 0 must not make the 'random' baseline follow the initial weights."""
+    torch.manual_seed(0)
+    model = nn.Linear(500, 400)
+    w = model.weight.detach().flatten()
+    r = gp.score(model, "random", seed=0)["weight"].flatten()
+    centred_w, centred_r = w - w.mean(), r - r.mean()
+    correlation = float((centred_w * centred_r).sum() / (centred_w.norm() * centred_r.norm()))
+    assert abs(correlation) < 0.02  # 200,000 pairs: independent draws give |r| ≈ 0.002
+
+
 def test_register_criterion_as_decorator_and_call(mlp, mlp_batches):
     @gp.register_criterion("test_snr")
     def snr(ctx):
