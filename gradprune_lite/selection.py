@@ -209,14 +209,15 @@ def _masks_for_threshold(tensors: Mapping[str, torch.Tensor], k: int) -> dict[st
 
 def _all_finite(scores: Mapping[str, torch.Tensor]) -> bool:
     """Fast pre-check: min and max propagate NaN and show ±inf, with no full-size temporary."""
+    extremes = []
     for tensor in scores.values():
         if not isinstance(tensor, torch.Tensor):
             return False
         if tensor.is_floating_point() and tensor.numel():
-            extremes = torch.stack([tensor.amin(), tensor.amax()])
-            if not bool(torch.isfinite(extremes).all()):
-                return False
-    return True
+            # float64 so that stacking layers of mixed dtypes cannot overflow to inf.
+            extremes.extend(e.double() for e in torch.aminmax(tensor.detach()))
+    # One stack and one host sync for all layers, not one per layer.
+    return not extremes or bool(torch.isfinite(torch.stack(extremes)).all())
 
 
 def _prepare(scores: Mapping[str, torch.Tensor], sparsity: float) -> tuple[dict, float]:
