@@ -54,9 +54,12 @@ def holders(scores: dict[str, torch.Tensor]) -> list[nn.Module]:
 
 
 def selection_times(
-    scores: dict[str, torch.Tensor], repeats: int, device: torch.device | str = "cpu"
+    scores: dict[str, torch.Tensor],
+    repeats: int,
+    device: torch.device | str = "cpu",
+    skip: tuple[str, ...] = (),
 ) -> dict[str, float]:
-    """Median seconds of our selection and of each peer, on the same scores."""
+    """Median seconds of our selection and of each peer, on the same scores (skipped: nan)."""
     flat = torch.cat(list(scores.values()))
     total = flat.numel()
     k = round(SPARSITY * total)
@@ -67,19 +70,20 @@ def selection_times(
     def fast(fn):
         return timed(fn, repeats, device=device)
 
-    def peer(fn, **kw):
-        return timed(fn, slow, warmup=warm, device=device, **kw)
+    def peer(name, fn, **kw):
+        return float("nan") if name in skip else timed(fn, slow, warmup=warm, device=device, **kw)
 
     t = {
         "stream": fast(lambda: flat.sum()),
         "ours_kth": fast(lambda: gp.kth_smallest(list(scores.values()), k)),
         "ours_masks": fast(lambda: gp.global_masks(scores, SPARSITY)),
-        "kthvalue": peer(lambda: flat.kthvalue(k)),
-        "topk": peer(lambda: flat.topk(k, largest=False, sorted=False)),
-        "sort": peer(lambda: flat.sort()),
+        "kthvalue": peer("kthvalue", lambda: flat.kthvalue(k)),
+        "topk": peer("topk", lambda: flat.topk(k, largest=False, sorted=False)),
+        "sort": peer("sort", lambda: flat.sort()),
     }
     state = {}
     t["global_unstructured"] = peer(
+        "global_unstructured",
         lambda: torch_prune.global_unstructured(
             [(m, "weight") for m in state["modules"]],
             pruning_method=torch_prune.L1Unstructured,
