@@ -57,8 +57,13 @@ def _band_indices(k: int, total: int, m: int) -> tuple[int, int]:
 
 
 def _sample_sizes(tensors: Sequence, total: int) -> list[int]:
-    """Sample size per tensor, proportional to its size; at least 1 unless it is empty."""
-    return [math.ceil(SAMPLE_SIZE * _numel(t) / total) for t in tensors]
+    """Sample size per tensor, proportional to its size; at least 1 unless it is empty.
+
+    The whole sample is ``total / 64`` up to ``SAMPLE_SIZE``: sorting the sample costs
+    m·log m and selecting in the band ~N/√m, so a smaller input wants a smaller sample.
+    """
+    m = min(SAMPLE_SIZE, max(1, total // 64))
+    return [math.ceil(m * _numel(t) / total) for t in tensors]
 
 
 def _numel(t) -> int:
