@@ -22,7 +22,14 @@ from torch.nn.utils import prune as torch_prune
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from timing import fmt_seconds, load_average, machine_details, markdown_table, use_cpu_clock  # noqa: E402
+from timing import (
+    fmt_seconds,
+    interleaved_medians,
+    load_average,
+    machine_details,
+    markdown_table,
+    use_cpu_clock,
+)  # noqa: E402
 from timing import median_seconds as timed  # noqa: E402
 
 import gradprune_lite as gp  # noqa: E402
@@ -67,16 +74,19 @@ def selection_times(
     # The peers take seconds at 50M; one untimed warm-up run is not worth it there.
     warm = 0 if slow == 1 else 1
 
-    def fast(fn):
-        return timed(fn, repeats, device=device)
-
     def peer(name, fn, **kw):
         return float("nan") if name in skip else timed(fn, slow, warmup=warm, device=device, **kw)
 
-    t = {
-        "stream": fast(lambda: flat.sum()),
-        "ours_kth": fast(lambda: gp.kth_smallest(list(scores.values()), k)),
-        "ours_masks": fast(lambda: gp.global_masks(scores, SPARSITY)),
+    t = interleaved_medians(
+        {
+            "stream": lambda: flat.sum(),
+            "ours_kth": lambda: gp.kth_smallest(list(scores.values()), k),
+            "ours_masks": lambda: gp.global_masks(scores, SPARSITY),
+        },
+        repeats,
+        device,
+    )
+    t |= {
         "kthvalue": peer("kthvalue", lambda: flat.kthvalue(k)),
         "topk": peer("topk", lambda: flat.topk(k, largest=False, sorted=False)),
         "sort": peer("sort", lambda: flat.sort()),
@@ -174,16 +184,17 @@ def backpack_runner(model: nn.Module):
 
 
 def stats_times(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int) -> dict:
-    times = {
-        "plain": timed(lambda: plain_step(model, x, y), repeats * 4),
-        "ours": timed(lambda: gp.gradient_stats(model, [(x, y)]), repeats * 4),
-        "vmap": timed(lambda: vmap_stats(model, x, y), repeats),
+    contenders = {
+        "plain": lambda: plain_step(model, x, y),
+        "ours": lambda: gp.gradient_stats(model, [(x, y)]),
+        "vmap": lambda: vmap_stats(model, x, y),
     }
     run_backpack, note = backpack_runner(model)
+    if run_backpack is not None:
+        contenders["backpack"] = lambda: run_backpack(x, y)
+    times: dict = interleaved_medians(contenders, repeats * 2)
     if run_backpack is None:
         times["backpack_note"] = note
-    else:
-        times["backpack"] = timed(lambda: run_backpack(x, y), repeats * 2)
     return times
 
 

@@ -53,6 +53,31 @@ def median_seconds(
     return statistics.median(times)
 
 
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]],
+    rounds: int,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Median seconds of each function, run once per round in turn (order rotating).
+
+    On a shared machine the background load changes from second to second; taking the
+    contenders in turn puts them under the same load, which blocks of repeats do not.
+    """
+    names = list(fns)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for name in names:  # warm-up
+        fns[name]()
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            sync(device)
+            start = _clock()
+            fns[name]()
+            sync(device)
+            times[name].append(_clock() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
