@@ -63,10 +63,14 @@ def _zero_optimizer_state(optimizer: torch.optim.Optimizer, model: nn.Module) ->
         for m in prunable_modules(model).values()
         if getattr(m, MASK_BUFFER, None) is not None
     }
+    states, factors = [], []
     for param, mask in masks_by_param.items():
         for value in optimizer.state.get(param, {}).values():
             if isinstance(value, torch.Tensor) and value.shape == mask.shape:
-                value.mul_(mask)
+                states.append(value)
+                factors.append(_as_factor(mask))
+    if states:
+        torch._foreach_mul_(states, factors)
 
 
 def hold_masks(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
