@@ -62,3 +62,25 @@ def cnn_batches():
 def mlp_factory():
     """Build a fresh copy of the small MLP (same initial weights every call)."""
     return small_mlp
+
+
+def _load_real_digits(train_limit: int, test_limit: int):
+    """First digits of real MNIST: the full set via GRADPRUNE_DATA, else the shipped subset.
+
+    Never downloads; the subset's fallback warning is silenced here (test_data checks it).
+    """
+    import warnings
+
+    import gradprune_lite as gp
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train = gp.mnist("train", limit=train_limit, verbose=False, download=False)
+        test = gp.mnist("test", limit=test_limit, verbose=False, download=False)
+    return train, test
+
+
+@pytest.fixture(scope="session")
+def real_digits():
+    """``real_digits(train_limit, test_limit)`` → (train, test) Digits of real MNIST."""
+    return _load_real_digits

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import pytest
 
@@ -12,12 +11,8 @@ from gradprune_lite.comparison import markdown_table, summarise
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        train = gp.mnist("train", limit=600, verbose=False, download=False)
-        test = gp.mnist("test", limit=300, verbose=False, download=False)
-    return train, test
+def tiny(real_digits):
+    return real_digits(600, 300)
 
 
 def test_modes_after_and_iterative_reach_the_target_sparsity(tiny, tmp_path):

@@ -9,15 +9,8 @@ import gradprune_lite as gp
 
 
 @pytest.fixture(scope="module")
-def digits():
-    # Real MNIST: the full set via GRADPRUNE_DATA, else the shipped subset.
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        train = gp.mnist("train", limit=4000, verbose=False, download=False)
-        test = gp.mnist("test", limit=1000, verbose=False, download=False)
-    return train, test
+def digits(real_digits):
+    return real_digits(4000, 1000)
 
 
 def test_one_epoch_learns_far_better_than_chance(digits):
