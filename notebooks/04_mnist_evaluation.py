@@ -151,3 +151,11 @@ explorer.criterion.value = "random"
 print(gp.widgets.readout_text(explorer))
 explorer.slider.value = 0.0
 print(gp.widgets.readout_text(explorer))
+
+# %% [markdown]
+# Back to a sensible starting point for your own exploration: magnitude at 95%.
+
+# %%
+explorer.criterion.value = "magnitude"
+explorer.slider.value = 0.95
+print(gp.widgets.readout_text(explorer))
