@@ -31,14 +31,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import checkpoint_sizes
-from .criteria import score
 from .data import Digits
 from .evaluate import evaluate
 from .layers import prunable_weights
-from .masks import apply_masks
 from .models import MODELS
 from .prune import prune
-from .selection import global_masks
 from .train import fit
 
 MODES = ("init", "after", "iterative")
@@ -228,15 +225,13 @@ def run_comparison(
                 options["input_shape"] = tuple(train.images.shape[1:])
             if mode == "init":
                 net = MODELS[model](seed=seed).to(device)
-                if criterion == "synflow":
-                    prune(net, "synflow", sparsity, rounds=synflow_rounds, **options)
-                else:
-                    masks = global_masks(score(net, criterion, batches, **options), sparsity)
-                    apply_masks(net, masks)
+                # SynFlow prunes at initialisation in its own data-free rounds, per its paper.
+                init_rounds = synflow_rounds if criterion == "synflow" else 1
+                prune(net, criterion, sparsity, batches, rounds=init_rounds, **options)
                 seconds = train_for(net, epochs, seed)
             elif mode == "after":
                 net = copy.deepcopy(dense)
-                apply_masks(net, global_masks(score(net, criterion, batches, **options), sparsity))
+                prune(net, criterion, sparsity, batches, **options)
                 seconds = train_for(net, finetune_epochs, seed)
             else:
                 net = copy.deepcopy(dense)

@@ -30,8 +30,11 @@ def sparsity_schedule(target: float, rounds: int, schedule: str = "exponential")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
     if schedule == "linear" or target == 1.0:
-        return [target * r / rounds for r in range(1, rounds + 1)]
-    return [1 - (1 - target) ** (r / rounds) for r in range(1, rounds + 1)]
+        steps = [target * r / rounds for r in range(1, rounds + 1)]
+    else:
+        steps = [1 - (1 - target) ** (r / rounds) for r in range(1, rounds + 1)]
+    steps[-1] = target  # exactly, not 1 − (1 − target) with its round-off
+    return steps
 
 
 def prune(
