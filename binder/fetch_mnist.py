@@ -1,6 +1,6 @@
 """Put the full MNIST into the image's cache once, at build time, through our own loader.
 
-Binder sessions then find it in ``gradprune_lite.data.default_cache_dir()`` and never
+Binder sessions then find it in ``gradprune_lite.experiment.data.default_cache_dir()`` and never
 download. When ``$GRADPRUNE_DATA`` names a local copy (offline builds, the tests), its raw
 files are copied into the cache instead of downloading. Either way the loader then reads
 the cache back, and the build fails unless both full splits come out of it.
@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from gradprune_lite.data import default_cache_dir, mnist
+from gradprune_lite.experiment.data import default_cache_dir, mnist
 
 FULL_SIZES = {"train": 60_000, "test": 10_000}
 

@@ -6,15 +6,10 @@ masks = gp.global_masks(scores, sparsity=0.9)      # dict name -> bool tensor
 gp.apply_masks(model, masks, optimizer)            # pruned weights stay exactly zero
 """
 
-from . import checks, models, plots, ranking, widgets
-from .checkpoint import checkpoint_sizes, load, save
-from .comparison import run_comparison, write_outputs
-from .criteria import CRITERIA, ScoringContext, register_criterion, score
-from .data import Digits, mnist
-from .evaluate import Evaluation, evaluate
-from .interop import from_torch_prune, to_torch_prune
-from .layers import prunable_weights
-from .masks import (
+from .core.criteria import CRITERIA, ScoringContext, register_criterion, score
+from .core.interop import from_torch_prune, to_torch_prune
+from .core.layers import prunable_weights
+from .core.masks import (
     apply_masks,
     current_masks,
     enforce_masks,
@@ -23,10 +18,16 @@ from .masks import (
     remove_masks,
     sparsity,
 )
-from .prune import prune, sparsity_schedule
-from .selection import global_masks, kth_smallest, layerwise_masks
-from .stats import GradientStats, gradient_stats
-from .train import fit
+from .core.prune import prune, sparsity_schedule
+from .core.selection import global_masks, kth_smallest, layerwise_masks
+from .core.stats import GradientStats, gradient_stats
+from .course import checks, plots, ranking, widgets
+from .experiment import models
+from .experiment.checkpoint import checkpoint_sizes, load, save
+from .experiment.comparison import run_comparison, write_outputs
+from .experiment.data import Digits, mnist
+from .experiment.evaluate import Evaluation, evaluate
+from .experiment.train import fit
 
 __version__ = "0.1.0"
 

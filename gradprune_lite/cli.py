@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from .comparison import ALL_CRITERIA, MODES, read_rows, run_comparison, write_outputs
-from .data import mnist
-from .models import MODELS
+from .experiment.comparison import ALL_CRITERIA, MODES, read_rows, run_comparison, write_outputs
+from .experiment.data import mnist
+from .experiment.models import MODELS
 
 #: What ``--quick`` uses for every option the user did not set (under a minute on 2 cores).
 QUICK = {

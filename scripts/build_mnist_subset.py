@@ -4,7 +4,7 @@ Usage:
     python scripts/build_mnist_subset.py [MNIST_RAW_FOLDER]
 
 MNIST_RAW_FOLDER holds torchvision's raw IDX files (default: $GRADPRUNE_DATA/MNIST/raw).
-Writes gradprune_lite/data/mnist_subset.npz (the first 10,000 training and first 2,000
+Writes gradprune_lite/experiment/data/mnist_subset.npz (the first 10,000 training and first 2,000
 test digits, uint8, compressed) and mnist_subset.json beside it (sha256 and md5 of the
 npz and of the source files, so both ends of the copy can be checked).
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradprune_lite.data import SUBSET_INFO_PATH, SUBSET_PATH, _load_raw
+from gradprune_lite.experiment.data import SUBSET_INFO_PATH, SUBSET_PATH, _load_raw
 
 TRAIN_COUNT = 10_000
 TEST_COUNT = 2_000

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import gradprune_lite as gp
-from gradprune_lite import checkpoint
+from gradprune_lite.experiment import checkpoint
 
 
 def pruned(build, sparsity, seed=0):

@@ -10,7 +10,7 @@ import warnings
 import pytest
 
 from gradprune_lite.cli import QUICK, main
-from gradprune_lite.comparison import read_rows
+from gradprune_lite.experiment.comparison import read_rows
 
 
 @pytest.fixture(scope="module")

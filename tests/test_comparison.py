@@ -7,7 +7,7 @@ import math
 import pytest
 
 import gradprune_lite as gp
-from gradprune_lite.comparison import markdown_table, summarise
+from gradprune_lite.experiment.comparison import markdown_table, summarise
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import torch
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
 import gradprune_lite as gp
-from gradprune_lite import data
+from gradprune_lite.experiment import data
 
 # The fake folders below hold a handful of digits, which gp.mnist rightly warns about.
 pytestmark = pytest.mark.filterwarnings("ignore:.*not the .* of MNIST")

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import gradprune_lite as gp
-from gradprune_lite.evaluate import confusion_matrix, metrics_from_confusion
+from gradprune_lite.experiment.evaluate import confusion_matrix, metrics_from_confusion
 
 # Eight digits of classes 0, 1, 2 (the other seven classes never occur).
 TRUE = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])

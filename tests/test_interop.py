@@ -23,7 +23,7 @@ def test_export_to_torch_prune_gives_the_same_effective_weights(mlp):
 def test_import_from_torch_prune_round_trip(mlp):
     weights = gp.prunable_weights(mlp)
     torch_prune.global_unstructured(
-        [(m, "weight") for m in gp.layers.prunable_modules(mlp).values()],
+        [(m, "weight") for m in gp.core.layers.prunable_modules(mlp).values()],
         pruning_method=torch_prune.L1Unstructured,
         amount=0.6,
     )

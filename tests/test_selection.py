@@ -17,8 +17,8 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 import gradprune_lite as gp
-from gradprune_lite import _band_kernel
-from gradprune_lite import selection as sel
+from gradprune_lite.core import _band_kernel
+from gradprune_lite.core import selection as sel
 
 SWEEPS = ["compiled", "torch"]
 

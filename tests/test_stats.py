@@ -82,7 +82,7 @@ def test_snr_is_mean_squared_over_variance(mlp, mlp_batches):
 
 def test_conv_chunking_gives_the_same_result(cnn, cnn_batches, monkeypatch):
     whole = gp.gradient_stats(cnn, cnn_batches)
-    import gradprune_lite.stats as stats_module
+    import gradprune_lite.core.stats as stats_module
 
     monkeypatch.setattr(stats_module, "CONV_CHUNK_ELEMENTS", 1)  # one sample per chunk
     chunked = gp.gradient_stats(cnn, cnn_batches)

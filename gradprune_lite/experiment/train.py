@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..core.masks import hold_masks
 from .data import Digits
-from .masks import hold_masks
 
 SCHEDULES = (None, "cosine", "step")
 

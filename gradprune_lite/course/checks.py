@@ -16,10 +16,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .criteria import score
-from .masks import remove_masks
-from .selection import global_masks, layerwise_masks
-from .stats import gradient_stats
+from ..core.criteria import score
+from ..core.masks import remove_masks
+from ..core.selection import global_masks, layerwise_masks
+from ..core.stats import gradient_stats
 
 _NOT_DONE = "{name} still raises NotImplementedError: replace the stub with your code."
 

@@ -22,10 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.criteria import score
+from ..core.masks import apply_masks
+from ..core.selection import global_masks
 from . import plots
-from .criteria import score
-from .masks import apply_masks
-from .selection import global_masks
 
 #: Sparsity levels of the slider: dense at the high end, where criteria differ.
 SPARSITY_LEVELS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
@@ -71,8 +71,8 @@ class Explorer:
         """Prune a copy of the model, optionally fine-tune it, evaluate; cached."""
         key = (criterion, float(sparsity), bool(finetune))
         if key not in self.results:
-            from .evaluate import evaluate
-            from .train import fit
+            from ..experiment.evaluate import evaluate
+            from ..experiment.train import fit
 
             pruned = copy.deepcopy(self.model)
             masks = global_masks(self.scores_for(criterion), sparsity)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from .selection import global_masks
+from ..core.selection import global_masks
 
 
 def ranks(values: torch.Tensor) -> torch.Tensor:

@@ -30,12 +30,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..core.layers import prunable_weights
+from ..core.prune import prune
 from .checkpoint import checkpoint_sizes
 from .data import Digits
 from .evaluate import evaluate
-from .layers import prunable_weights
 from .models import MODELS
-from .prune import prune
 from .train import fit
 
 MODES = ("init", "after", "iterative")
