@@ -27,6 +27,7 @@ from .experiment.checkpoint import checkpoint_sizes, load, save
 from .experiment.comparison import run_comparison, write_outputs
 from .experiment.data import Digits, mnist
 from .experiment.evaluate import Evaluation, evaluate
+from .experiment.reference import splits, trained
 from .experiment.train import fit
 
 __version__ = "0.1.0"
@@ -66,6 +67,8 @@ __all__ = [
     "score",
     "sparsity",
     "sparsity_schedule",
+    "splits",
     "to_torch_prune",
+    "trained",
     "write_outputs",
 ]
