@@ -20,7 +20,7 @@ from .core.masks import (
 )
 from .core.prune import prune, sparsity_schedule
 from .core.selection import global_masks, kth_smallest, layerwise_masks
-from .core.stats import GradientStats, gradient_stats
+from .core.stats import GradientStats, gradient_stats, per_sample_gradients
 from .course import checks, plots, ranking, widgets
 from .experiment import models
 from .experiment.checkpoint import checkpoint_sizes, load, save
@@ -58,6 +58,7 @@ __all__ = [
     "mask_overlap",
     "mnist",
     "models",
+    "per_sample_gradients",
     "prunable_weights",
     "prune",
     "register_criterion",

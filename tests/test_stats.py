@@ -98,3 +98,24 @@ def test_empty_batches_raise(mlp):
 def test_model_without_prunable_layers_raises():
     with pytest.raises(ValueError, match="no prunable layers"):
         gp.gradient_stats(nn.Sequential(nn.ReLU()), [(torch.randn(2, 3), torch.tensor([0, 1]))])
+
+
+@pytest.mark.parametrize("model_name", ["mlp", "cnn"])
+def test_per_sample_gradients_equal_torch_func_in_small_chunks(model_name, request):
+    model = request.getfixturevalue(model_name)
+    batches = request.getfixturevalue(f"{model_name}_batches")
+    ref = per_sample_reference(model, batches)
+    collected: dict[str, list[torch.Tensor]] = {}
+    # A bound of 3 weights' worth of floats forces several chunks per batch.
+    biggest = max(w.numel() for w in gp.prunable_weights(model).values())
+    for name, chunk in gp.per_sample_gradients(model, batches, max_elements=3 * biggest):
+        assert chunk.shape[0] <= 3
+        collected.setdefault(name, []).append(chunk)
+    assert set(collected) == set(gp.prunable_weights(model))
+    for name, chunks in collected.items():
+        torch.testing.assert_close(torch.cat(chunks), ref[name], rtol=1e-4, atol=1e-6)
+
+
+def test_per_sample_gradients_reject_unknown_names(mlp, mlp_batches):
+    with pytest.raises(ValueError, match="no prunable weight named"):
+        list(gp.per_sample_gradients(mlp, mlp_batches, names=["nope.weight"]))

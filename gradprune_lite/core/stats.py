@@ -18,7 +18,7 @@ before squaring; the batch is processed in chunks so memory stays bounded.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -61,17 +61,16 @@ def _linear_sums(x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.
     if x.dim() == 2:
         return d.t() @ x, d.square().t() @ x.square()
     # Inputs with extra dims (sequences): a sample's gradient sums over positions, so it
-    # must be formed per sample before it is squared.
-    x = x.reshape(x.shape[0], -1, x.shape[-1])
-    d = d.reshape(d.shape[0], -1, d.shape[-1])
-    per_sample = torch.einsum("nto,nti->noi", d, x)
-    return per_sample.sum(0), per_sample.square().sum(0)
+    # must be formed per sample before it is squared, in bounded chunks.
+    total = torch.zeros(d.shape[-1], x.shape[-1], dtype=d.dtype, device=d.device)
+    total_sq = torch.zeros_like(total)
+    for per_sample in _linear_per_sample(x, d):
+        total += per_sample.sum(0)
+        total_sq += per_sample.square_().sum(0)
+    return total, total_sq
 
 
-def _conv_sums(
-    module: nn.Conv2d, x: torch.Tensor, d: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Σ g_n and Σ g_n² for a Conv2d layer. x: (N, C, H, W), d: (N, O, H', W')."""
+def _conv_check(module: nn.Conv2d) -> None:
     if module.padding_mode != "zeros":
         raise ValueError(
             f"gradient_stats supports Conv2d with padding_mode='zeros', "
@@ -79,13 +78,20 @@ def _conv_sums(
         )
     if isinstance(module.padding, str):
         raise ValueError("gradient_stats needs numeric Conv2d padding, not 'same' or 'valid'.")
+
+
+def _conv_per_sample(
+    module: nn.Conv2d, x: torch.Tensor, d: torch.Tensor, max_elements: int = CONV_CHUNK_ELEMENTS
+) -> Iterator[torch.Tensor]:
+    """Per-sample gradients of a Conv2d weight, in chunks of at most ``max_elements`` floats.
+
+    x: (N, C, H, W) layer inputs, d: (N, O, H', W') output gradients → yields (n, *weight.shape).
+    """
+    _conv_check(module)
     groups = module.groups
     out_channels = module.out_channels
     weight_shape = module.weight.shape
-    per_sample_size = weight_shape.numel()
-    chunk = max(1, CONV_CHUNK_ELEMENTS // max(per_sample_size, 1))
-    total = torch.zeros(weight_shape, dtype=d.dtype, device=d.device)
-    total_sq = torch.zeros_like(total)
+    chunk = max(1, max_elements // max(weight_shape.numel(), 1))
     for start in range(0, x.shape[0], chunk):
         xs = x[start : start + chunk]
         ds = d[start : start + chunk]
@@ -100,7 +106,27 @@ def _conv_sums(
         )
         unfolded = unfolded.reshape(n, groups, -1, unfolded.shape[-1])
         grads = ds.reshape(n, groups, out_channels // groups, -1)
-        per_sample = torch.einsum("ngol,ngil->ngoi", grads, unfolded).reshape(n, *weight_shape)
+        yield torch.einsum("ngol,ngil->ngoi", grads, unfolded).reshape(n, *weight_shape)
+
+
+def _linear_per_sample(
+    x: torch.Tensor, d: torch.Tensor, max_elements: int = CONV_CHUNK_ELEMENTS
+) -> Iterator[torch.Tensor]:
+    """Per-sample gradients of a Linear weight in bounded chunks. x: (N, …, in), d: (N, …, out)."""
+    x = x.reshape(x.shape[0], -1, x.shape[-1])
+    d = d.reshape(d.shape[0], -1, d.shape[-1])
+    chunk = max(1, max_elements // max(x.shape[-1] * d.shape[-1], 1))
+    for start in range(0, x.shape[0], chunk):
+        yield torch.einsum("nto,nti->noi", d[start : start + chunk], x[start : start + chunk])
+
+
+def _conv_sums(
+    module: nn.Conv2d, x: torch.Tensor, d: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ g_n and Σ g_n² for a Conv2d layer. x: (N, C, H, W), d: (N, O, H', W')."""
+    total = torch.zeros(module.weight.shape, dtype=d.dtype, device=d.device)
+    total_sq = torch.zeros_like(total)
+    for per_sample in _conv_per_sample(module, x, d):
         total += per_sample.sum(0)
         total_sq += per_sample.square_().sum(0)
     return total, total_sq
@@ -135,6 +161,100 @@ class _OutputRecorder:
             handle.remove()
 
 
+def _recorded_passes(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+    modules: dict[str, nn.Module],
+) -> Iterator[tuple[int, list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]]]]:
+    """One forward/backward per batch; yields (n, [(name, module, input, output grad)]).
+
+    Weights are frozen during the pass (restored after), so autograd computes only the
+    output gradients the decomposition needs. The loss is a mean; scaling it by n makes
+    each output-gradient row the gradient of that sample's own loss.
+    """
+    loss_fn = F.cross_entropy if loss_fn is None else loss_fn
+    device = next(model.parameters()).device
+    params = list(model.parameters())
+    saved_flags = [p.requires_grad for p in params]
+    recorder = _OutputRecorder(modules)
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        for inputs, targets in batches:
+            inputs, targets = inputs.to(device), targets.to(device)
+            n = inputs.shape[0]
+            if n == 0:
+                continue
+            recorder.calls.clear()
+            loss = loss_fn(model(inputs), targets) * n
+            outputs = [call[3] for call in recorder.calls]
+            grads = torch.autograd.grad(loss, outputs, allow_unused=True)
+            yield (
+                n,
+                [
+                    (name, module, x, d)
+                    for (name, module, x, _), d in zip(recorder.calls, grads)
+                    if d is not None
+                ],
+            )
+    finally:
+        recorder.remove()
+        recorder.calls.clear()
+        for p, flag in zip(params, saved_flags):
+            p.requires_grad_(flag)
+
+
+def _no_samples_error() -> ValueError:
+    return ValueError(
+        "batches yielded no samples: gradient statistics need data. Pass an iterable of "
+        "(inputs, targets), e.g. a DataLoader or [(x, y)]."
+    )
+
+
+def per_sample_gradients(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    *,
+    names: Iterable[str] | None = None,
+    max_elements: int = CONV_CHUNK_ELEMENTS,
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """Per-sample gradients g_n of prunable weights, streamed in bounded chunks.
+
+    The same pass as ``gradient_stats`` (one source of truth), without reducing over samples:
+    second-order methods (``obs``) build the empirical Fisher F = (1/N) Σ g_n g_nᵀ from these.
+
+    Args:
+        model, batches, loss_fn: as for ``gradient_stats``.
+        names: prunable weight names to produce (default: all).
+        max_elements: upper bound on floats in one yielded chunk.
+
+    Yields:
+        ``(name, chunk)`` with chunk shaped (n, *weight.shape): the gradients of n samples'
+        own losses. For each name, the chunks cover every sample, in batch order.
+    """
+    modules = prunable_modules(model)
+    if names is not None:
+        wanted = list(names)
+        unknown = [name for name in wanted if name not in modules]
+        if unknown:
+            raise ValueError(f"no prunable weight named {unknown}; choose from {list(modules)}.")
+        modules = {name: modules[name] for name in wanted}
+    count = 0
+    for n, calls in _recorded_passes(model, batches, loss_fn, modules):
+        for name, module, x, d in calls:
+            if isinstance(module, nn.Conv2d):
+                chunks = _conv_per_sample(module, x, d, max_elements)
+            else:
+                chunks = _linear_per_sample(x, d, max_elements)
+            for chunk in chunks:
+                yield name, chunk
+        count += n
+    if count == 0:
+        raise _no_samples_error()
+
+
 def gradient_stats(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -158,52 +278,24 @@ def gradient_stats(
     Raises:
         ValueError: when ``batches`` yields no samples, or the model has no prunable layers.
     """
-    loss_fn = F.cross_entropy if loss_fn is None else loss_fn
     modules = prunable_modules(model)
-    device = next(model.parameters()).device
-    params = list(model.parameters())
-    saved_flags = [p.requires_grad for p in params]
     sums: dict[str, torch.Tensor] = {}
     sq_sums: dict[str, torch.Tensor] = {}
-    recorder = _OutputRecorder(modules)
     count = 0
-    try:
-        for p in params:
-            p.requires_grad_(False)
-        for inputs, targets in batches:
-            inputs, targets = inputs.to(device), targets.to(device)
-            n = inputs.shape[0]
-            if n == 0:
-                continue
-            recorder.calls.clear()
-            # The loss is a mean; scaling by n makes each output gradient row the gradient
-            # of that sample's own loss.
-            loss = loss_fn(model(inputs), targets) * n
-            outputs = [call[3] for call in recorder.calls]
-            grads = torch.autograd.grad(loss, outputs, allow_unused=True)
-            for (name, module, x, _), d in zip(recorder.calls, grads):
-                if d is None:
-                    continue
-                if isinstance(module, nn.Conv2d):
-                    total, total_sq = _conv_sums(module, x, d)
-                else:
-                    total, total_sq = _linear_sums(x, d)
-                if name in sums:
-                    sums[name] += total
-                    sq_sums[name] += total_sq
-                else:
-                    sums[name], sq_sums[name] = total, total_sq
-            count += n
-    finally:
-        recorder.remove()
-        recorder.calls.clear()
-        for p, flag in zip(params, saved_flags):
-            p.requires_grad_(flag)
+    for n, calls in _recorded_passes(model, batches, loss_fn, modules):
+        for name, module, x, d in calls:
+            if isinstance(module, nn.Conv2d):
+                total, total_sq = _conv_sums(module, x, d)
+            else:
+                total, total_sq = _linear_sums(x, d)
+            if name in sums:
+                sums[name] += total
+                sq_sums[name] += total_sq
+            else:
+                sums[name], sq_sums[name] = total, total_sq
+        count += n
     if count == 0:
-        raise ValueError(
-            "batches yielded no samples: gradient statistics need data. Pass an iterable of "
-            "(inputs, targets), e.g. a DataLoader or [(x, y)]."
-        )
+        raise _no_samples_error()
     missing = [name for name in modules if name not in sums]
     if missing:
         raise ValueError(
