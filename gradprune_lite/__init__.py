@@ -6,6 +6,7 @@ masks = gp.global_masks(scores, sparsity=0.9)      # dict name -> bool tensor
 gp.apply_masks(model, masks, optimizer)            # pruned weights stay exactly zero
 """
 
+from .core.cost import model_cost
 from .core.criteria import CRITERIA, ScoringContext, register_criterion, score
 from .core.interop import from_torch_prune, to_torch_prune
 from .core.layers import prunable_weights
@@ -20,7 +21,9 @@ from .core.masks import (
 )
 from .core.prune import prune, sparsity_schedule
 from .core.selection import global_masks, kth_smallest, layerwise_masks
+from .core.sparse import to_sparse
 from .core.stats import GradientStats, gradient_stats, per_sample_gradients
+from .core.structure import GROUP_CRITERIA, register_group_criterion, structured_prune
 from .course import checks, plots, ranking, widgets
 from .experiment import models
 from .experiment.checkpoint import checkpoint_sizes, load, save
@@ -34,6 +37,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CRITERIA",
+    "GROUP_CRITERIA",
     "Digits",
     "Evaluation",
     "GradientStats",
@@ -57,18 +61,22 @@ __all__ = [
     "load",
     "mask_overlap",
     "mnist",
+    "model_cost",
     "models",
     "per_sample_gradients",
     "prunable_weights",
     "prune",
     "register_criterion",
+    "register_group_criterion",
     "remove_masks",
     "run_comparison",
     "save",
     "score",
     "sparsity",
     "sparsity_schedule",
+    "structured_prune",
     "splits",
+    "to_sparse",
     "to_torch_prune",
     "trained",
     "write_outputs",
