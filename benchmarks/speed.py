@@ -270,8 +270,11 @@ def main(argv=None) -> None:
         parts.append(text)
     details["load average (1, 5, 15 min) at end"] = load_average()
     details["fine-tuning"] = (
-        f"1 pass over {args.finetune_digits:,} training digits, seed {args.seed}"
+        f"1 pass over {args.finetune_digits:,} training digits (SGD lr 0.01, cosine), "
+        f"seed {args.seed}"
     )
+    if args.reference_epochs is not None:
+        details["dense start"] = f"gp.trained(model, {args.seed}, epochs={args.reference_epochs})"
     header = "\n".join(f"- {k}: {v}" for k, v in details.items())
     args.out.mkdir(parents=True, exist_ok=True)
     names = "-".join(args.model or ["lenet_300_100", "lenet5"])

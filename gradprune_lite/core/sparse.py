@@ -3,11 +3,14 @@
 A masked dense layer multiplies every zero. A CSR (compressed sparse row) weight stores
 only the kept values, their column indices and one offset per row, and the matmul touches
 only those. That pays off only when few weights are left and the batch is large enough to
-amortise the irregular memory access. Measured on this project's CPU (LeNet-300-100,
-``benchmarks/speed.py``, table in ``docs/PERFORMANCE.md``):
+amortise the irregular memory access. Measured on this project's 2-core CPU, one thread,
+the whole LeNet-300-100 forward (``benchmarks/speed.py``, ``docs/PERFORMANCE.md``):
 
-* at low sparsity CSR is several times *slower* than dense (at 0% sparsity 6-11×);
-* at batch 1 the dense matvec is already cheap, so CSR gains little even at 98%.
+* at 0% sparsity CSR is 3-8× *slower* than dense, and still slower at 50%;
+* at batch 256 it is about 1.5× faster at 90% sparsity and 3-4× at 98%;
+* at batch 1 it was slower at every sparsity (0.7-0.8× at 98%): one dense matrix-vector
+  product is already cheap, and each sparse call's fixed overhead costs more than the
+  skipped zeros save.
 
 The CSR weight is a buffer: the converted model is for inference, not for training.
 """
