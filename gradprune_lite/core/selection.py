@@ -29,7 +29,13 @@ import numpy as np
 import torch
 
 from . import _band_kernel
-from ._validate import check_scores, check_sparsity
+from ._validate import (
+    check_exclude,
+    check_min_density,
+    check_scores,
+    check_sparsity,
+    excluded_names,
+)
 
 #: Below this many scores in total, select directly on the concatenation.
 SMALL_INPUT = 1 << 17
@@ -216,7 +222,9 @@ def _all_finite(scores: Mapping[str, torch.Tensor]) -> bool:
     """Fast pre-check: min and max propagate NaN and show ±inf, with no full-size temporary."""
     extremes = []
     for tensor in scores.values():
-        if not isinstance(tensor, torch.Tensor):
+        if not isinstance(tensor, torch.Tensor) or tensor.dtype == torch.bool:
+            return False
+        if tensor.is_complex():
             return False
         if tensor.is_floating_point() and tensor.numel():
             # float64 so that stacking layers of mixed dtypes cannot overflow to inf.
@@ -225,38 +233,127 @@ def _all_finite(scores: Mapping[str, torch.Tensor]) -> bool:
     return not extremes or bool(torch.isfinite(torch.stack(extremes)).all())
 
 
-def _prepare(scores: Mapping[str, torch.Tensor], sparsity: float) -> tuple[dict, float]:
+def _prepare(scores: Mapping[str, torch.Tensor], sparsity: float, exclude, min_density):
+    """Validated inputs: (scores to rank, dense names, sparsity, min_density)."""
     sparsity = check_sparsity(sparsity)
+    min_density = check_min_density(min_density)
+    patterns = check_exclude(exclude)
     if not scores or not _all_finite(scores):
         check_scores(scores)  # raises with the message that explains the problem
-    return {name: s.detach() for name, s in scores.items()}, sparsity
+    dense = excluded_names(scores, patterns)
+    ranked = {name: s.detach() for name, s in scores.items() if name not in dense}
+    return ranked, dense, sparsity, min_density
 
 
-def global_masks(scores: Mapping[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
+def _most_prunable(n: int, min_density: float) -> int:
+    """How many of a layer's n entries may go while ceil(min_density·n) stay."""
+    # round() first: 0.1 * 150 is 15.000000000000002 in floats, and its ceiling is not 16.
+    return n - math.ceil(round(min_density * n, 9))
+
+
+def _capped_masks(tensors: dict[str, torch.Tensor], k: int, caps: dict[str, int]) -> dict:
+    """Prune exactly the k lowest entries overall, but at most caps[name] in each layer.
+
+    Water-filling: take one global threshold; every layer that would lose more than its
+    cap loses exactly its cap (its own lowest entries), and the rest of k is shared by
+    the remaining layers with a new, higher threshold. A capped layer stays capped when
+    the threshold rises, so at most one pass per layer is needed.
+    """
+    masks: dict[str, torch.Tensor] = {}
+    pool = dict(tensors)
+    while pool:
+        trial = _masks_for_threshold(pool, k)
+        over = [name for name in pool if trial[name].numel() - int(trial[name].sum()) > caps[name]]
+        if not over:
+            masks.update(trial)
+            break
+        for name in over:
+            masks.update(_masks_for_threshold({name: pool.pop(name)}, caps[name]))
+            k -= caps[name]
+    return {name: masks[name] for name in tensors}
+
+
+def _infeasible(what: str, k: int, total: int, most: int, min_density: float) -> ValueError:
+    return ValueError(
+        f"{what} asks to prune {k} of {total} weights, but min_density={min_density} keeps "
+        f"at least that fraction of every layer, so at most {most} can go "
+        f"(sparsity <= {most / total:.4f}). Lower the sparsity or min_density, or exclude "
+        "fewer layers."
+    )
+
+
+def global_masks(
+    scores: Mapping[str, torch.Tensor],
+    sparsity: float,
+    *,
+    exclude: str | Sequence[str] = (),
+    min_density: float = 0.0,
+) -> dict[str, torch.Tensor]:
     """One threshold for all layers: prune the ``round(sparsity·N)`` lowest scores overall.
 
     Args:
-        scores: dict name → tensor shaped like the weight; higher means keep.
-        sparsity: fraction of all N entries to prune, in [0, 1].
+        scores: dict name → tensor shaped like the weight; higher means keep. Float or
+            integer dtypes.
+        sparsity: fraction of the N ranked entries to prune, in [0, 1] (a number: the
+            string ``"0.9"`` and bools are refused).
+        exclude: parameter-name patterns (fnmatch-style, matched against whole names:
+            ``"fc3.weight"``, ``"classifier.*"``, ``"*.0.weight"``) whose layers stay dense.
+            Their masks are all True and they are *not* counted in N, so the other layers
+            lose ``round(sparsity·N)`` entries among themselves. A pattern that matches no
+            name raises (it is almost always a typo).
+        min_density: the smallest fraction of each (not excluded) layer that is kept, in
+            [0, 1]; every layer keeps at least ``ceil(min_density·n_layer)`` entries. This
+            guards against layer collapse: one global threshold can empty a whole layer
+            whose scores are all small (a classifier, say), which disconnects the network.
+            The exact count ``round(sparsity·N)`` is still pruned: layers that hit their floor stop
+            there and the rest is taken from the other layers, lowest scores first.
 
     Returns:
         dict name → bool tensor shaped like the score (True = keep), on the score's device.
         Exactly ``round(sparsity·N)`` entries are False. Ties at the threshold are pruned
-        in order of (dict order, flat index). On magnitude scores the result equals
+        in order of (dict order, flat index). On magnitude scores, without ``exclude`` and
+        ``min_density``, the result equals
         ``torch.nn.utils.prune.global_unstructured(..., L1Unstructured, amount=sparsity)``.
+
+    Raises:
+        ValueError: bad sparsity, min_density or pattern, non-finite or non-real scores,
+            or when the floors make the exact count impossible (more than
+            ``Σ (n_layer − ceil(min_density·n_layer))`` entries asked for).
     """
-    tensors, sparsity = _prepare(scores, sparsity)
-    total = sum(t.numel() for t in tensors.values())
-    return _masks_for_threshold(tensors, round(sparsity * total))
+    tensors, dense, sparsity, min_density = _prepare(scores, sparsity, exclude, min_density)
+    masks = {name: torch.ones_like(scores[name], dtype=torch.bool) for name in dense}
+    if tensors:
+        total = sum(t.numel() for t in tensors.values())
+        k = round(sparsity * total)
+        if min_density == 0.0:
+            masks.update(_masks_for_threshold(tensors, k))
+        else:
+            caps = {name: _most_prunable(t.numel(), min_density) for name, t in tensors.items()}
+            if k > sum(caps.values()):
+                raise _infeasible("global_masks", k, total, sum(caps.values()), min_density)
+            masks.update(_capped_masks(tensors, k, caps))
+    return {name: masks[name] for name in scores}
 
 
-def layerwise_masks(scores: Mapping[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
+def layerwise_masks(
+    scores: Mapping[str, torch.Tensor],
+    sparsity: float,
+    *,
+    exclude: str | Sequence[str] = (),
+    min_density: float = 0.0,
+) -> dict[str, torch.Tensor]:
     """One threshold per layer: prune ``round(sparsity·n_i)`` lowest scores of each layer.
 
-    Args and Returns as in ``global_masks``; every layer ends with the same sparsity.
+    Args and Returns as in ``global_masks``; every layer not excluded ends with the same
+    sparsity. ``min_density`` is only a check here (each layer already keeps
+    ``1 − sparsity``): it raises when ``sparsity`` would leave a layer below it.
     """
-    tensors, sparsity = _prepare(scores, sparsity)
-    masks = {}
+    tensors, dense, sparsity, min_density = _prepare(scores, sparsity, exclude, min_density)
+    masks = {name: torch.ones_like(scores[name], dtype=torch.bool) for name in dense}
+    for name, t in tensors.items():
+        k, most = round(sparsity * t.numel()), _most_prunable(t.numel(), min_density)
+        if k > most:
+            raise _infeasible(f"layerwise_masks on {name!r}", k, t.numel(), most, min_density)
     for name, t in tensors.items():
         masks.update(_masks_for_threshold({name: t}, round(sparsity * t.numel())))
-    return masks
+    return {name: masks[name] for name in scores}
