@@ -47,24 +47,32 @@ def available(tensors) -> bool:
     return bool(_kernels)
 
 
-def count_below_and_band(arrays: list[np.ndarray], lo: float, hi: float) -> tuple[int, np.ndarray]:
+def count_below_and_band(
+    arrays: list[np.ndarray], lo: float, hi: float
+) -> tuple[int, list[tuple[int, int, int, np.ndarray]]]:
     """How many values are < lo, and the values in [lo, hi], over flat numpy arrays.
 
     lo and hi may be ±inf for an unbounded side (scores hold no NaN, checked earlier).
+
+    Returns:
+        (count below lo, parts): each part is ``(array index, start, stop, band values
+        found in array[start:stop])``, in array then position order, so that a caller can
+        later find where a given band value lies without scanning whole arrays.
     """
     import numba
 
     threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     below = 0
     parts = []
-    for values in arrays:
+    for index, values in enumerate(arrays):
         lo_v, hi_v = values.dtype.type(lo), values.dtype.type(hi)
         out = np.empty_like(values)
-        if values.size < SERIAL_BELOW or threads == 1:
+        if values.size < SERIAL_BELOW:
             count, found = _kernels.sweep_range(values, lo_v, hi_v, 0, values.size, out)
             below += int(count)
-            parts.append(out[:found])
+            parts.append((index, 0, values.size, out[:found]))
             continue
+        # Chunks even on one thread: they tell the caller where the band values lie.
         n_chunks = 8 * threads
         # Chunks handed out one at a time: on a shared machine a thread that loses its core
         # would otherwise hold back a fixed half of the work.
@@ -73,6 +81,7 @@ def count_below_and_band(arrays: list[np.ndarray], lo: float, hi: float) -> tupl
             counts, found = _kernels.band_sweep(values, lo_v, hi_v, n_chunks, out)
         below += int(counts.sum())
         chunk = -(-values.size // n_chunks)
-        parts.extend(out[c * chunk : c * chunk + int(f)] for c, f in enumerate(found) if f)
-    band = np.concatenate(parts) if parts else np.empty(0, dtype=arrays[0].dtype)
-    return below, band
+        for c, f in enumerate(found.tolist()):
+            start = c * chunk
+            parts.append((index, start, min(start + chunk, values.size), out[start : start + f]))
+    return below, parts

@@ -77,7 +77,7 @@ def _numel(t) -> int:
 
 
 def _locate_torch(tensors: Sequence[torch.Tensor], k: int, total: int):
-    """(k-th smallest, count of values <= it) with torch ops only; any device."""
+    """``_locate`` with torch ops only; any device."""
     generator = torch.Generator().manual_seed(_SEED)
     flats = [t.reshape(-1) for t in tensors]
     picks = []
@@ -91,7 +91,8 @@ def _locate_torch(tensors: Sequence[torch.Tensor], k: int, total: int):
     lo = sample[lo_index] if lo_index >= 0 else None
     hi = sample[hi_index] if hi_index < sample.numel() else None
     while True:
-        below, band = _torch_count_below_and_band(flats, lo, hi)
+        below, parts = _torch_count_below_and_band(flats, lo, hi)
+        band = torch.cat([values for *_, values in parts])
         rank = k - below
         if rank < 1:  # the answer lies under the band: widen downwards
             lo = None
@@ -99,36 +100,45 @@ def _locate_torch(tensors: Sequence[torch.Tensor], k: int, total: int):
             hi = None
         else:
             value = _select_in(band, rank)
-            return value, below + int(torch.count_nonzero(band <= value))
+            at_most = below + int(torch.count_nonzero(band <= value))
+            # One host sync for all parts, not one per part.
+            holds = torch.stack([(values == value).any() for *_, values in parts]).tolist()
+            ties = [part[:3] for part, held in zip(parts, holds) if held]
+            return value, at_most, ties
 
 
-def _torch_count_below_and_band(flats, lo, hi) -> tuple[int, torch.Tensor]:
-    """One sweep: how many values are < lo, and the values in [lo, hi] (None = unbounded)."""
+def _torch_count_below_and_band(flats, lo, hi):
+    """One sweep: how many values are < lo, and the values in [lo, hi] (None = unbounded).
+
+    The values come back as parts ``(tensor index, start, stop, band values found in
+    flat[start:stop])``, like ``_band_kernel.count_below_and_band``.
+    """
     if lo is None and hi is None:
-        return 0, torch.cat(flats)
+        return 0, [(i, 0, flat.numel(), flat) for i, flat in enumerate(flats)]
     below = 0
     parts = []
-    for flat in flats:
+    for index, flat in enumerate(flats):
         # On CUDA one launch per op over the whole tensor is fastest (and syncs once).
         step = TORCH_CHUNK if flat.device.type == "cpu" else max(flat.numel(), 1)
         for start in range(0, flat.numel(), step):
             chunk = flat[start : start + step]
+            where = (index, start, start + chunk.numel())
             if lo is None:
-                parts.append(chunk[chunk <= hi])
+                parts.append((*where, chunk[chunk <= hi]))
                 continue
             under = chunk < lo
             # count_nonzero, not sum: a bool sum widens to int64 and is ~20x slower.
             below += int(torch.count_nonzero(under))
             if hi is None:
-                parts.append(chunk[~under])
+                parts.append((*where, chunk[~under]))
             else:
                 # under ⊂ (chunk <= hi), so xor leaves exactly lo <= x <= hi.
-                parts.append(chunk[(chunk <= hi).logical_xor_(under)])
-    return below, torch.cat(parts)
+                parts.append((*where, chunk[(chunk <= hi).logical_xor_(under)]))
+    return below, parts
 
 
 def _locate_compiled(tensors: Sequence[torch.Tensor], k: int, total: int):
-    """(k-th smallest, count of values <= it) through the numba sweep; CPU float only."""
+    """``_locate`` through the numba sweep; CPU float only."""
     arrays = [t.detach().reshape(-1).numpy() for t in tensors]
     rng = np.random.default_rng(_SEED)
     sample = np.sort(
@@ -144,7 +154,8 @@ def _locate_compiled(tensors: Sequence[torch.Tensor], k: int, total: int):
     lo = float(sample[lo_index]) if lo_index >= 0 else -math.inf
     hi = float(sample[hi_index]) if hi_index < sample.size else math.inf
     while True:
-        below, band = _band_kernel.count_below_and_band(arrays, lo, hi)
+        below, parts = _band_kernel.count_below_and_band(arrays, lo, hi)
+        band = np.concatenate([values for *_, values in parts])
         rank = k - below
         if rank < 1:
             lo = -math.inf
@@ -153,16 +164,26 @@ def _locate_compiled(tensors: Sequence[torch.Tensor], k: int, total: int):
         else:
             value = np.partition(band, rank - 1)[rank - 1]
             at_most = below + int(np.count_nonzero(band <= value))
-            return torch.tensor(value, dtype=tensors[0].dtype), at_most
+            ties = [part[:3] for part in parts if np.any(part[3] == value)]
+            return torch.tensor(value, dtype=tensors[0].dtype), at_most, ties
 
 
 def _locate(tensors: Sequence[torch.Tensor], k: int):
-    """The k-th smallest value (0-dim tensor) and how many values are <= it."""
+    """The k-th smallest value, how many values are <= it, and where its copies lie.
+
+    Returns:
+        (value as a 0-dim tensor, count of values <= value, segments): ``segments`` is a
+        list of ``(tensor index, start, stop)`` flat ranges, in order, that together hold
+        every entry equal to the value. The sweep knows which of its chunks found the
+        value, so ties at the threshold are later looked for there only, not in whole
+        tensors.
+    """
     total = sum(t.numel() for t in tensors)
     if total <= SMALL_INPUT:
         flat = torch.cat([t.reshape(-1) for t in tensors])
         value = _select_in(flat, k)
-        return value, int(torch.count_nonzero(flat <= value))
+        everywhere = [(i, 0, t.numel()) for i, t in enumerate(tensors)]
+        return value, int(torch.count_nonzero(flat <= value)), everywhere
     if _band_kernel.available(tensors):
         return _locate_compiled(tensors, k, total)
     return _locate_torch(tensors, k, total)
@@ -199,17 +220,20 @@ def _masks_for_threshold(tensors: Mapping[str, torch.Tensor], k: int) -> dict[st
         return {name: torch.ones_like(t, dtype=torch.bool) for name, t in tensors.items()}
     if k == total:
         return {name: torch.zeros_like(t, dtype=torch.bool) for name, t in tensors.items()}
-    threshold, at_most = _locate(list(tensors.values()), k)
+    names = list(tensors)
+    threshold, at_most, tie_segments = _locate(list(tensors.values()), k)
     threshold = threshold.to(next(iter(tensors.values())).device)
     masks = {name: t > threshold for name, t in tensors.items()}
     # Everything <= t is pruned now, which is at least k entries; the surplus are ties
-    # at t, and the last of them (in dict order, flat index) are given back.
+    # at t, and the last of them (in dict order, flat index) are given back. Only the
+    # segments where the sweep met t are searched.
     surplus = at_most - k
-    for name in reversed(list(tensors)):
+    for index, start, stop in reversed(tie_segments):
         if surplus == 0:
             break
-        flat = tensors[name].reshape(-1)
-        equal = (flat == threshold).nonzero().squeeze(1)
+        name = names[index]
+        segment = tensors[name].reshape(-1)[start:stop]
+        equal = (segment == threshold).nonzero().squeeze(1) + start
         if equal.numel() == 0:
             continue
         keep_here = equal[-min(surplus, equal.numel()) :]
