@@ -33,7 +33,7 @@ def sweep_path(path: str, small_input: int | None = None, sample_size: int | Non
         if sample_size is not None:
             mp.setattr(sel, "SAMPLE_SIZE", sample_size)
         # Several chunks per tensor even for tiny inputs, so chunk bookkeeping is exercised.
-        mp.setattr(_band_kernel, "SERIAL_BELOW", 8)
+        mp.setattr(_band_kernel, "CHUNK", 8)
         yield
 
 

@@ -38,8 +38,7 @@ def sweep_range(values, lo, hi, start, stop, out):
 
     Each block of ``BLOCK`` scores is counted by a vectorised loop; only blocks that hold
     a band value are gathered, branch-free (a branch per score on "v in band" costs more
-    than it saves, and one on "v < lo" is a coin flip near the median). A serial
-    function, because numba optimises the loop body worse inside ``prange``.
+    than it saves, and one on "v < lo" is a coin flip near the median).
     """
     below = 0
     j = start
@@ -53,21 +52,3 @@ def sweep_range(values, lo, hi, start, stop, out):
                 out[j] = v
                 j += np.int32(v >= lo) & np.int32(v <= hi)
     return below, j - start
-
-
-@numba.njit(parallel=True, nogil=True, cache=True)
-def band_sweep(values, lo, hi, n_chunks, out):
-    """``sweep_range`` over ``n_chunks`` equal chunks in parallel; per-chunk counts back.
-
-    out is the size of values, but only the band's pages are ever touched.
-    """
-    n = values.size
-    chunk = (n + n_chunks - 1) // n_chunks
-    below = np.zeros(n_chunks, np.int64)
-    found = np.zeros(n_chunks, np.int64)
-    for c in numba.prange(n_chunks):
-        start = c * chunk
-        b, f = sweep_range(values, lo, hi, start, min(start + chunk, n), out)
-        below[c] = b
-        found[c] = f
-    return below, found
