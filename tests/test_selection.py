@@ -328,3 +328,24 @@ def test_numeric_sparsity_types_are_accepted():
         assert int((~gp.global_masks({"w": torch.randn(4)}, value)["w"]).sum()) == round(
             4 * float(value)
         )
+
+
+def test_without_numba_selection_falls_back_to_torch_and_is_exact(monkeypatch):
+    """numba is an optional extra: without it the torch sweep gives the same answer."""
+    import sys
+
+    import gradprune_lite.core
+
+    monkeypatch.setitem(sys.modules, "numba", None)  # makes `import numba` fail
+    monkeypatch.delitem(sys.modules, "gradprune_lite.core._numba_sweep", raising=False)
+    monkeypatch.delattr(gradprune_lite.core, "_numba_sweep", raising=False)
+    monkeypatch.setattr(_band_kernel, "_kernels", None)
+    monkeypatch.setattr(_band_kernel, "DISABLED", False)
+    g = torch.Generator().manual_seed(7)
+    scores = {"a": torch.rand(300, 500, generator=g), "b": torch.rand(70_000, generator=g)}
+    assert not _band_kernel.available(list(scores.values()))
+    k = round(0.9 * 220_000)
+    assert torch.equal(gp.kth_smallest(list(scores.values()), k), reference_kth(scores.values(), k))
+    masks = gp.global_masks(scores, 0.9)
+    expected = reference_masks(scores, k)
+    assert all(torch.equal(masks[n], expected[n]) for n in scores)
