@@ -6,10 +6,10 @@ only the few scores inside the band. It serves CPU float32/float64 when numba is
 installed (``pip install gradprune-lite[fast]``); ``selection`` falls back to torch ops
 otherwise (and on CUDA), with the same exact result.
 
-The kernel runs on one thread, on purpose: on a quiet machine a second thread saved
-about 1 ms per 10M scores, but on a shared, loaded machine numba's parallel launch waited
-for busy cores and took up to 50 times longer than the serial loop (measured with the
-load average at 17: 132 ms against 2.8 ms for 5M scores).
+The kernel runs on one thread, on purpose: on a quiet machine a second thread could save
+at most half of a sweep (about 3 ms per 10M scores), but on a shared, loaded machine
+numba's parallel launch waited for busy cores and took up to 50 times longer than the
+serial loop (measured with the load average at 17: 132 ms against 2.8 ms for 5M scores).
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ score t, and then a mask ``score > t`` (plus a deterministic tie-break at t).
 4. select within the band. If the band missed (it is checked, never assumed), widen it
    and repeat; the answer is exact either way.
 
-The sweep is the only full pass. On CPU it is a small numba kernel that reads each score
-once on all cores (``_band_kernel``); without numba, and on CUDA, it is a few element-wise
+The sweep is the only full pass. On CPU, with the optional numba extra
+(``gradprune-lite[fast]``), it is a small compiled kernel that reads each score once
+(``_band_kernel``); without numba, and on CUDA, it is a few element-wise
 torch ops over cache-sized chunks. On CUDA the small band is resolved with ``sort``
 because ``kthvalue`` is slow there. The sweep also yields how many scores are <= t, so
 building masks needs just one more pass (``score > t``) and no counting.
