@@ -84,7 +84,7 @@ def test_conv_chunking_gives_the_same_result(cnn, cnn_batches, monkeypatch):
     whole = gp.gradient_stats(cnn, cnn_batches)
     import gradprune_lite.core.stats as stats_module
 
-    monkeypatch.setattr(stats_module, "CONV_CHUNK_ELEMENTS", 1)  # one sample per chunk
+    monkeypatch.setattr(stats_module, "CHUNK_ELEMENTS", 1)  # one sample per chunk
     chunked = gp.gradient_stats(cnn, cnn_batches)
     for name in whole:
         torch.testing.assert_close(whole[name].sq_mean, chunked[name].sq_mean)
