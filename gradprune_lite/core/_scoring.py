@@ -107,16 +107,24 @@ def prepare_batch(
     return inputs, targets, n
 
 
-def total_of_sample_losses(loss: torch.Tensor, n: int, reduction: str) -> torch.Tensor:
-    """Σ_n ℓ_n from what ``loss_fn`` returned for a batch of n samples."""
-    if reduction == "none" or loss.dim() > 0:
-        if reduction != "none" or tuple(loss.shape) != (n,):
+def total_of_sample_losses(loss: torch.Tensor, n: int, reduction: str | None) -> torch.Tensor:
+    """Σ_n ℓ_n from what ``loss_fn`` returned for a batch of n samples.
+
+    ``reduction`` None means not yet known, which only happens for n = 1 (mean = sum).
+    """
+    if loss.dim() > 0:
+        if reduction not in ("none", None) or tuple(loss.shape) != (n,):
             raise ValueError(
                 f"loss_fn returned a tensor of shape {tuple(loss.shape)} for {n} samples "
                 f"(reduction={reduction!r}). Return a scalar (the mean or the sum of the "
                 "per-sample losses) or one loss per sample, shape (n,), with reduction='none'."
             )
         return loss.sum()
+    if reduction == "none":
+        raise ValueError(
+            "reduction='none' says loss_fn returns one loss per sample, but it returned a "
+            "scalar; pass reduction='mean' or 'sum' instead."
+        )
     return loss * n if reduction == "mean" else loss
 
 
