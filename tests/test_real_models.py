@@ -256,3 +256,56 @@ def test_reduction_option_and_undecomposable_losses(mlp, mlp_batches):
         gp.gradient_stats(mlp, mlp_batches, lambda o, t: F.cross_entropy(o, t) ** 2)
     with pytest.raises(ValueError, match=r"shape \(10, 10\)"):
         gp.gradient_stats(mlp, mlp_batches, lambda o, t: o)
+
+
+class TokenClassifier(nn.Module):
+    """Embedding → Conv1d → mean → Linear: token ids in, one class per sequence out."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(12)
+        self.embed = nn.Embedding(11, 4, padding_idx=0)
+        self.conv = nn.Conv1d(4, 5, 3, padding=1)
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, tokens):
+        h = torch.relu(self.conv(self.embed(tokens).transpose(1, 2)))
+        return self.head(h.mean(-1))
+
+
+def other_layer_models():
+    torch.manual_seed(13)
+    up1 = nn.Sequential(nn.ConvTranspose1d(2, 3, 3, stride=2), nn.Tanh(), nn.Flatten())
+    up1.append(nn.Linear(3 * 9, 3))
+    vol = nn.Sequential(nn.Conv3d(2, 3, 2), nn.ReLU(), nn.ConvTranspose3d(3, 2, 2, stride=2))
+    vol.extend([nn.Flatten(), nn.Linear(2 * 6 * 6 * 6, 3)])
+    up2 = nn.Sequential(nn.ConvTranspose2d(2, 3, 3, stride=2, groups=1, output_padding=1))
+    up2.extend([nn.ReLU(), nn.Conv2d(3, 2, 3, padding_mode="reflect", padding=1)])
+    up2.extend([nn.Flatten(), nn.Linear(2 * 10 * 10, 3)])
+    g = torch.Generator().manual_seed(14)
+    tokens = torch.randint(0, 11, (6, 7), generator=g)
+    return {
+        "embedding+conv1d": (TokenClassifier(), tokens),
+        "convtranspose1d": (up1, torch.randn(6, 2, 4, generator=g)),
+        "conv3d+convtranspose3d": (vol, torch.randn(6, 2, 4, 4, 4, generator=g)),
+        "convtranspose2d+reflect": (up2, torch.randn(6, 2, 4, 4, generator=g)),
+    }
+
+
+@pytest.mark.parametrize("kind", list(other_layer_models()))
+def test_other_layer_types_are_scored_exactly(kind):
+    model, x = other_layer_models()[kind]
+    y = torch.randint(0, 3, (x.shape[0],), generator=torch.Generator().manual_seed(15))
+    batches = [(x[:4], y[:4]), (x[4:], y[4:])]
+    stats = gp.gradient_stats(model, batches)
+    expected = [n for n, m in model.named_modules() if isinstance(m, gp.PRUNABLE_TYPES)]
+    assert list(stats) == [f"{n}.weight" for n in expected]
+    assert_stats_match(stats, per_sample_reference(model, batches))
+
+
+def test_a_layer_that_gets_no_gradient_is_named_with_the_cause():
+    torch.manual_seed(16)
+    model = nn.ModuleDict({"body": nn.Linear(4, 3), "unused": nn.Linear(4, 3)})
+    model.forward = lambda x: model["body"](x)
+    with pytest.raises(ValueError, match=r"no gradient reached \['unused.weight'\].*never used"):
+        gp.gradient_stats(model, [labelled(5, 4, 3)])
