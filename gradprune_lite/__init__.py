@@ -17,6 +17,7 @@ from .core.masks import (
     mask_overlap,
     remove_masks,
     sparsity,
+    sparsity_report,
 )
 from .core.prune import prune, sparsity_schedule
 from .core.selection import global_masks, kth_smallest, layerwise_masks
@@ -68,6 +69,7 @@ __all__ = [
     "save",
     "score",
     "sparsity",
+    "sparsity_report",
     "sparsity_schedule",
     "splits",
     "to_torch_prune",
