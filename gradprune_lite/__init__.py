@@ -8,7 +8,7 @@ gp.apply_masks(model, masks, optimizer)            # pruned weights stay exactly
 
 from .core.criteria import CRITERIA, ScoringContext, register_criterion, score
 from .core.interop import from_torch_prune, to_torch_prune
-from .core.layers import prunable_weights
+from .core.layers import PRUNABLE_TYPES, prunable_weights
 from .core.masks import (
     apply_masks,
     current_masks,
@@ -35,6 +35,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CRITERIA",
+    "PRUNABLE_TYPES",
     "Digits",
     "Evaluation",
     "GradientStats",
