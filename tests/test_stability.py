@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -40,6 +41,8 @@ def test_magnitude_is_perfectly_stable_and_reported_as_reference(mlp, data):
     assert torch.equal(result.overlaps, torch.ones(1, 3, dtype=torch.float64))
     assert torch.allclose(result.rank_correlations, torch.ones(1, 3, dtype=torch.float64))
     assert result.magnitude_overlap == 1.0
+    bare = gp.ranking_stability(mlp, "magnitude", data, 0.9, samples_per_draw=30, references=False)
+    assert math.isnan(bare.magnitude_overlap) and math.isnan(bare.random_overlap)
 
 
 @pytest.mark.parametrize("sparsity", [0.5, 0.9, 0.95])
@@ -137,3 +140,15 @@ def test_accepts_digits(mlp):
     result = gp.ranking_stability(mlp, "gradient", digits, 0.7, samples_per_draw=20)
     assert 0.0 < result.overlap <= 1.0
     assert "gradient at 70%" in str(result)
+
+
+def test_several_sparsities_come_from_one_scoring_and_match_single_calls(mlp, data):
+    both = gp.ranking_stability(mlp, "taylor", data, [0.5, 0.9], samples_per_draw=40)
+    assert list(both) == [0.5, 0.9]
+    for sparsity, result in both.items():
+        alone = gp.ranking_stability(mlp, "taylor", data, sparsity, samples_per_draw=40)
+        assert result.sparsity == sparsity
+        assert torch.equal(result.overlaps, alone.overlaps)
+        assert result.random_overlap == alone.random_overlap
+    with pytest.raises(ValueError, match="empty"):
+        gp.ranking_stability(mlp, "taylor", data, [], samples_per_draw=40)

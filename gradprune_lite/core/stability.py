@@ -81,8 +81,10 @@ class RankingStability:
         rank_correlations: (n_models, n_pairs) Spearman correlation of the scores, same order.
         across_models: (n_model_pairs,) Jaccard overlap between the masks of two different
             models scored on the same (first) draw; empty for a single model.
-        magnitude_overlap: the same draw-to-draw overlap for ``magnitude`` (1.0: data-free).
-        random_overlap: measured overlap of independent ``random`` masks (mean over pairs).
+        magnitude_overlap: the same draw-to-draw overlap for ``magnitude`` (1.0: data-free);
+            ``nan`` when references were not asked for.
+        random_overlap: measured overlap of independent ``random`` masks (mean over pairs);
+            ``nan`` when references were not asked for.
         random_expected: (1 − s) / (1 + s), what ``random_overlap`` should be near.
         draws: one index tensor per draw into the data given; pairwise disjoint.
     """
@@ -171,30 +173,48 @@ def _flat(scores: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def _pair_overlaps(
-    scores: Sequence[dict[str, torch.Tensor]], select, sparsity: float, with_ranks: bool
-) -> tuple[list[float], list[float]]:
+    scores: Sequence[dict[str, torch.Tensor]], select, sparsity: float
+) -> list[float]:
+    """Jaccard overlap of the masks of every pair of score dicts (combinations order)."""
     masks = [select(s, sparsity) for s in scores]
-    overlaps, correlations = [], []
-    for i, j in itertools.combinations(range(len(scores)), 2):
-        overlaps.append(mask_overlap(masks[i], masks[j]))
-        if with_ranks:
-            correlations.append(spearman(_flat(scores[i]), _flat(scores[j])))
-    return overlaps, correlations
+    return [
+        mask_overlap(masks[i], masks[j]) for i, j in itertools.combinations(range(len(masks)), 2)
+    ]
+
+
+def _pair_correlations(scores: Sequence[dict[str, torch.Tensor]]) -> list[float]:
+    """Spearman correlation of every pair of score dicts over all weights."""
+    flats = [_flat(s) for s in scores]
+    return [spearman(flats[i], flats[j]) for i, j in itertools.combinations(range(len(flats)), 2)]
+
+
+def _check_sparsities(sparsity) -> list[float]:
+    values = [sparsity] if not isinstance(sparsity, (list, tuple)) else list(sparsity)
+    if not values:
+        raise ValueError("sparsity is an empty sequence: give one value or several, e.g. 0.95.")
+    checked = [check_sparsity(value) for value in values]
+    for value in checked:
+        if not 0.0 < value < 1.0:
+            raise ValueError(
+                f"sparsity must be strictly between 0 and 1 to compare kept sets, got {value}."
+            )
+    return checked
 
 
 def ranking_stability(
     model: nn.Module | Sequence[nn.Module],
     criterion: str,
     data,
-    sparsity: float,
+    sparsity: float | Sequence[float],
     *,
     n_draws: int = 2,
     samples_per_draw: int = 1000,
     seed: int = 0,
     scope: str = "global",
     batch_size: int = 1000,
+    references: bool = True,
     **options,
-) -> RankingStability:
+) -> RankingStability | dict[float, RankingStability]:
     """Score on disjoint random draws of ``data`` and compare the resulting masks.
 
     Args:
@@ -202,18 +222,23 @@ def ranking_stability(
             per training seed). Each is scored on every draw; none is modified.
         criterion: a name in ``gp.CRITERIA``.
         data: ``gp.Digits`` or a pair of tensors ``(inputs, targets)`` with N samples.
-        sparsity: fraction of weights pruned, strictly between 0 and 1.
+        sparsity: fraction of weights pruned, strictly between 0 and 1; or a list of such
+            fractions, all measured from one scoring of each draw (scoring is the costly
+            part, selecting masks is cheap).
         n_draws: number of disjoint draws (at least 2); every pair is compared.
         samples_per_draw: samples in each draw; ``n_draws * samples_per_draw`` ≤ N.
         seed: seeds the random split of ``data`` into draws (and the random reference).
         scope: ``"global"`` (one threshold) or ``"layerwise"`` (same sparsity per layer).
         batch_size: samples per forward/backward pass while scoring a draw.
+        references: also measure the magnitude and random references (cheap, but skip them
+            in a sweep that repeats one setting); when False both are ``nan``.
         **options: passed to ``gp.score`` (e.g. ``loss_fn``, ``temperature``).
 
     Returns:
-        a ``RankingStability``: overlaps and rank correlations per model and pair of draws
-        (``.overlap``, ``.overlap_spread``, ``.rank_correlation`` summarise them), the
-        overlap between models, the magnitude and random references, and the draws.
+        a ``RankingStability`` (for a list of sparsities: a dict sparsity → one): overlaps
+        and rank correlations per model and pair of draws (``.overlap``,
+        ``.overlap_spread``, ``.rank_correlation`` summarise them), the overlap between
+        models, the magnitude and random references, and the draws.
 
     Raises:
         ValueError: on an unknown criterion or scope, a sparsity outside (0, 1), fewer than
@@ -223,11 +248,7 @@ def ranking_stability(
         raise ValueError(f"unknown criterion {criterion!r}; valid names are {sorted(CRITERIA)}.")
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}.")
-    sparsity = check_sparsity(sparsity)
-    if not 0.0 < sparsity < 1.0:
-        raise ValueError(
-            f"sparsity must be strictly between 0 and 1 to compare kept sets, got {sparsity}."
-        )
+    sparsities = _check_sparsities(sparsity)
     for name, value, least in (
         ("n_draws", n_draws, 2),
         ("samples_per_draw", samples_per_draw, 1),
@@ -264,27 +285,39 @@ def ranking_stability(
         ]
         for m in models
     ]
-    overlaps, correlations = zip(
-        *(_pair_overlaps(s, select, sparsity, with_ranks=True) for s in scores_per_model)
+    correlations = torch.tensor(
+        [_pair_correlations(s) for s in scores_per_model], dtype=torch.float64
     )
-    first_draw_masks = [select(s[0], sparsity) for s in scores_per_model]
-    across = [mask_overlap(a, b) for a, b in itertools.combinations(first_draw_masks, 2)]
+    reference_scores = {
+        reference: [score(models[0], reference, seed=seed + d) for d in range(n_draws)]
+        for reference in (("magnitude", "random") if references else ())
+    }
 
-    def mean_reference_overlap(reference: str) -> float:
-        scores = [score(models[0], reference, seed=seed + d) for d in range(n_draws)]
-        pairs, _ = _pair_overlaps(scores, select, sparsity, with_ranks=False)
-        return sum(pairs) / len(pairs)
+    def measured_at(value: float) -> RankingStability:
+        overlaps = [_pair_overlaps(s, select, value) for s in scores_per_model]
+        first_draw_masks = [select(s[0], value) for s in scores_per_model]
+        across = [mask_overlap(a, b) for a, b in itertools.combinations(first_draw_masks, 2)]
 
-    return RankingStability(
-        criterion=criterion,
-        sparsity=sparsity,
-        scope=scope,
-        samples_per_draw=samples_per_draw,
-        overlaps=torch.tensor(overlaps, dtype=torch.float64),
-        rank_correlations=torch.tensor(correlations, dtype=torch.float64),
-        across_models=torch.tensor(across, dtype=torch.float64),
-        magnitude_overlap=mean_reference_overlap("magnitude"),
-        random_overlap=mean_reference_overlap("random"),
-        random_expected=random_overlap_expected(sparsity),
-        draws=draws,
-    )
+        def mean_reference_overlap(reference: str) -> float:
+            if reference not in reference_scores:
+                return float("nan")
+            pairs = _pair_overlaps(reference_scores[reference], select, value)
+            return sum(pairs) / len(pairs)
+
+        return RankingStability(
+            criterion=criterion,
+            sparsity=value,
+            scope=scope,
+            samples_per_draw=samples_per_draw,
+            overlaps=torch.tensor(overlaps, dtype=torch.float64),
+            rank_correlations=correlations,
+            across_models=torch.tensor(across, dtype=torch.float64),
+            magnitude_overlap=mean_reference_overlap("magnitude"),
+            random_overlap=mean_reference_overlap("random"),
+            random_expected=random_overlap_expected(value),
+            draws=draws,
+        )
+
+    if isinstance(sparsity, (list, tuple)):
+        return {value: measured_at(value) for value in sparsities}
+    return measured_at(sparsities[0])

@@ -36,15 +36,18 @@ def scoring_timings(
     This is the cost a criterion adds before any selection: a data-free criterion reads the
     weights, ``gradient``/``taylor``/``fisher`` need one recorded forward/backward pass per
     batch, ``grasp`` two passes plus a Hessian-gradient product, ``synflow`` one pass of a
-    float64 copy. ``batches`` is materialised once so every criterion sees the same data.
+    float64 copy. ``batches`` is materialised once so every criterion sees the same data, and
+    the criteria take turns within each repeat so that a change in machine load affects
+    them alike.
     """
     batches = list(batches)
-    return {
-        criterion: _best_of(
-            lambda criterion=criterion: score(model, criterion, batches, **options), repeats
-        )
-        for criterion in criteria
-    }
+    best = dict.fromkeys(criteria, float("inf"))
+    for _ in range(repeats):
+        for criterion in criteria:
+            start = time.perf_counter()
+            score(model, criterion, batches, **options)
+            best[criterion] = min(best[criterion], time.perf_counter() - start)
+    return best
 
 
 def _best_of(function, repeats: int) -> float:
