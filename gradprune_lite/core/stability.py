@@ -288,10 +288,14 @@ def ranking_stability(
     correlations = torch.tensor(
         [_pair_correlations(s) for s in scores_per_model], dtype=torch.float64
     )
-    reference_scores = {
-        reference: [score(models[0], reference, seed=seed + d) for d in range(n_draws)]
-        for reference in (("magnitude", "random") if references else ())
-    }
+    reference_scores = (
+        {
+            "magnitude": [score(models[0], "magnitude") for _ in draws],
+            "random": [score(models[0], "random", seed=seed + d) for d in range(n_draws)],
+        }
+        if references
+        else {}
+    )
 
     def measured_at(value: float) -> RankingStability:
         overlaps = [_pair_overlaps(s, select, value) for s in scores_per_model]
