@@ -273,7 +273,7 @@ assert n_eff[1] < 200 < 700 < n_eff[10]
 
 
 # %%
-@gp.register_criterion("taylor_noise_aware")
+@gp.register_criterion("taylor_noise_aware", options=("loss_fn",))
 def taylor_noise_aware(ctx):
     """|w|·sqrt(ḡ² + Var[g]/N): the first-order term with its sampling noise folded in."""
     return {
