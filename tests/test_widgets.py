@@ -174,6 +174,19 @@ def test_mask_picture_is_scaled_to_its_own_range():
     assert fig.axes[0].images[0].get_interpolation() == "nearest"
 
 
+def test_curve_cursor_and_fine_tuned_points_sit_at_the_slider_level():
+    levels = (0.0, 0.5, 0.9, 0.99)
+    line = {"mean": [2, 3, 5, 40], "low": [2, 3, 4, 30], "high": [2, 3, 6, 50]}
+    fig = gp.plots.explorer_curve(levels, {"A": line}, 0.9, points={"A tuned": 4.0})
+    ax = fig.axes[0]
+    cursor = next(ln for ln in ax.lines if ln.get_label().startswith("slider"))
+    star = next(ln for ln in ax.lines if ln.get_marker() == "*")
+    curve = next(ln for ln in ax.lines if ln.get_label() == "A")
+    at_90 = list(curve.get_xdata())[levels.index(0.9)]
+    assert list(cursor.get_xdata()) == [at_90, at_90] and list(star.get_xdata()) == [at_90]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "50", "90", "99"]
+
+
 def test_log_axis_ticks_read_as_plain_numbers():
     fig = gp.plots.curves([1, 2, 3], {"a": [1.5, 4.0, 30.0]}, "x", "y", logy=True)
     FigureCanvasAgg(fig).draw()

@@ -155,7 +155,7 @@ def explorer_curve(
         )
     for i, (label, error) in enumerate((points or {}).items()):
         ax.plot(
-            [100 * cursor],
+            [at_cursor],
             [error],
             marker="*",
             markersize=12,
