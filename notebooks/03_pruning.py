@@ -76,9 +76,9 @@ print("state_dict keys unchanged:", list(model.state_dict()) == list(dense.state
 #
 # $$\frac{\partial L}{\partial W_{ij}} = \frac{\partial L}{\partial y_i}\, x_j ,$$
 #
-# which does not contain $W_{ij}$ at all. Setting $W_{ij}=0$ leaves its gradient as it
-# was, so the next step $W_{ij} \leftarrow 0 - \eta\,\partial L/\partial W_{ij}$ moves it away
-# from zero — with or without momentum.
+# which does not contain $W_{ij}$ at all. Setting $W_{ij}=0$ does not make its gradient
+# zero, so the next step $W_{ij} \leftarrow 0 - \eta\,\partial L/\partial W_{ij}$ moves it
+# away from zero — with or without momentum.
 #
 # **Predict.** We zero 90% of the weights, then take **one** plain SGD step (momentum 0)
 # on one batch of 128 digits. What sparsity is left: about 90%, about 50%, or almost none?
@@ -386,11 +386,13 @@ assert sizes["sparse_bytes"] < 0.5 * sizes["dense_bytes"]
 #
 # ## Takeaways
 #
-# - A zeroed weight still has a gradient ($\partial L/\partial W_{ij} = \delta_i x_j$ does not
-#   depend on $W_{ij}$), so pruning must be *held* after every step; momentum is a second
-#   leak on top. `gp.apply_masks(model, masks, optimizer)` closes both.
+# - A zeroed weight still has a gradient ($\partial L/\partial W_{ij} =
+#   (\partial L/\partial y_i)\,x_j$ does not contain $W_{ij}$), so pruning must be *held*
+#   after every step; momentum is a second leak on top.
+#   `gp.apply_masks(model, masks, optimizer)` closes both.
 # - Compare pruning schedules at equal training budgets. Here iterative never beats
 #   one-shot at 98%: it loses at small budgets (its final network gets a third of the
 #   fine-tuning) and ties once both get 3 epochs over all the data.
 # - After training, magnitude beats SNIP's $|w\,\bar g|$, whose mean gradient is near zero
-#   at a minimum; SNIP belongs at initialisation, where it was designed to work.
+#   at a minimum. At equal budgets SNIP at initialisation did as well as SNIP after
+#   training: gradient scores belong at initialisation, where they were designed to work.
