@@ -169,17 +169,16 @@ gp.plots.curves(
 # - A trained network sits near a minimum of the training loss, where the **mean gradient
 #   $\bar g$ is close to zero** and what is left of it is mostly sampling noise. taylor and
 #   snip ($|w\bar g|$) and gradient ($|\bar g|$) therefore rank weights largely by noise, and
-#   remove weights that matter. (Notebook 01 shows the same: on a trained net, the signed
-#   first-order term barely predicts the real loss change.)
+#   remove weights that matter.
 # - fisher ($\tfrac12 w^2 E[g^2]$) uses the gradient's *variance*, which does not vanish at
 #   a minimum, so at 95% and 98% it does a little better than taylor; but $E[g^2]$ over
 #   1,000 digits is still noisy, and it is still far behind magnitude.
 # - grasp and synflow were designed for *initialisation*. GraSP preserves the gradient flow
 #   of an untrained net, which means little after training: here it is the worst
-#   criterion after random at 92% and 95%. SynFlow's paper prescribes
-#   about 100 data-free pruning rounds at initialisation; pruned once, on trained
-#   weights, its scores concentrate in a few layers and whole paths are cut, so it
-#   collapses at high sparsity.
+#   criterion after random at 92% and 95%. SynFlow's paper prescribes about 100
+#   data-free pruning rounds at initialisation; pruned once, on trained weights, its
+#   scores concentrate in the later layers and it empties the first one (the cell below
+#   counts the weights it keeps per layer), so the input barely reaches the network.
 #
 # Magnitude needs no data at all and is, after training, exactly what a small loss change
 # asks for: $|w|$ small means removing $w$ barely moves the output. This matches the
@@ -196,6 +195,22 @@ for i in range(len(levels)):
     assert tuned["magnitude"][i] < min(tuned[c][i] for c in data_driven) + 0.2
     assert untuned["magnitude"][i] < min(untuned[c][i] for c in data_driven)
 assert tuned["random"][-1] > tuned["magnitude"][-1] + 5
+
+# %% [markdown]
+# Where do the kept 2% sit? Magnitude and one-shot SynFlow at 98%, weights kept per layer:
+
+# %%
+for criterion in ("magnitude", "synflow"):
+    kept = gp.global_masks(gp.score(dense, criterion, score_batches), 0.98)
+    print(
+        f"{criterion:9s}", {name: f"{int(m.sum()):,} of {m.numel():,}" for name, m in kept.items()}
+    )
+
+# %% [markdown]
+# SynFlow keeps only a handful of the 235,200 first-layer weights, so almost no pixel
+# reaches the hidden units, and fine-tuning cannot bring back weights that the mask holds
+# at zero. Magnitude spreads its budget over all three layers. This is the *layer collapse*
+# SynFlow's iterative, data-free schedule was designed to avoid.
 
 # %% [markdown]
 # **Choosing on validation.** Suppose we must ship one criterion at 95%. We pick it on
