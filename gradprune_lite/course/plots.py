@@ -169,7 +169,7 @@ def explorer_curve(
     plain_log_ticks(ax.yaxis)
     ax.set_xticks(x, [f"{100 * s:g}" for s in levels])
     ax.tick_params(axis="x", labelsize=8)
-    ax.set_xlabel("sparsity (% of weights removed; dense at the left, levels evenly spaced)")
+    ax.set_xlabel("sparsity (% of weights removed), dense at the left")
     ax.set_ylabel("test error (%)")
     ax.grid(alpha=0.3)
     legend_outside(ax, fontsize=8)
