@@ -7,7 +7,8 @@ import math
 import pytest
 
 import gradprune_lite as gp
-from gradprune_lite.experiment.comparison import markdown_table, summarise
+from gradprune_lite.experiment.comparison import markdown_table, read_rows, summarise
+from gradprune_lite.experiment.reference import fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,27 @@ def test_modes_after_and_iterative_reach_the_target_sparsity(tiny, tmp_path):
     assert len(list(tmp_path.glob("dense-*.pt"))) == 1
 
 
+def test_rows_name_the_data_by_identity_not_by_folder(tiny, tmp_path):
+    train, test = tiny
+    (dense,) = gp.run_comparison(
+        train, test, criteria=[], sparsities=[0.5], epochs=1, cache_dir=tmp_path, progress=False
+    )
+    kind = "shipped MNIST subset" if train.is_subset else "full MNIST"
+    assert dense["data"] == f"{kind}: {len(train):,} training, {len(test):,} test digits"
+    assert "/" not in dense["data"]
+    assert dense["train_fingerprint"] == fingerprint(train)
+    assert dense["test_fingerprint"] == fingerprint(test)
+    assert fingerprint(train.take(len(train) - 1)) != dense["train_fingerprint"]
+
+
+def test_csv_written_before_a_column_existed_reads_it_as_missing(tmp_path):
+    path = tmp_path / "old.csv"
+    path.write_text("model,mode,criterion,sparsity,seed,test_error\nm,init,snip,0.9,0,1.5\n")
+    (row,) = read_rows(path)
+    assert row["test_error"] == 1.5 and row["criterion"] == "snip"
+    assert math.isnan(row["macro_f1"]) and row["data"] == ""
+
+
 def test_cached_dense_reference_is_reused(tiny, tmp_path):
     train, test = tiny
     kwargs = dict(criteria=["random"], sparsities=[0.5], epochs=1, cache_dir=tmp_path)
@@ -46,7 +68,8 @@ def test_cached_dense_reference_is_reused(tiny, tmp_path):
 
 
 def hand_rows():
-    base = {"model": "m", "mode": "init", "remaining": 0.1, "macro_f1": 0.9, "source": "hand"}
+    base = {"model": "m", "mode": "init", "remaining": 0.1, "macro_f1": 0.9, "data": "hand"}
+    base |= {"train_fingerprint": "0" * 16, "test_fingerprint": "1" * 16}
     base |= {"seconds_per_epoch": 1.0, "sparse_bytes": 10, "dense_bytes": 100}
     base |= {"macro_precision": 0.9, "macro_recall": 0.9}
     return [

@@ -36,6 +36,7 @@ from .checkpoint import checkpoint_sizes
 from .data import Digits
 from .evaluate import evaluate
 from .models import MODELS
+from .reference import fingerprint
 from .train import fit
 
 MODES = ("init", "after", "iterative")
@@ -58,8 +59,22 @@ CSV_COLUMNS = (
     "seconds_per_epoch",
     "sparse_bytes",
     "dense_bytes",
-    "source",
+    "data",
+    "train_fingerprint",
+    "test_fingerprint",
 )
+#: Columns that hold text; every other column is a number.
+TEXT_COLUMNS = ("model", "mode", "criterion", "data", "train_fingerprint", "test_fingerprint")
+
+
+def data_identity(train: Digits, test: Digits) -> str:
+    """Which digits, in words that hold on any machine: full MNIST or the shipped subset.
+
+    No folder path: two machines with the same data write the same words, and the
+    fingerprint columns (``gp.experiment.reference.fingerprint``) pin the exact digits.
+    """
+    kind = "shipped MNIST subset" if train.is_subset or test.is_subset else "full MNIST"
+    return f"{kind}: {len(train):,} training, {len(test):,} test digits"
 
 
 def _fingerprint(config: dict) -> str:
@@ -79,8 +94,7 @@ def _train_dense(model_name, seed, train, epochs, lr, batch_size, device, cache_
         "batch_size": batch_size,
         "schedule": "cosine",
         "momentum": 0.9,
-        "data": train.source,
-        "n_train": len(train),
+        "data": fingerprint(train),
     }
     model = MODELS[model_name](seed=seed).to(device)
     path = None
@@ -108,7 +122,7 @@ def _train_dense(model_name, seed, train, epochs, lr, batch_size, device, cache_
     return model, history["seconds"]
 
 
-def _row(model_name, mode, criterion, sparsity, seed, model, test, seconds, source) -> dict:
+def _row(model_name, mode, criterion, sparsity, seed, model, test, seconds, data) -> dict:
     result = evaluate(model, test)
     weights = list(prunable_weights(model).values())
     remaining = sum(int((w != 0).sum()) for w in weights) / sum(w.numel() for w in weights)
@@ -127,7 +141,7 @@ def _row(model_name, mode, criterion, sparsity, seed, model, test, seconds, sour
         "seconds_per_epoch": statistics.fmean(seconds) if seconds else float("nan"),
         "sparse_bytes": sizes["sparse_bytes"],
         "dense_bytes": sizes["dense_bytes"],
-        "source": source,
+        **data,
     }
 
 
@@ -193,7 +207,11 @@ def run_comparison(
     finetune_epochs = epochs if finetune_epochs is None else finetune_epochs
     per_round = max(1, math.ceil(finetune_epochs / rounds))
     score_batches = list(train.take(min(score_samples, len(train))).to(device).batches(100))
-    source = train.source
+    data = {
+        "data": data_identity(train, test),
+        "train_fingerprint": fingerprint(train),
+        "test_fingerprint": fingerprint(test),
+    }
 
     def train_for(net, n_epochs, seed):
         return fit(
@@ -215,7 +233,7 @@ def run_comparison(
         dense, dense_seconds = _train_dense(
             model, seed, train, epochs, lr, batch_size, device, cache_dir, progress
         )
-        rows.append(_row(model, "dense", "dense", 0.0, seed, dense, test, dense_seconds, source))
+        rows.append(_row(model, "dense", "dense", 0.0, seed, dense, test, dense_seconds, data))
         bar.update(1)
         for mode, criterion, sparsity in jobs:
             bar.set_postfix_str(f"seed {seed} {mode} {criterion} {sparsity:g}")
@@ -241,7 +259,7 @@ def run_comparison(
                     seconds.extend(train_for(pruned, per_round, seed + round_index))
 
                 prune(net, criterion, sparsity, batches, rounds=rounds, between=between, **options)
-            rows.append(_row(model, mode, criterion, sparsity, seed, net, test, seconds, source))
+            rows.append(_row(model, mode, criterion, sparsity, seed, net, test, seconds, data))
             bar.update(1)
     bar.close()
     return rows
@@ -371,11 +389,18 @@ def write_outputs(rows: Sequence[dict], out: str | Path) -> dict[str, Path]:
 
 
 def read_rows(path: str | Path) -> list[dict]:
-    """Rows back from a ``results.csv`` (numbers as floats), e.g. to merge several runs."""
+    """Rows back from a ``results.csv`` (numbers as floats), e.g. to merge several runs.
+
+    A column the file lacks (a CSV written before the column existed) reads as NaN, or
+    as "" for text; an empty numeric cell reads as NaN.
+    """
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     for row in rows:
         for key in CSV_COLUMNS:
-            if key not in ("model", "mode", "criterion", "source"):
-                row[key] = float(row[key])
+            value = row.get(key) or ""
+            if key in TEXT_COLUMNS:
+                row[key] = value
+            else:
+                row[key] = float(value) if value else math.nan
     return rows
