@@ -21,6 +21,7 @@ def quick_run(tmp_path_factory):
         # --quick as shipped, on fewer digits so the test suite stays fast.
         status = main(
             ["compare", "--quick", "--out", str(out), "--no-progress", "--train-limit", "3000"]
+            + ["--cache", str(out / "cache")]
         )
     return status, out
 
@@ -44,7 +45,7 @@ def test_quick_run_writes_csv_table_and_plot(quick_run, capsys):
 
 def test_dense_reference_is_cached_by_configuration(quick_run):
     _, out = quick_run
-    cached = list((out / "cache").glob("dense-lenet_300_100-seed0-*.pt"))
+    cached = list((out / "cache").glob("lenet_300_100-seed0-*.pt"))
     assert len(cached) == 1
 
 

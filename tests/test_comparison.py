@@ -7,25 +7,32 @@ import math
 import pytest
 
 import gradprune_lite as gp
-from gradprune_lite.experiment.comparison import markdown_table, read_rows, summarise
+from gradprune_lite.experiment.comparison import (
+    epochs_per_round,
+    markdown_table,
+    read_rows,
+    split_validation,
+    summarise,
+)
 from gradprune_lite.experiment.reference import fingerprint
 
 
 @pytest.fixture(scope="module")
 def tiny(real_digits):
-    return real_digits(600, 300)
+    """(train 550, validation 50, test 300) real digits."""
+    pool, test = real_digits(600, 300)
+    return (*split_validation(pool), test)
 
 
 def test_modes_after_and_iterative_reach_the_target_sparsity(tiny, tmp_path):
-    train, test = tiny
     rows = gp.run_comparison(
-        train,
-        test,
+        *tiny,
         criteria=["magnitude", "taylor"],
         sparsities=[0.9],
         modes=["after", "iterative"],
         rounds=2,
         epochs=1,
+        finetune_epochs=2,
         score_samples=200,
         cache_dir=tmp_path,
         progress=False,
@@ -34,18 +41,62 @@ def test_modes_after_and_iterative_reach_the_target_sparsity(tiny, tmp_path):
     assert rows[0]["remaining"] == 1.0
     for row in rows[1:]:
         assert row["remaining"] == pytest.approx(0.1, abs=1e-4)
-    assert len(list(tmp_path.glob("dense-*.pt"))) == 1
+    assert len(list(tmp_path.glob("lenet_300_100-seed0-*.pt"))) == 1
+
+
+def test_every_mode_gets_the_same_training_budget(tiny, tmp_path):
+    rows = gp.run_comparison(
+        *tiny,
+        criteria=["magnitude"],
+        sparsities=[0.9],
+        modes=["init", "after", "iterative"],
+        rounds=2,
+        epochs=2,
+        finetune_epochs=3,
+        cache_dir=tmp_path,
+        progress=False,
+    )
+    assert [r["train_epochs"] for r in rows] == [2, 5, 5, 5]
+    # seconds_per_epoch is a mean over the epochs each network trained after pruning.
+    assert all(r["seconds_per_epoch"] > 0 for r in rows)
+
+
+def test_dense_row_is_the_reference_of_gp_trained(tiny, tmp_path):
+    train, validation, test = tiny
+    (dense,) = gp.run_comparison(
+        *tiny, criteria=[], sparsities=[0.5], epochs=1, cache_dir=tmp_path, progress=False
+    )
+    reference = gp.trained("lenet_300_100", 0, train=train, epochs=1, cache_dir=tmp_path)
+    assert dense["test_error"] == gp.evaluate(reference, test).error
+    assert dense["validation_error"] == gp.evaluate(reference, validation).error
+
+
+def test_iterative_fine_tuning_splits_the_epochs_exactly():
+    assert epochs_per_round(3, 3) == [1, 1, 1]
+    assert epochs_per_round(4, 3) == [1, 1, 2]
+    assert sum(epochs_per_round(10, 3)) == 10
+    with pytest.raises(ValueError, match="finetune_epochs ≥ rounds"):
+        epochs_per_round(2, 3)
+
+
+def test_validation_split_is_the_one_of_gp_splits(real_digits):
+    pool, _ = real_digits(60_000, 1)
+    train, validation = split_validation(pool)
+    reference_train, reference_validation, _ = gp.splits()
+    assert fingerprint(train) == fingerprint(reference_train)
+    assert fingerprint(validation) == fingerprint(reference_validation)
 
 
 def test_rows_name_the_data_by_identity_not_by_folder(tiny, tmp_path):
-    train, test = tiny
+    train, validation, test = tiny
     (dense,) = gp.run_comparison(
-        train, test, criteria=[], sparsities=[0.5], epochs=1, cache_dir=tmp_path, progress=False
+        *tiny, criteria=[], sparsities=[0.5], epochs=1, cache_dir=tmp_path, progress=False
     )
     kind = "shipped MNIST subset" if train.is_subset else "full MNIST"
-    assert dense["data"] == f"{kind}: {len(train):,} training, {len(test):,} test digits"
+    assert dense["data"] == f"{kind}: 550 training, 50 validation, 300 test digits"
     assert "/" not in dense["data"]
     assert dense["train_fingerprint"] == fingerprint(train)
+    assert dense["validation_fingerprint"] == fingerprint(validation)
     assert dense["test_fingerprint"] == fingerprint(test)
     assert fingerprint(train.take(len(train) - 1)) != dense["train_fingerprint"]
 
@@ -59,17 +110,19 @@ def test_csv_written_before_a_column_existed_reads_it_as_missing(tmp_path):
 
 
 def test_cached_dense_reference_is_reused(tiny, tmp_path):
-    train, test = tiny
     kwargs = dict(criteria=["random"], sparsities=[0.5], epochs=1, cache_dir=tmp_path)
-    first = gp.run_comparison(train, test, progress=False, **kwargs)
-    second = gp.run_comparison(train, test, progress=False, **kwargs)
+    first = gp.run_comparison(*tiny, progress=False, **kwargs)
+    written = {path: path.stat().st_mtime_ns for path in tmp_path.glob("*.pt")}
+    second = gp.run_comparison(*tiny, progress=False, **kwargs)
     assert first[0]["test_error"] == second[0]["test_error"]
-    assert first[0]["seconds_per_epoch"] == second[0]["seconds_per_epoch"]  # read, not re-measured
+    assert {path: path.stat().st_mtime_ns for path in tmp_path.glob("*.pt")} == written
+    assert len(written) == 1
 
 
 def hand_rows():
     base = {"model": "m", "mode": "init", "remaining": 0.1, "macro_f1": 0.9, "data": "hand"}
     base |= {"train_fingerprint": "0" * 16, "test_fingerprint": "1" * 16}
+    base |= {"validation_fingerprint": "2" * 16, "validation_error": 1.0, "train_epochs": 13}
     base |= {"seconds_per_epoch": 1.0, "sparse_bytes": 10, "dense_bytes": 100}
     base |= {"macro_precision": 0.9, "macro_recall": 0.9}
     return [
@@ -104,9 +157,9 @@ def test_write_outputs_makes_three_files(tmp_path):
         ({"modes": ["later"]}, "unknown modes"),
         ({"sparsities": [95]}, "sparsity"),
         ({"model": "vgg"}, "unknown model"),
+        ({"modes": ["iterative"], "rounds": 3, "finetune_epochs": 2}, "finetune_epochs ≥ rounds"),
     ],
 )
 def test_bad_arguments_are_errors(tiny, kwargs, match):
-    train, test = tiny
     with pytest.raises(ValueError, match=match):
-        gp.run_comparison(train, test, progress=False, **kwargs)
+        gp.run_comparison(*tiny, progress=False, **kwargs)

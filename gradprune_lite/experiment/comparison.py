@@ -1,26 +1,28 @@
 """The comparison: every criterion at every sparsity, in one protocol, as rows and a plot.
 
-``run_comparison`` trains the dense reference once per seed (cached on disk by its
-configuration), prunes in one of three modes, fine-tunes, evaluates, and returns one row
-per (mode, criterion, sparsity, seed). ``write_outputs`` turns rows into ``results.csv``,
+``run_comparison`` takes the dense reference of ``gp.trained`` per seed (10 epochs at the
+published level, cached on disk and shared with the notebooks), prunes in one of three
+modes, trains, evaluates on validation and test digits, and returns one row per
+(mode, criterion, sparsity, seed). ``write_outputs`` turns rows into ``results.csv``,
 ``results.md`` (mean ± std over seeds) and ``results.png``. The CLI
 (``gradprune-lite compare``) and the notebooks are thin layers over these two.
 
-Modes:
-    init: prune the freshly initialised network, then train it (SNIP's protocol).
-        SynFlow runs its own iterative loop at init (``synflow_rounds`` data-free rounds),
-        as its paper prescribes.
-    after: train dense, prune once, fine-tune (Han et al.'s one-shot protocol).
+Modes, each with the same training budget per pruned network (``epochs`` +
+``finetune_epochs`` epochs, SGD with the reference learning rate, schedule and batch):
+    init: prune the freshly initialised network, then train it for the whole budget
+        (SNIP's protocol). SynFlow runs its own iterative loop at init
+        (``synflow_rounds`` data-free rounds), as its paper prescribes.
+    after: train dense (``epochs``), prune once, fine-tune (``finetune_epochs``) (Han et
+        al.'s one-shot protocol).
     iterative: train dense, then ``rounds`` × (prune a step of the exponential schedule,
-        fine-tune), ending at the target sparsity.
+        fine-tune), ending at the target sparsity; ``finetune_epochs`` are split over the
+        rounds.
 """
 
 from __future__ import annotations
 
 import copy
 import csv
-import hashlib
-import json
 import math
 import statistics
 from collections import defaultdict
@@ -30,20 +32,28 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..core.criteria import CRITERIA
 from ..core.layers import prunable_weights
 from ..core.prune import prune
 from .checkpoint import checkpoint_sizes
 from .data import Digits
 from .evaluate import evaluate
 from .models import MODELS
-from .reference import fingerprint
+from .reference import REFERENCE_BUDGET, VALIDATION_FRACTION, fingerprint, trained
 from .train import fit
 
 MODES = ("init", "after", "iterative")
-ALL_CRITERIA = ("random", "magnitude", "taylor", "snip", "fisher", "grasp", "synflow")
-DATA_FREE = ("random", "magnitude", "synflow")
-#: Learning rate per model for SGD with momentum 0.9 and a cosine schedule.
-DEFAULT_LR = {"lenet_300_100": 0.05, "lenet5": 0.05}
+#: Registered criteria left out of a run that names none: |ḡ| alone ranks by noise.
+LEFT_OUT_BY_DEFAULT = ("gradient",)
+#: Epochs of training after pruning a trained network (spread over the iterative rounds).
+DEFAULT_FINETUNE_EPOCHS = 3
+
+
+def default_criteria() -> list[str]:
+    """Every criterion registered now (``gp.CRITERIA``, so also ones added later, such as
+    ``obs``), in registration order, less ``LEFT_OUT_BY_DEFAULT``."""
+    return [name for name in CRITERIA if name not in LEFT_OUT_BY_DEFAULT]
+
 
 CSV_COLUMNS = (
     "model",
@@ -52,6 +62,7 @@ CSV_COLUMNS = (
     "sparsity",
     "seed",
     "remaining",
+    "validation_error",
     "test_error",
     "macro_precision",
     "macro_recall",
@@ -59,70 +70,74 @@ CSV_COLUMNS = (
     "seconds_per_epoch",
     "sparse_bytes",
     "dense_bytes",
+    "train_epochs",
     "data",
     "train_fingerprint",
+    "validation_fingerprint",
     "test_fingerprint",
 )
 #: Columns that hold text; every other column is a number.
-TEXT_COLUMNS = ("model", "mode", "criterion", "data", "train_fingerprint", "test_fingerprint")
+TEXT_COLUMNS = (
+    "model",
+    "mode",
+    "criterion",
+    "data",
+    "train_fingerprint",
+    "validation_fingerprint",
+    "test_fingerprint",
+)
 
 
-def data_identity(train: Digits, test: Digits) -> str:
+def data_identity(train: Digits, validation: Digits, test: Digits) -> str:
     """Which digits, in words that hold on any machine: full MNIST or the shipped subset.
 
     No folder path: two machines with the same data write the same words, and the
     fingerprint columns (``gp.experiment.reference.fingerprint``) pin the exact digits.
     """
-    kind = "shipped MNIST subset" if train.is_subset or test.is_subset else "full MNIST"
-    return f"{kind}: {len(train):,} training, {len(test):,} test digits"
-
-
-def _fingerprint(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _train_dense(model_name, seed, train, epochs, lr, batch_size, device, cache_dir, progress):
-    """Dense model trained for ``epochs``, loaded from ``cache_dir`` when already trained.
-
-    Returns (model, seconds per epoch as measured when it was trained).
-    """
-    config = {
-        "model": model_name,
-        "seed": seed,
-        "epochs": epochs,
-        "lr": lr,
-        "batch_size": batch_size,
-        "schedule": "cosine",
-        "momentum": 0.9,
-        "data": fingerprint(train),
-    }
-    model = MODELS[model_name](seed=seed).to(device)
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"dense-{model_name}-seed{seed}-{_fingerprint(config)}.pt"
-        if path.is_file():
-            cached = torch.load(path, map_location=device, weights_only=True)
-            model.load_state_dict(cached["state"])
-            return model, list(cached["seconds"])
-    history = fit(
-        model,
-        train,
-        epochs,
-        lr,
-        batch_size=batch_size,
-        schedule="cosine",
-        seed=seed,
-        progress=progress,
+    parts = (train, validation, test)
+    kind = "shipped MNIST subset" if any(d.is_subset for d in parts) else "full MNIST"
+    return (
+        f"{kind}: {len(train):,} training, {len(validation):,} validation, "
+        f"{len(test):,} test digits"
     )
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {"state": model.state_dict(), "seconds": history["seconds"], "config": config}, path
+
+
+def split_validation(pool: Digits) -> tuple[Digits, Digits]:
+    """(train, validation): the last 1/12 of ``pool`` held out, the rule of ``gp.splits``.
+
+    On the 60,000 training digits of full MNIST this gives exactly ``gp.splits()``'s
+    55,000 / 5,000, so the dense networks are the ones ``gp.trained`` caches for the
+    notebooks; on the first 10,000 (the shipped subset) it gives 9,167 / 833.
+    """
+    n_validation = round(len(pool) * VALIDATION_FRACTION)
+    if n_validation < 1 or n_validation >= len(pool):
+        raise ValueError(
+            f"{len(pool)} training digits are too few to hold out a validation set; "
+            "give at least 12."
         )
-    return model, history["seconds"]
+    n_train = len(pool) - n_validation
+    train = Digits(pool.images[:n_train], pool.labels[:n_train], pool.source, pool.is_subset)
+    validation = Digits(pool.images[n_train:], pool.labels[n_train:], pool.source, pool.is_subset)
+    return train, validation
 
 
-def _row(model_name, mode, criterion, sparsity, seed, model, test, seconds, data) -> dict:
+def epochs_per_round(finetune_epochs: int, rounds: int) -> list[int]:
+    """Fine-tuning epochs after each iterative round: ``finetune_epochs`` split exactly.
+
+    Later rounds (the sparser networks) get the extra epochs: 4 over 3 rounds → [1, 1, 2].
+    """
+    if finetune_epochs < rounds:
+        raise ValueError(
+            f"the iterative mode fine-tunes after each of its {rounds} rounds, so it needs "
+            f"finetune_epochs ≥ rounds; got finetune_epochs={finetune_epochs}. Raise "
+            "finetune_epochs or lower rounds."
+        )
+    base, extra = divmod(finetune_epochs, rounds)
+    return [base + (i >= rounds - extra) for i in range(rounds)]
+
+
+def _row(model_name, mode, criterion, sparsity, seed, model, splits, seconds, epochs, data):
+    _, validation, test = splits
     result = evaluate(model, test)
     weights = list(prunable_weights(model).values())
     remaining = sum(int((w != 0).sum()) for w in weights) / sum(w.numel() for w in weights)
@@ -134,6 +149,7 @@ def _row(model_name, mode, criterion, sparsity, seed, model, test, seconds, data
         "sparsity": sparsity,
         "seed": seed,
         "remaining": remaining,
+        "validation_error": evaluate(model, validation).error,
         "test_error": result.error,
         "macro_precision": result.macro_precision,
         "macro_recall": result.macro_recall,
@@ -141,24 +157,24 @@ def _row(model_name, mode, criterion, sparsity, seed, model, test, seconds, data
         "seconds_per_epoch": statistics.fmean(seconds) if seconds else float("nan"),
         "sparse_bytes": sizes["sparse_bytes"],
         "dense_bytes": sizes["dense_bytes"],
+        "train_epochs": epochs,
         **data,
     }
 
 
 def run_comparison(
     train: Digits,
+    validation: Digits,
     test: Digits,
     *,
     model: str = "lenet_300_100",
-    criteria: Sequence[str] = ALL_CRITERIA,
+    criteria: Sequence[str] | None = None,
     sparsities: Sequence[float] = (0.9, 0.95, 0.98, 0.99),
     modes: Sequence[str] = ("init",),
     rounds: int = 3,
-    epochs: int = 3,
-    finetune_epochs: int | None = None,
+    epochs: int = REFERENCE_BUDGET["epochs"],
+    finetune_epochs: int = DEFAULT_FINETUNE_EPOCHS,
     seeds: Sequence[int] = (0,),
-    lr: float | None = None,
-    batch_size: int = 128,
     score_samples: int = 1000,
     synflow_rounds: int = 100,
     device: str | torch.device = "cpu",
@@ -167,23 +183,31 @@ def run_comparison(
 ) -> list[dict]:
     """Prune ``model`` by each criterion to each sparsity, train, and evaluate.
 
+    Every network trains with the reference budget of ``gp.trained`` (SGD, momentum 0.9,
+    learning rate 0.05 on a cosine schedule, batch 128), and every pruned network gets the
+    same number of epochs whatever the mode: ``epochs + finetune_epochs``. *init* trains
+    the pruned network that long from scratch; *after* and *iterative* start from the
+    dense reference (``epochs``, from ``gp.trained``) and fine-tune for
+    ``finetune_epochs``, all after the one cut or split over the iterative rounds.
+
     Args:
-        train, test: the digits to train on and to measure test error on.
+        train, validation, test: the digits to train on, to choose on, and to report on
+            (``gp.splits()`` gives full MNIST's 55,000 / 5,000 / 10,000).
         model: a name in ``gp.models.MODELS`` (``"lenet_300_100"`` or ``"lenet5"``).
-        criteria: names in ``gp.CRITERIA``.
+        criteria: names in ``gp.CRITERIA`` (built-in or registered); default
+            ``default_criteria()``.
         sparsities: fractions of weights to remove, each in (0, 1).
         modes: any of ``"init"``, ``"after"``, ``"iterative"`` (see the module docstring).
         rounds: prune/fine-tune rounds of the iterative mode.
-        epochs: training epochs of the dense reference and of networks pruned at init.
-        finetune_epochs: epochs after pruning a trained network (default ``epochs``); the
-            iterative mode spreads them over its rounds (at least one epoch per round).
+        epochs: training epochs of the dense reference (default 10, ``gp.trained``'s).
+        finetune_epochs: epochs after pruning a trained network; the iterative mode
+            splits them over its rounds (so it needs at least ``rounds``).
         seeds: one run per seed (initial weights, batch order, random scores).
-        lr: SGD learning rate (momentum 0.9, cosine schedule); default per model.
-        batch_size: training batch size.
         score_samples: training digits the data-driven criteria see (batches of 100).
         synflow_rounds: SynFlow's own iterative rounds in the init mode.
-        device: where to train.
-        cache_dir: folder caching the dense references (None: no cache).
+        device: where to train the pruned networks (the dense reference trains on CPU).
+        cache_dir: folder caching the dense references (default: ``gp.trained``'s, shared
+            with the notebooks).
         progress: show progress bars.
 
     Returns:
@@ -192,35 +216,40 @@ def run_comparison(
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose from {sorted(MODELS)}.")
-    unknown = [c for c in criteria if c not in ALL_CRITERIA and c != "gradient"]
+    criteria = default_criteria() if criteria is None else list(criteria)
+    unknown = [c for c in criteria if c not in CRITERIA]
     if unknown:
-        raise ValueError(f"unknown criteria {unknown}; choose from {list(ALL_CRITERIA)}.")
+        raise ValueError(f"unknown criteria {unknown}; choose from {sorted(CRITERIA)}.")
     bad_modes = [m for m in modes if m not in MODES]
     if bad_modes:
         raise ValueError(f"unknown modes {bad_modes}; choose from {list(MODES)}.")
     for s in sparsities:
         if not 0.0 < float(s) < 1.0:
             raise ValueError(f"each sparsity must lie in (0, 1), e.g. 0.95; got {s!r}.")
-    if not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be a positive integer, got {rounds!r}.")
-    lr = DEFAULT_LR[model] if lr is None else lr
-    finetune_epochs = epochs if finetune_epochs is None else finetune_epochs
-    per_round = max(1, math.ceil(finetune_epochs / rounds))
+    for name, value in (("rounds", rounds), ("epochs", epochs)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    if not isinstance(finetune_epochs, int) or finetune_epochs < 0:
+        raise ValueError(f"finetune_epochs must be an integer ≥ 0, got {finetune_epochs!r}.")
+    round_epochs = epochs_per_round(finetune_epochs, rounds) if "iterative" in modes else []
+    lr, batch_size = REFERENCE_BUDGET["lr"], REFERENCE_BUDGET["batch_size"]
     score_batches = list(train.take(min(score_samples, len(train))).to(device).batches(100))
+    splits = (train.to(device), validation.to(device), test.to(device))
     data = {
-        "data": data_identity(train, test),
+        "data": data_identity(train, validation, test),
         "train_fingerprint": fingerprint(train),
+        "validation_fingerprint": fingerprint(validation),
         "test_fingerprint": fingerprint(test),
     }
 
     def train_for(net, n_epochs, seed):
         return fit(
             net,
-            train,
+            splits[0],
             n_epochs,
             lr,
             batch_size=batch_size,
-            schedule="cosine",
+            schedule=REFERENCE_BUDGET["schedule"],
             seed=seed,
             progress=False,
         )["seconds"]
@@ -230,36 +259,50 @@ def run_comparison(
     bar = tqdm(total=len(seeds) * (1 + len(jobs)), desc=f"compare {model}", disable=not progress)
     for seed in seeds:
         bar.set_postfix_str(f"dense seed {seed}")
-        dense, dense_seconds = _train_dense(
-            model, seed, train, epochs, lr, batch_size, device, cache_dir, progress
+        dense = trained(
+            model, seed, train=train, epochs=epochs, cache_dir=cache_dir, progress=progress
+        ).to(device)
+        # The cache keeps weights, not timings: one more epoch of a copy times a dense epoch.
+        dense_seconds = train_for(copy.deepcopy(dense), 1, seed)
+        rows.append(
+            _row(model, "dense", "dense", 0.0, seed, dense, splits, dense_seconds, epochs, data)
         )
-        rows.append(_row(model, "dense", "dense", 0.0, seed, dense, test, dense_seconds, data))
         bar.update(1)
         for mode, criterion, sparsity in jobs:
             bar.set_postfix_str(f"seed {seed} {mode} {criterion} {sparsity:g}")
             options = {"seed": seed} if criterion == "random" else {}
-            batches = None if criterion in DATA_FREE else score_batches
             if criterion == "synflow":
                 options["input_shape"] = tuple(train.images.shape[1:])
             if mode == "init":
                 net = MODELS[model](seed=seed).to(device)
                 # SynFlow prunes at initialisation in its own data-free rounds, per its paper.
                 init_rounds = synflow_rounds if criterion == "synflow" else 1
-                prune(net, criterion, sparsity, batches, rounds=init_rounds, **options)
-                seconds = train_for(net, epochs, seed)
+                prune(net, criterion, sparsity, score_batches, rounds=init_rounds, **options)
+                seconds = train_for(net, epochs + finetune_epochs, seed)
             elif mode == "after":
                 net = copy.deepcopy(dense)
-                prune(net, criterion, sparsity, batches, **options)
+                prune(net, criterion, sparsity, score_batches, **options)
                 seconds = train_for(net, finetune_epochs, seed)
             else:
                 net = copy.deepcopy(dense)
                 seconds = []
 
                 def between(pruned, round_index, seconds=seconds, seed=seed):
-                    seconds.extend(train_for(pruned, per_round, seed + round_index))
+                    seconds.extend(train_for(pruned, round_epochs[round_index], seed + round_index))
 
-                prune(net, criterion, sparsity, batches, rounds=rounds, between=between, **options)
-            rows.append(_row(model, mode, criterion, sparsity, seed, net, test, seconds, data))
+                prune(
+                    net,
+                    criterion,
+                    sparsity,
+                    score_batches,
+                    rounds=rounds,
+                    between=between,
+                    **options,
+                )
+            total = epochs + finetune_epochs
+            rows.append(
+                _row(model, mode, criterion, sparsity, seed, net, splits, seconds, total, data)
+            )
             bar.update(1)
     bar.close()
     return rows
