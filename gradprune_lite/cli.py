@@ -122,7 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
             "--finetune-epochs (iterative splits them over its rounds). The last 1/12 of the "
             "training digits are held out for validation (55,000 / 5,000 on full MNIST, as "
             "gp.splits). Data: --data, else $GRADPRUNE_DATA, else the cache (download), else "
-            "the shipped 10,000/2,000-digit subset."
+            "the shipped 10,000/2,000-digit subset. Resumable: each row is appended to "
+            "OUT/results.csv as soon as it is finished, and a rerun of the same command skips "
+            "the rows already there (the progress bar counts training epochs and shows the "
+            "time left)."
         ),
     )
     add = compare.add_argument
@@ -160,7 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--seeds", help="comma-separated seeds, one run each (default 0)")
     add("--device", default="cpu", help="torch device, e.g. cpu or cuda (default %(default)s)")
-    add("--out", default="results/compare", help="output folder (default %(default)s)")
+    add(
+        "--out",
+        default="results/compare",
+        help="output folder; rows already in its results.csv (same protocol) are kept and "
+        "not run again (default %(default)s)",
+    )
     add(
         "--cache",
         help="folder caching dense references (default: gp.trained's, shared with the notebooks)",
@@ -257,7 +265,8 @@ def _compare(args, parser) -> int:
     train, validation = split_validation(mnist("train", args.data, limit=args.train_limit))
     test = mnist("test", args.data, limit=args.test_limit)
     out = Path(args.out)
-    rows = run_comparison(
+    results_csv = out / "results.csv"
+    run_comparison(
         train,
         validation,
         test,
@@ -274,8 +283,11 @@ def _compare(args, parser) -> int:
         device=device,
         cache_dir=Path(args.cache) if args.cache else None,
         progress=not args.no_progress,
+        results_csv=results_csv,
     )
-    paths = write_outputs(rows, out)
+    # The table and plot show every row of the file: this run's and earlier runs' of the
+    # same protocol (other criteria, sparsities or seeds added to the same folder).
+    paths = write_outputs(read_rows(results_csv), out)
     print(paths["markdown"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
 import sys
 import warnings
@@ -47,6 +48,22 @@ def test_dense_reference_is_cached_by_configuration(quick_run):
     _, out = quick_run
     cached = list((out / "cache").glob("lenet_300_100-seed0-*.pt"))
     assert len(cached) == 1
+
+
+def test_rerun_resumes_from_the_csv_and_shows_the_time_left(quick_run, capsys):
+    _, out = quick_run
+    before = (out / "results.csv").read_text()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        status = main(
+            ["compare", "--quick", "--out", str(out), "--train-limit", "3000"]
+            + ["--cache", str(out / "cache")]
+        )
+    assert status == 0
+    assert (out / "results.csv").read_text() == before  # every row was there: none re-run
+    bar = capsys.readouterr().err
+    # tqdm's [elapsed<left, rate]: here all 14 epochs of work were already done.
+    assert re.search(r"compare lenet_300_100: 100%.*\b14/14 \[\d\d:\d\d<.*epoch/s\]", bar)
 
 
 def test_report_merges_runs(quick_run, tmp_path):

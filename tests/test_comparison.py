@@ -7,6 +7,7 @@ import math
 import pytest
 
 import gradprune_lite as gp
+from gradprune_lite.experiment import comparison
 from gradprune_lite.experiment.comparison import (
     epochs_per_round,
     markdown_table,
@@ -119,10 +120,91 @@ def test_cached_dense_reference_is_reused(tiny, tmp_path):
     assert len(written) == 1
 
 
+class Interrupted(Exception):
+    """Stands for Ctrl-C or a killed job in the resume test."""
+
+
+def test_interrupted_run_resumes_without_redoing_finished_rows(tiny, tmp_path, monkeypatch):
+    results_csv = tmp_path / "results.csv"
+    kwargs = dict(
+        criteria=["magnitude", "taylor"],
+        sparsities=[0.9, 0.95],
+        modes=["after"],
+        epochs=1,
+        finetune_epochs=1,
+        cache_dir=tmp_path,
+        progress=False,
+        results_csv=results_csv,
+    )
+    real_prune, pruned = comparison.prune, []
+
+    def prune_then_fail_on_the_third(net, criterion, sparsity, *args, **options):
+        if len(pruned) == 2:
+            raise Interrupted
+        pruned.append((criterion, sparsity))
+        return real_prune(net, criterion, sparsity, *args, **options)
+
+    monkeypatch.setattr(comparison, "prune", prune_then_fail_on_the_third)
+    with pytest.raises(Interrupted):
+        gp.run_comparison(*tiny, **kwargs)
+    finished = read_rows(results_csv)
+    assert [(r["criterion"], r["sparsity"]) for r in finished] == [
+        ("dense", 0.0),
+        ("magnitude", 0.9),
+        ("magnitude", 0.95),
+    ]
+    with open(results_csv, "a") as handle:
+        handle.write("lenet_300_100,after,tay")  # half a row, as a kill mid-write leaves it
+
+    pruned.clear()
+    monkeypatch.setattr(
+        comparison, "prune", lambda *a, **k: pruned.append(a[1:3]) or real_prune(*a, **k)
+    )
+    rows = gp.run_comparison(*tiny, **kwargs)
+    assert pruned == [("taylor", 0.9), ("taylor", 0.95)]  # only the missing rows ran
+    assert rows[:3] == finished  # the finished rows, read back unchanged
+    on_disk = read_rows(results_csv)
+    assert [r["run_key"] for r in on_disk] == [r["run_key"] for r in rows]
+    assert len({r["run_key"] for r in on_disk}) == 5
+
+    pruned.clear()
+    assert gp.run_comparison(*tiny, **kwargs) == on_disk and pruned == []  # nothing left to do
+
+
+def test_a_results_csv_of_another_protocol_is_refused(tiny, tmp_path):
+    results_csv = tmp_path / "results.csv"
+    kwargs = dict(criteria=[], sparsities=[0.5], cache_dir=tmp_path, progress=False)
+    gp.run_comparison(*tiny, epochs=1, results_csv=results_csv, **kwargs)
+    with pytest.raises(ValueError, match="another protocol"):
+        gp.run_comparison(*tiny, epochs=2, results_csv=results_csv, **kwargs)
+
+
+def test_a_criterion_registered_later_is_accepted_by_name(tiny, tmp_path, monkeypatch):
+    monkeypatch.setitem(
+        gp.CRITERIA,
+        "negative_magnitude",
+        lambda ctx: {name: -w.abs() for name, w in ctx.weights.items()},
+    )
+    assert "negative_magnitude" in comparison.default_criteria()
+    rows = gp.run_comparison(
+        *tiny,
+        criteria=["negative_magnitude"],
+        sparsities=[0.5],
+        modes=["after"],
+        epochs=1,
+        finetune_epochs=0,
+        cache_dir=tmp_path,
+        progress=False,
+    )
+    assert rows[1]["criterion"] == "negative_magnitude"
+    assert rows[1]["remaining"] == pytest.approx(0.5, abs=1e-3)
+
+
 def hand_rows():
     base = {"model": "m", "mode": "init", "remaining": 0.1, "macro_f1": 0.9, "data": "hand"}
     base |= {"train_fingerprint": "0" * 16, "test_fingerprint": "1" * 16}
     base |= {"validation_fingerprint": "2" * 16, "validation_error": 1.0, "train_epochs": 13}
+    base |= {"run_key": "hand"}
     base |= {"seconds_per_epoch": 1.0, "sparse_bytes": 10, "dense_bytes": 100}
     base |= {"macro_precision": 0.9, "macro_recall": 0.9}
     return [

@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
+import json
 import math
+import os
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -75,6 +78,7 @@ CSV_COLUMNS = (
     "train_fingerprint",
     "validation_fingerprint",
     "test_fingerprint",
+    "run_key",
 )
 #: Columns that hold text; every other column is a number.
 TEXT_COLUMNS = (
@@ -85,6 +89,7 @@ TEXT_COLUMNS = (
     "train_fingerprint",
     "validation_fingerprint",
     "test_fingerprint",
+    "run_key",
 )
 
 
@@ -119,6 +124,54 @@ def split_validation(pool: Digits) -> tuple[Digits, Digits]:
     train = Digits(pool.images[:n_train], pool.labels[:n_train], pool.source, pool.is_subset)
     validation = Digits(pool.images[n_train:], pool.labels[n_train:], pool.source, pool.is_subset)
     return train, validation
+
+
+def _protocol_key(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def run_key(protocol: str, model: str, mode: str, criterion: str, sparsity, seed) -> str:
+    """The identity of one row: protocol hash (budget, options, data), then the grid point."""
+    return f"{protocol}/{model}/{mode}/{criterion}/{float(sparsity):g}/seed{int(seed)}"
+
+
+def _open_row_log(path: str | Path, protocol: str) -> dict[str, dict]:
+    """The rows already in ``path`` by run key, after creating it or repairing its tail.
+
+    A run killed while writing can leave half a line at the end; it is cut off, so that
+    row runs again.
+    """
+    path = Path(path)
+    header = ",".join(CSV_COLUMNS) + "\n"
+    if not path.is_file() or path.stat().st_size == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header)
+        return {}
+    text = path.read_text()
+    if not text.startswith(header):
+        raise ValueError(
+            f"{path} was not written by this version of compare (its columns differ); "
+            "give another --out folder (results_csv), or move the file away."
+        )
+    if not text.endswith("\n"):
+        path.write_text(text[: text.rfind("\n") + 1])
+    rows = read_rows(path)
+    others = sorted({r["run_key"].split("/")[0] for r in rows} - {protocol})
+    if others:
+        raise ValueError(
+            f"{path} holds rows of another protocol ({', '.join(others)}; this run is "
+            f"{protocol}): a different budget, option or data set. One file holds one "
+            "protocol, so give another --out folder (results_csv) or move the file away."
+        )
+    return {row["run_key"]: row for row in rows}
+
+
+def _append_row(path: str | Path, row: dict) -> None:
+    """Append one finished row to the CSV and push it to disk before the next job starts."""
+    with open(path, "a", newline="") as handle:
+        csv.DictWriter(handle, fieldnames=CSV_COLUMNS).writerow({k: row[k] for k in CSV_COLUMNS})
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def epochs_per_round(finetune_epochs: int, rounds: int) -> list[int]:
@@ -180,6 +233,7 @@ def run_comparison(
     device: str | torch.device = "cpu",
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    results_csv: str | Path | None = None,
 ) -> list[dict]:
     """Prune ``model`` by each criterion to each sparsity, train, and evaluate.
 
@@ -208,7 +262,11 @@ def run_comparison(
         device: where to train the pruned networks (the dense reference trains on CPU).
         cache_dir: folder caching the dense references (default: ``gp.trained``'s, shared
             with the notebooks).
-        progress: show progress bars.
+        progress: show a progress bar, counted in training epochs, with the time left.
+        results_csv: a CSV that each row is appended to the moment it is finished. Rows
+            already there with the same ``run_key`` (same protocol, data and grid point)
+            are read back instead of run again, so an interrupted run resumes where it
+            stopped. Rows of another protocol there are an error (one file, one protocol).
 
     Returns:
         a list of dict rows with the keys of ``CSV_COLUMNS``; one ``criterion="dense"``
@@ -254,56 +312,78 @@ def run_comparison(
             progress=False,
         )["seconds"]
 
-    jobs = [(m, c, s) for m in modes for c in criteria for s in sparsities]
-    rows = []
-    bar = tqdm(total=len(seeds) * (1 + len(jobs)), desc=f"compare {model}", disable=not progress)
-    for seed in seeds:
-        bar.set_postfix_str(f"dense seed {seed}")
-        dense = trained(
-            model, seed, train=train, epochs=epochs, cache_dir=cache_dir, progress=progress
-        ).to(device)
-        # The cache keeps weights, not timings: one more epoch of a copy times a dense epoch.
-        dense_seconds = train_for(copy.deepcopy(dense), 1, seed)
-        rows.append(
-            _row(model, "dense", "dense", 0.0, seed, dense, splits, dense_seconds, epochs, data)
-        )
-        bar.update(1)
-        for mode, criterion, sparsity in jobs:
-            bar.set_postfix_str(f"seed {seed} {mode} {criterion} {sparsity:g}")
-            options = {"seed": seed} if criterion == "random" else {}
-            if criterion == "synflow":
-                options["input_shape"] = tuple(train.images.shape[1:])
-            if mode == "init":
-                net = MODELS[model](seed=seed).to(device)
-                # SynFlow prunes at initialisation in its own data-free rounds, per its paper.
-                init_rounds = synflow_rounds if criterion == "synflow" else 1
-                prune(net, criterion, sparsity, score_batches, rounds=init_rounds, **options)
-                seconds = train_for(net, epochs + finetune_epochs, seed)
-            elif mode == "after":
-                net = copy.deepcopy(dense)
-                prune(net, criterion, sparsity, score_batches, **options)
-                seconds = train_for(net, finetune_epochs, seed)
-            else:
-                net = copy.deepcopy(dense)
-                seconds = []
+    protocol = _protocol_key(
+        {
+            **REFERENCE_BUDGET,
+            "epochs": epochs,
+            "finetune_epochs": finetune_epochs,
+            "rounds": rounds,
+            "score_samples": score_samples,
+            "synflow_rounds": synflow_rounds,
+            **{k: v for k, v in data.items() if k != "data"},
+        }
+    )
+    done = _open_row_log(results_csv, protocol) if results_csv is not None else {}
+    grid = [("dense", "dense", 0.0)] + [
+        (m, c, float(s)) for m in modes for c in criteria for s in sparsities
+    ]
+    # Work is measured in training epochs, so the time left counts a 13-epoch run at init
+    # as 13 short ones; the dense job is the timing epoch plus training when not cached.
+    cost = {"dense": epochs + 1, "init": epochs + finetune_epochs}
+    jobs = [(seed, *job) for seed in seeds for job in grid]
+    keys = [run_key(protocol, model, mode, c, s, seed) for seed, mode, c, s in jobs]
+    epochs_of = [max(1, cost.get(mode, finetune_epochs)) for _, mode, _, _ in jobs]
+    bar = tqdm(
+        total=sum(epochs_of),
+        initial=sum(e for e, key in zip(epochs_of, keys) if key in done),
+        desc=f"compare {model}",
+        unit="epoch",
+        disable=not progress,
+    )
+    rows, dense = [], {}
+    for (seed, mode, criterion, sparsity), key, job_epochs in zip(jobs, keys, epochs_of):
+        if key in done:
+            rows.append(done[key])
+            continue
+        bar.set_postfix_str(f"seed {seed} {mode} {criterion} {sparsity:g}")
+        if mode != "init" and seed not in dense:
+            dense[seed] = trained(
+                model, seed, train=train, epochs=epochs, cache_dir=cache_dir, progress=False
+            ).to(device)
+        options = {"seed": seed} if criterion == "random" else {}
+        if criterion == "synflow":
+            options["input_shape"] = tuple(train.images.shape[1:])
+        if mode == "dense":
+            net = dense[seed]
+            # The cache keeps weights, not timings: one epoch of a copy times a dense epoch.
+            seconds = train_for(copy.deepcopy(net), 1, seed)
+        elif mode == "init":
+            net = MODELS[model](seed=seed).to(device)
+            # SynFlow prunes at initialisation in its own data-free rounds, per its paper.
+            init_rounds = synflow_rounds if criterion == "synflow" else 1
+            prune(net, criterion, sparsity, score_batches, rounds=init_rounds, **options)
+            seconds = train_for(net, epochs + finetune_epochs, seed)
+        elif mode == "after":
+            net = copy.deepcopy(dense[seed])
+            prune(net, criterion, sparsity, score_batches, **options)
+            seconds = train_for(net, finetune_epochs, seed)
+        else:
+            net = copy.deepcopy(dense[seed])
+            seconds = []
 
-                def between(pruned, round_index, seconds=seconds, seed=seed):
-                    seconds.extend(train_for(pruned, round_epochs[round_index], seed + round_index))
+            def between(pruned, round_index, seconds=seconds, seed=seed):
+                seconds.extend(train_for(pruned, round_epochs[round_index], seed + round_index))
 
-                prune(
-                    net,
-                    criterion,
-                    sparsity,
-                    score_batches,
-                    rounds=rounds,
-                    between=between,
-                    **options,
-                )
-            total = epochs + finetune_epochs
-            rows.append(
-                _row(model, mode, criterion, sparsity, seed, net, splits, seconds, total, data)
+            prune(
+                net, criterion, sparsity, score_batches, rounds=rounds, between=between, **options
             )
-            bar.update(1)
+        total = epochs if mode == "dense" else epochs + finetune_epochs
+        row = _row(model, mode, criterion, sparsity, seed, net, splits, seconds, total, data)
+        row["run_key"] = key
+        if results_csv is not None:
+            _append_row(results_csv, row)
+        rows.append(row)
+        bar.update(job_epochs)
     bar.close()
     return rows
 
