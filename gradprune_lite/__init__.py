@@ -28,6 +28,7 @@ from .experiment.comparison import run_comparison, write_outputs
 from .experiment.data import Digits, mnist
 from .experiment.evaluate import Evaluation, evaluate
 from .experiment.reference import splits, trained
+from .experiment.summary import summary_table
 from .experiment.train import fit
 
 __version__ = "0.1.0"
@@ -69,6 +70,7 @@ __all__ = [
     "sparsity",
     "sparsity_schedule",
     "splits",
+    "summary_table",
     "to_torch_prune",
     "trained",
     "write_outputs",

@@ -20,6 +20,7 @@ from .experiment.comparison import (
     DEFAULT_FINETUNE_EPOCHS,
     MODES,
     default_criteria,
+    merge_rows,
     read_rows,
     run_comparison,
     split_validation,
@@ -28,6 +29,7 @@ from .experiment.comparison import (
 from .experiment.data import mnist
 from .experiment.models import MODELS
 from .experiment.reference import REFERENCE_BUDGET
+from .experiment.summary import regenerate_doc, summary_markdown
 
 #: What ``--quick`` uses for every option the user did not set (under a minute on 2 cores).
 QUICK = {
@@ -200,24 +202,42 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-progress", action="store_true", help="hide progress bars")
     report = commands.add_parser(
         "report",
-        help="merge results.csv files of several compare runs into one CSV, table and plot",
+        help="merge the results.csv of compare runs: CSV, table, plot, the four-question "
+        "summary, and docs/RESULTS.md's tables",
         description=(
-            "Read the results.csv of several `compare` runs (for example one per seed or per "
-            "model) and write the merged results.csv, results.md and results.png under --out."
+            "Read the results.csv of several `compare` runs (for example one per model) and "
+            "write under --out the merged results.csv, results.md and results.png, and "
+            "summary.md: the article's four questions (accuracy: test error; precision: macro "
+            "and worst-class; training speed: seconds per epoch of the pruned network; "
+            "compression: checkpoint bytes and nonzero parameters) for magnitude and for the "
+            "best of each gradient-based family, chosen on validation error, at 90/95/98%%, "
+            "with the published numbers beside. With --doc, also rebuild every table marked "
+            "<!-- table: ... from CSV --> in that markdown file from the CSVs it names."
         ),
     )
     report.add_argument("csv", nargs="+", help="results.csv files written by compare")
     report.add_argument("--out", required=True, help="output folder")
+    report.add_argument(
+        "--doc", help="markdown file whose marked tables are rebuilt in place (docs/RESULTS.md)"
+    )
     return parser
 
 
 def _report(args, parser) -> int:
     missing = [path for path in args.csv if not Path(path).is_file()]
+    if args.doc and not Path(args.doc).is_file():
+        missing.append(args.doc)
     if missing:
         parser.error(f"report: no such file(s): {', '.join(missing)}.")
-    rows = [row for path in args.csv for row in read_rows(path)]
+    rows = merge_rows([row for path in args.csv for row in read_rows(path)])
     paths = write_outputs(rows, args.out)
-    print(paths["markdown"].read_text())
+    paths["summary"] = Path(args.out) / "summary.md"
+    paths["summary"].write_text(summary_markdown(rows))
+    print(paths["summary"].read_text())
+    if args.doc:
+        doc = Path(args.doc)
+        doc.write_text(regenerate_doc(doc.read_text(), doc.parent))
+        paths["doc"] = doc
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 

@@ -70,6 +70,9 @@ def test_dense_row_is_the_reference_of_gp_trained(tiny, tmp_path):
     reference = gp.trained("lenet_300_100", 0, train=train, epochs=1, cache_dir=tmp_path)
     assert dense["test_error"] == gp.evaluate(reference, test).error
     assert dense["validation_error"] == gp.evaluate(reference, validation).error
+    assert dense["worst_class_precision"] == float(gp.evaluate(reference, test).precision.min())
+    assert dense["worst_class_precision"] < dense["macro_precision"]
+    assert dense["nonzero_params"] == sum(int((p != 0).sum()) for p in reference.parameters())
 
 
 def test_iterative_fine_tuning_splits_the_epochs_exactly():
@@ -204,7 +207,7 @@ def hand_rows():
     base = {"model": "m", "mode": "init", "remaining": 0.1, "macro_f1": 0.9, "data": "hand"}
     base |= {"train_fingerprint": "0" * 16, "test_fingerprint": "1" * 16}
     base |= {"validation_fingerprint": "2" * 16, "validation_error": 1.0, "train_epochs": 13}
-    base |= {"run_key": "hand"}
+    base |= {"run_key": "hand", "worst_class_precision": 0.8, "nonzero_params": 1000}
     base |= {"seconds_per_epoch": 1.0, "sparse_bytes": 10, "dense_bytes": 100}
     base |= {"macro_precision": 0.9, "macro_recall": 0.9}
     return [

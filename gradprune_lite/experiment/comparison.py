@@ -68,11 +68,13 @@ CSV_COLUMNS = (
     "validation_error",
     "test_error",
     "macro_precision",
+    "worst_class_precision",
     "macro_recall",
     "macro_f1",
     "seconds_per_epoch",
     "sparse_bytes",
     "dense_bytes",
+    "nonzero_params",
     "train_epochs",
     "data",
     "train_fingerprint",
@@ -205,11 +207,13 @@ def _row(model_name, mode, criterion, sparsity, seed, model, splits, seconds, ep
         "validation_error": evaluate(model, validation).error,
         "test_error": result.error,
         "macro_precision": result.macro_precision,
+        "worst_class_precision": float(result.precision.min()),
         "macro_recall": result.macro_recall,
         "macro_f1": result.macro_f1,
         "seconds_per_epoch": statistics.fmean(seconds) if seconds else float("nan"),
         "sparse_bytes": sizes["sparse_bytes"],
         "dense_bytes": sizes["dense_bytes"],
+        "nonzero_params": sum(int((p != 0).sum()) for p in model.parameters()),
         "train_epochs": epochs,
         **data,
     }
@@ -509,6 +513,32 @@ def write_outputs(rows: Sequence[dict], out: str | Path) -> dict[str, Path]:
     paths["markdown"].write_text(markdown_table(rows))
     plot_results(rows).savefig(paths["plot"], dpi=110)
     return paths
+
+
+def _same_value(a, b) -> bool:
+    return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
+
+
+def merge_rows(rows: Sequence[dict]) -> list[dict]:
+    """``rows`` of several CSVs with each (model, mode, criterion, sparsity, seed) once.
+
+    Runs that share a dense reference each carry its row: copies with the same run key
+    (same protocol; only the measured seconds may differ) or with identical values
+    collapse to the first. Two other rows for the same point come from different
+    protocols, which one table must not mix, so they are an error.
+    """
+    merged: dict[tuple, dict] = {}
+    for row in rows:
+        point = (row["model"], row["mode"], row["criterion"], float(row["sparsity"]))
+        point += (int(float(row["seed"])),)
+        kept = merged.setdefault(point, row)
+        same_run = bool(row.get("run_key")) and kept.get("run_key") == row.get("run_key")
+        if not same_run and not all(_same_value(kept.get(k), row.get(k)) for k in CSV_COLUMNS):
+            raise ValueError(
+                f"two rows disagree for {point} (model, mode, criterion, sparsity, seed): they "
+                "come from different protocols or data; report them separately."
+            )
+    return list(merged.values())
 
 
 def read_rows(path: str | Path) -> list[dict]:
