@@ -82,6 +82,8 @@ CSV_COLUMNS = (
     "test_fingerprint",
     "run_key",
 )
+#: Columns that hold counts: read back as int (NaN where missing).
+INT_COLUMNS = ("seed", "sparse_bytes", "dense_bytes", "nonzero_params", "train_epochs")
 #: Columns that hold text; every other column is a number.
 TEXT_COLUMNS = (
     "model",
@@ -544,8 +546,9 @@ def merge_rows(rows: Sequence[dict]) -> list[dict]:
 def read_rows(path: str | Path) -> list[dict]:
     """Rows back from a ``results.csv`` (numbers as floats), e.g. to merge several runs.
 
-    A column the file lacks (a CSV written before the column existed) reads as NaN, or
-    as "" for text; an empty numeric cell reads as NaN.
+    Counts (``INT_COLUMNS``) read as int, other numbers as float. A column the file lacks
+    (a CSV written before the column existed) reads as NaN, or as "" for text; an empty
+    numeric cell reads as NaN.
     """
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -554,6 +557,8 @@ def read_rows(path: str | Path) -> list[dict]:
             value = row.get(key) or ""
             if key in TEXT_COLUMNS:
                 row[key] = value
+            elif not value:
+                row[key] = math.nan
             else:
-                row[key] = float(value) if value else math.nan
+                row[key] = int(float(value)) if key in INT_COLUMNS else float(value)
     return rows
