@@ -26,7 +26,7 @@ from .experiment.comparison import (
     split_validation,
     write_outputs,
 )
-from .experiment.data import mnist
+from .experiment.data import Digits, mnist
 from .experiment.models import MODELS
 from .experiment.reference import REFERENCE_BUDGET
 from .experiment.summary import regenerate_doc, summary_markdown
@@ -242,6 +242,33 @@ def _report(args, parser) -> int:
     return 0
 
 
+def _first(digits: Digits, limit: int | None, split: str) -> tuple[Digits, str]:
+    """The first ``limit`` digits and a line that says truthfully which they are."""
+    kind = "the shipped MNIST subset" if digits.is_subset else "full MNIST"
+    folder = "" if digits.is_subset else f" in {digits.source.rsplit(' (', 1)[0]}"
+    whole = f"the {len(digits):,} {split} digits of {kind}{folder}"
+    if limit is None or limit >= len(digits):
+        return digits, f"MNIST {split}: all {whole}"
+    return digits.take(limit), f"MNIST {split}: the first {limit:,} of {whole}"
+
+
+def _load_digits(args) -> tuple[Digits, Digits, Digits]:
+    """(train, validation, test) for ``compare``, with one true line printed per split."""
+    pool, pool_line = _first(mnist("train", args.data, verbose=False), args.train_limit, "train")
+    train, validation = split_validation(pool)
+    test, test_line = _first(mnist("test", args.data, verbose=False), args.test_limit, "test")
+    print(f"{pool_line}: {len(train):,} to train on, the last {len(validation):,} to validate on")
+    print(test_line)
+    if args.quick and not pool.is_subset:
+        # The shipped subset is the first 10,000 training and 2,000 test digits of MNIST.
+        print(
+            "--quick keeps to the first 10,000 training and 2,000 test digits, which are the "
+            "shipped subset's own digits, so its numbers are the same with or without full "
+            "MNIST; leave out --quick for the full protocol."
+        )
+    return train, validation, test
+
+
 def _compare(args, parser) -> int:
     preset = QUICK if args.quick else DEFAULTS
     for key, value in preset.items():
@@ -282,8 +309,7 @@ def _compare(args, parser) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    train, validation = split_validation(mnist("train", args.data, limit=args.train_limit))
-    test = mnist("test", args.data, limit=args.test_limit)
+    train, validation, test = _load_digits(args)
     out = Path(args.out)
     results_csv = out / "results.csv"
     run_comparison(

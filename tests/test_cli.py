@@ -12,6 +12,7 @@ import pytest
 
 from gradprune_lite.cli import QUICK, main
 from gradprune_lite.experiment.comparison import read_rows
+from gradprune_lite.experiment.reference import fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,37 @@ def test_dense_reference_is_cached_by_configuration(quick_run):
     _, out = quick_run
     cached = list((out / "cache").glob("lenet_300_100-seed0-*.pt"))
     assert len(cached) == 1
+
+
+def quick_digits(monkeypatch, full: bool):
+    """What --quick trains, validates and tests on, and what it prints about them."""
+    import argparse
+
+    from gradprune_lite.cli import _load_digits
+
+    if not full:  # no full MNIST anywhere: the shipped subset
+        monkeypatch.delenv("GRADPRUNE_DATA", raising=False)
+        monkeypatch.setenv("GRADPRUNE_OFFLINE", "1")
+        monkeypatch.setenv("GRADPRUNE_CACHE", "/nonexistent-gradprune-cache")
+    args = argparse.Namespace(data=None, quick=True, train_limit=10_000, test_limit=2_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _load_digits(args)
+
+
+def test_quick_says_truly_which_digits_and_they_are_the_subsets(monkeypatch, capsys):
+    with_full = quick_digits(monkeypatch, full=True)
+    said = capsys.readouterr().out
+    without = quick_digits(monkeypatch, full=False)
+    said_without = capsys.readouterr().out
+    assert [fingerprint(d) for d in with_full] == [fingerprint(d) for d in without]
+    assert [len(d) for d in with_full] == [9_167, 833, 2_000]
+    assert "the shipped MNIST subset" in said_without and "full MNIST" not in said_without
+    if not with_full[0].is_subset:  # GRADPRUNE_DATA holds full MNIST
+        assert "the first 10,000 of the 60,000 train digits of full MNIST" in said
+        assert "the first 2,000 of the 10,000 test digits of full MNIST" in said
+        assert "same with or without full MNIST" in said
+        assert "full train set" not in said
 
 
 def test_rerun_resumes_from_the_csv_and_shows_the_time_left(quick_run, capsys):
