@@ -353,6 +353,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"gradprune-lite: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        if args.command != "compare":
+            raise
+        print(
+            f"\ngradprune-lite: interrupted. The finished rows are in {args.out}/results.csv; "
+            "run the same command again to go on from there.",
+            file=sys.stderr,
+        )
+        return 130  # the shell's status for a run stopped by Ctrl-C
 
 
 if __name__ == "__main__":
