@@ -150,5 +150,12 @@ def test_module_entry_point_documents_every_option():
         "--device",
         "--out",
         "--quick",
+        "--finetune-epochs",
     ):
         assert option in result.stdout
+    help_text = " ".join(result.stdout.split())
+    assert (
+        "every pruned network gets the same number of epochs, --epochs + --finetune-epochs, in every mode"
+        in help_text
+    )
+    assert "lr 0.05, cosine schedule, batch 128, as gp.trained" in help_text

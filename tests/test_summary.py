@@ -135,3 +135,15 @@ def test_doc_blocks_are_rebuilt_from_the_csvs_they_name(tmp_path):
     assert regenerate_doc(fresh, tmp_path) == fresh
     with pytest.raises(ValueError, match="missing CSVs"):
         regenerate_doc(stale.replace("run/", "gone/"), tmp_path)
+
+
+def test_a_difference_within_the_seed_spread_is_called_a_tie():
+    rows = []
+    for seed, (magnitude, taylor) in enumerate([(2.0, 2.1), (2.4, 2.2)]):
+        rows += [
+            row("after", "magnitude", 0.9, seed, magnitude, 1.0),
+            row("after", "taylor", 0.9, seed, taylor, 1.1),
+        ]
+    table = summary_table(rows, "lenet_300_100", [0.9])
+    assert "**90%**: a tie within the seed-to-seed spread (±0.28)" in table
+    assert "wins by" not in table
