@@ -8,7 +8,7 @@ gp.apply_masks(model, masks, optimizer)            # pruned weights stay exactly
 
 from .core.criteria import CRITERIA, ScoringContext, register_criterion, score
 from .core.interop import from_torch_prune, to_torch_prune
-from .core.layers import prunable_weights
+from .core.layers import PRUNABLE_TYPES, prunable_weights
 from .core.masks import (
     apply_masks,
     current_masks,
@@ -17,6 +17,7 @@ from .core.masks import (
     mask_overlap,
     remove_masks,
     sparsity,
+    sparsity_report,
 )
 from .core.prune import prune, sparsity_schedule
 from .core.selection import global_masks, kth_smallest, layerwise_masks
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CRITERIA",
+    "PRUNABLE_TYPES",
     "Digits",
     "Evaluation",
     "GradientStats",
@@ -68,6 +70,7 @@ __all__ = [
     "save",
     "score",
     "sparsity",
+    "sparsity_report",
     "sparsity_schedule",
     "splits",
     "summary_table",
