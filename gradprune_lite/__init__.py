@@ -30,6 +30,7 @@ from .experiment.comparison import run_comparison, write_outputs
 from .experiment.data import Digits, mnist
 from .experiment.evaluate import Evaluation, evaluate
 from .experiment.reference import splits, trained
+from .experiment.summary import summary_table
 from .experiment.train import fit
 
 __version__ = "0.1.0"
@@ -75,6 +76,7 @@ __all__ = [
     "sparsity_report",
     "sparsity_schedule",
     "splits",
+    "summary_table",
     "to_torch_prune",
     "trained",
     "write_outputs",
