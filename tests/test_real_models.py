@@ -309,3 +309,35 @@ def test_a_layer_that_gets_no_gradient_is_named_with_the_cause():
     model.forward = lambda x: model["body"](x)
     with pytest.raises(ValueError, match=r"no gradient reached \['unused.weight'\].*never used"):
         gp.gradient_stats(model, [labelled(5, 4, 3)])
+
+
+class PerPositionTagger(TransformerClassifier):
+    """Sequence-first encoder, one class per position: (T, N, C) → (T, N, classes)."""
+
+    def __init__(self):
+        super().__init__(batch_first=False)
+
+    def forward(self, x):
+        return self.head(self.encoder(x))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_time_steps_taken_for_samples_raise():
+    """A sequence-first transformer with (T, N) targets and the default sample_dim=0."""
+    model = PerPositionTagger()
+    g = torch.Generator().manual_seed(17)
+    x, y = torch.randn(4, 5, 16, generator=g), torch.randint(0, 3, (4, 5), generator=g)
+    with pytest.raises(ValueError, match="neither their mean nor their sum.*sample_dim"):
+        gp.gradient_stats(model, [(x, y)], token_loss)
+    with pytest.raises(ValueError, match="sample 0 computed alone differs.*sample_dim=1"):
+        gp.gradient_stats(model, [(x, y)], token_loss, reduction="mean")
+    stats = gp.gradient_stats(model, [(x, y)], token_loss, sample_dim=1)
+    assert_stats_match(stats, per_sample_reference(model, [(x, y)], token_loss, sample_dim=(1, 1)))
+
+
+def test_a_loss_that_compares_samples_raises(mlp, mlp_batches):
+    def contrastive(out, target):
+        return F.cross_entropy(out @ out.t(), torch.arange(len(out)))
+
+    with pytest.raises(ValueError, match="no loss that compares samples"):
+        gp.gradient_stats(mlp, mlp_batches, contrastive, reduction="mean")

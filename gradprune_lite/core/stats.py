@@ -181,6 +181,7 @@ def _recorded_batches(
     device = next(iter(groups.values()))[0].weight.device
     clone_ids: set[int] = set()
     resolved = None
+    checked = False
     with scoring_state(model):
         for inputs, targets in batches:
             inputs, targets, n = prepare_batch(inputs, targets, device, dims)
@@ -192,7 +193,50 @@ def _recorded_batches(
                 record = record_batch(
                     model, inputs, targets, n, loss_fn, resolved, groups, dims[0] == 0, clone_ids
                 )
+                if not checked and n >= 2 and record.fast:
+                    first_target = targets.narrow(dims[1], 0, 1)
+                    _check_first_sample_alone(model, record, inputs[:1], first_target, loss_fn)
+                    checked = True
             yield _Batch(record, inputs, targets)
+
+
+def _check_first_sample_alone(
+    model: nn.Module,
+    record: BatchRecord,
+    first_input: torch.Tensor,
+    first_target: torch.Tensor,
+    loss_fn: LossFn,
+) -> None:
+    """Raise unless sample 0's fast-path gradient equals its gradient computed alone.
+
+    The fast path reads each sample's gradient off the batch pass, which assumes the
+    samples are independent and lie along dimension 0. One extra forward/backward of one
+    sample tests both (once per call, on the first batch): samples that interact (attention
+    across dimension 0 of a sequence-first model, a contrastive loss) or time steps taken
+    for samples give a different gradient. Round-off stays far below the tolerance.
+    """
+    names = list(record.fast)
+    weights = [record.fast[name][0][0].weight for name in names]
+    alone = torch.autograd.grad(
+        loss_fn(model(first_input), first_target).sum(), weights, allow_unused=True
+    )
+    for name, weight, expected in zip(names, weights, alone):
+        dtype = accumulation_dtype(weight)
+        first = [(module, x[:1], d[:1]) for module, x, d in record.fast[name]]
+        got = next(_fast_chunks(first, CHUNK_ELEMENTS, dtype))[0]
+        expected = torch.zeros_like(got) if expected is None else expected.to(dtype)
+        tolerance = max(1e-3, 64 * torch.finfo(weight.dtype).eps)
+        difference = float((got - expected).norm())
+        scale = max(float(got.norm()), float(expected.norm()))
+        if difference > tolerance * scale + 1e-30:
+            raise ValueError(
+                f"the gradient of sample 0 computed alone differs from its share of the batch "
+                f"(relative difference {difference / scale:.3g} in {name!r}): the samples "
+                "interact inside the model or the loss, or they are not along dimension 0. "
+                "One sample must be one slice along sample_dim (a sequence-first model needs "
+                "sample_dim=1) and must not depend on the other samples of the batch (no "
+                "attention across the batch dimension, no loss that compares samples)."
+            )
 
 
 def _fallback_chunks(
