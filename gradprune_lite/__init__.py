@@ -17,9 +17,11 @@ from .core.masks import (
     mask_overlap,
     remove_masks,
     sparsity,
+    sparsity_report,
 )
 from .core.prune import prune, sparsity_schedule
 from .core.selection import global_masks, kth_smallest, layerwise_masks
+from .core.stability import RankingStability, ranking_stability
 from .core.stats import GradientStats, gradient_stats, per_sample_gradients
 from .course import checks, plots, ranking, widgets
 from .experiment import models
@@ -38,12 +40,14 @@ __all__ = [
     "Digits",
     "Evaluation",
     "GradientStats",
+    "RankingStability",
     "ScoringContext",
     "apply_masks",
     "checkpoint_sizes",
     "checks",
     "plots",
     "ranking",
+    "ranking_stability",
     "widgets",
     "current_masks",
     "enforce_masks",
@@ -68,6 +72,7 @@ __all__ = [
     "save",
     "score",
     "sparsity",
+    "sparsity_report",
     "sparsity_schedule",
     "splits",
     "to_torch_prune",
