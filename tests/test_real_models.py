@@ -341,3 +341,23 @@ def test_a_loss_that_compares_samples_raises(mlp, mlp_batches):
 
     with pytest.raises(ValueError, match="no loss that compares samples"):
         gp.gradient_stats(mlp, mlp_batches, contrastive, reduction="mean")
+
+
+def test_layers_under_torch_nn_utils_prune_are_scored_on_their_effective_weight():
+    from torch.nn.utils import prune as torch_prune
+
+    torch.manual_seed(18)
+    model = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 3))
+    permanent = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 3))
+    torch_prune.l1_unstructured(model[0], "weight", 0.5)
+    permanent.load_state_dict(
+        {k: v for k, v in model.state_dict().items() if "_" not in k}
+        | {"0.weight": model[0].weight.detach()}
+    )
+    batches = [labelled(8, 5, 3)]
+    stats = gp.gradient_stats(model, batches)
+    assert list(stats) == ["0.weight", "2.weight"]
+    assert_stats_match(stats, per_sample_reference(permanent, batches))
+    assert model[0].weight_orig.requires_grad
+    with pytest.raises(ValueError, match="prune.remove"):
+        gp.score(model, "grasp", batches)

@@ -216,15 +216,33 @@ def _check_first_sample_alone(
     for samples give a different gradient. Round-off stays far below the tolerance.
     """
     names = list(record.fast)
-    weights = [record.fast[name][0][0].weight for name in names]
-    alone = torch.autograd.grad(
-        loss_fn(model(first_input), first_target).sum(), weights, allow_unused=True
-    )
-    for name, weight, expected in zip(names, weights, alone):
+    # The weight tensors each call used (recomputed per call under torch.nn.utils.prune).
+    used: dict[str, dict[int, torch.Tensor]] = {name: {} for name in names}
+    modules = {id(m): (name, m) for name in names for m, _, _ in record.fast[name]}
+
+    def remember(name: str):
+        def hook(module, args, output):
+            used[name].setdefault(id(module.weight), module.weight)
+
+        return hook
+
+    handles = [module.register_forward_hook(remember(name)) for name, module in modules.values()]
+    try:
+        loss = loss_fn(model(first_input), first_target).sum()
+    finally:
+        for handle in handles:
+            handle.remove()
+    tensors = [(name, t) for name in names for t in used[name].values()]
+    grads = torch.autograd.grad(loss, [t for _, t in tensors], allow_unused=True)
+    for name in names:
+        weight = record.fast[name][0][0].weight
         dtype = accumulation_dtype(weight)
         first = [(module, x[:1], d[:1]) for module, x, d in record.fast[name]]
         got = next(_fast_chunks(first, CHUNK_ELEMENTS, dtype))[0]
-        expected = torch.zeros_like(got) if expected is None else expected.to(dtype)
+        expected = torch.zeros_like(got)
+        for (owner, _), g in zip(tensors, grads):
+            if owner == name and g is not None:
+                expected += g.to(dtype)
         tolerance = max(1e-3, 64 * torch.finfo(weight.dtype).eps)
         difference = float((got - expected).norm())
         scale = max(float(got.norm()), float(expected.norm()))
@@ -248,6 +266,14 @@ def _fallback_chunks(
     max_elements: int,
 ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
     weights = {name: groups[name][0].weight for name in batch.record.fallback}
+    derived = [name for name, weight in weights.items() if not isinstance(weight, nn.Parameter)]
+    if derived:
+        raise ValueError(
+            f"{derived} are computed from other parameters (torch.nn.utils.prune's "
+            "weight_orig, or a parametrization), and these layers need the torch.func "
+            "fallback, which differentiates parameters only. Make the pruning permanent "
+            "first: torch.nn.utils.prune.remove(module, 'weight')."
+        )
     return func_per_sample_chunks(
         model,
         weights,
