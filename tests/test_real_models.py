@@ -166,6 +166,8 @@ def test_attention_in_projection_is_reported_as_not_prunable():
     "build", [torchvision.models.resnet18, torchvision.models.mobilenet_v3_small]
 )
 def test_torchvision_models_in_eval_mode(build, fallback_names):
+    # Hundreds of tiny ops: on a shared 2-core machine a second thread only adds waiting.
+    torch.set_num_threads(1)
     torch.manual_seed(5)
     model = build(weights=None, num_classes=4)
     batches = [labelled(3, 0, 4, shape=(3, 16, 16))]
