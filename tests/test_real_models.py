@@ -166,6 +166,8 @@ def test_attention_in_projection_is_reported_as_not_prunable():
     "build", [torchvision.models.resnet18, torchvision.models.mobilenet_v3_small]
 )
 def test_torchvision_models_in_eval_mode(build, fallback_names):
+    # Hundreds of tiny ops: on a shared 2-core machine a second thread only adds waiting.
+    torch.set_num_threads(1)
     torch.manual_seed(5)
     model = build(weights=None, num_classes=4)
     batches = [labelled(3, 0, 4, shape=(3, 16, 16))]
@@ -309,3 +311,55 @@ def test_a_layer_that_gets_no_gradient_is_named_with_the_cause():
     model.forward = lambda x: model["body"](x)
     with pytest.raises(ValueError, match=r"no gradient reached \['unused.weight'\].*never used"):
         gp.gradient_stats(model, [labelled(5, 4, 3)])
+
+
+class PerPositionTagger(TransformerClassifier):
+    """Sequence-first encoder, one class per position: (T, N, C) → (T, N, classes)."""
+
+    def __init__(self):
+        super().__init__(batch_first=False)
+
+    def forward(self, x):
+        return self.head(self.encoder(x))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_time_steps_taken_for_samples_raise():
+    """A sequence-first transformer with (T, N) targets and the default sample_dim=0."""
+    model = PerPositionTagger()
+    g = torch.Generator().manual_seed(17)
+    x, y = torch.randn(4, 5, 16, generator=g), torch.randint(0, 3, (4, 5), generator=g)
+    with pytest.raises(ValueError, match="neither their mean nor their sum.*sample_dim"):
+        gp.gradient_stats(model, [(x, y)], token_loss)
+    with pytest.raises(ValueError, match="sample 0 computed alone differs.*sample_dim=1"):
+        gp.gradient_stats(model, [(x, y)], token_loss, reduction="mean")
+    stats = gp.gradient_stats(model, [(x, y)], token_loss, sample_dim=1)
+    assert_stats_match(stats, per_sample_reference(model, [(x, y)], token_loss, sample_dim=(1, 1)))
+
+
+def test_a_loss_that_compares_samples_raises(mlp, mlp_batches):
+    def contrastive(out, target):
+        return F.cross_entropy(out @ out.t(), torch.arange(len(out)))
+
+    with pytest.raises(ValueError, match="no loss that compares samples"):
+        gp.gradient_stats(mlp, mlp_batches, contrastive, reduction="mean")
+
+
+def test_layers_under_torch_nn_utils_prune_are_scored_on_their_effective_weight():
+    from torch.nn.utils import prune as torch_prune
+
+    torch.manual_seed(18)
+    model = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 3))
+    permanent = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 3))
+    torch_prune.l1_unstructured(model[0], "weight", 0.5)
+    permanent.load_state_dict(
+        {k: v for k, v in model.state_dict().items() if "_" not in k}
+        | {"0.weight": model[0].weight.detach()}
+    )
+    batches = [labelled(8, 5, 3)]
+    stats = gp.gradient_stats(model, batches)
+    assert list(stats) == ["0.weight", "2.weight"]
+    assert_stats_match(stats, per_sample_reference(permanent, batches))
+    assert model[0].weight_orig.requires_grad
+    with pytest.raises(ValueError, match="prune.remove"):
+        gp.score(model, "grasp", batches)

@@ -25,8 +25,29 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from ._scoring import LossFn, total_of_sample_losses
+
+
+def graph_leaf(module: nn.Module) -> torch.Tensor:
+    """The parameter through which ``module.weight`` enters the autograd graph.
+
+    The weight itself, or ``weight_orig`` under ``torch.nn.utils.prune`` (the weight is then
+    recomputed as ``weight_orig * weight_mask`` at every call), or the original of a
+    ``torch.nn.utils.parametrize`` parametrization.
+    """
+    if isinstance(module.weight, nn.Parameter):
+        return module.weight
+    original = getattr(module, "weight_orig", None)
+    if isinstance(original, nn.Parameter):
+        return original
+    if parametrize.is_parametrized(module, "weight"):
+        return module.parametrizations.weight.original
+    raise ValueError(
+        f"the weight of {type(module).__name__} is neither a parameter nor computed from one "
+        "by torch.nn.utils.prune or a parametrization, so its gradient cannot be followed."
+    )
 
 
 def fast_kind(module: nn.Module) -> str | None:
@@ -150,7 +171,7 @@ def record_batch(
     ``fast_allowed``: False when inputs are not batch-first (everything goes to fallback).
     ``clone_ids``: ids of modules whose outputs are cloned; grows when in-place ops are seen.
     """
-    weights = {name: modules[0].weight for name, modules in groups.items()}
+    weights = {name: graph_leaf(modules[0]) for name, modules in groups.items()}
     candidates = {
         id(module): (name, module)
         for name, modules in groups.items()

@@ -221,6 +221,13 @@ def grasp_scores(ctx: ScoringContext) -> Scores:
     dims = sample_dims(ctx.options.get("sample_dim", 0))
     names = list(ctx.weights)
     weights = list(prunable_weights(model).values())
+    derived = [name for name, w in zip(names, weights) if not isinstance(w, nn.Parameter)]
+    if derived:
+        raise ValueError(
+            f"grasp differentiates parameters, but {derived} are computed from others "
+            "(torch.nn.utils.prune's weight_orig, or a parametrization). Make the pruning "
+            "permanent first: torch.nn.utils.prune.remove(module, 'weight')."
+        )
     device = weights[0].device
 
     def scaled_loss(outputs, targets):

@@ -181,6 +181,7 @@ def _recorded_batches(
     device = next(iter(groups.values()))[0].weight.device
     clone_ids: set[int] = set()
     resolved = None
+    checked = False
     with scoring_state(model):
         for inputs, targets in batches:
             inputs, targets, n = prepare_batch(inputs, targets, device, dims)
@@ -192,7 +193,68 @@ def _recorded_batches(
                 record = record_batch(
                     model, inputs, targets, n, loss_fn, resolved, groups, dims[0] == 0, clone_ids
                 )
+                if not checked and n >= 2 and record.fast:
+                    first_target = targets.narrow(dims[1], 0, 1)
+                    _check_first_sample_alone(model, record, inputs[:1], first_target, loss_fn)
+                    checked = True
             yield _Batch(record, inputs, targets)
+
+
+def _check_first_sample_alone(
+    model: nn.Module,
+    record: BatchRecord,
+    first_input: torch.Tensor,
+    first_target: torch.Tensor,
+    loss_fn: LossFn,
+) -> None:
+    """Raise unless sample 0's fast-path gradient equals its gradient computed alone.
+
+    The fast path reads each sample's gradient off the batch pass, which assumes the
+    samples are independent and lie along dimension 0. One extra forward/backward of one
+    sample tests both (once per call, on the first batch): samples that interact (attention
+    across dimension 0 of a sequence-first model, a contrastive loss) or time steps taken
+    for samples give a different gradient. Round-off stays far below the tolerance.
+    """
+    names = list(record.fast)
+    # The weight tensors each call used (recomputed per call under torch.nn.utils.prune).
+    used: dict[str, dict[int, torch.Tensor]] = {name: {} for name in names}
+    modules = {id(m): (name, m) for name in names for m, _, _ in record.fast[name]}
+
+    def remember(name: str):
+        def hook(module, args, output):
+            used[name].setdefault(id(module.weight), module.weight)
+
+        return hook
+
+    handles = [module.register_forward_hook(remember(name)) for name, module in modules.values()]
+    try:
+        loss = loss_fn(model(first_input), first_target).sum()
+    finally:
+        for handle in handles:
+            handle.remove()
+    tensors = [(name, t) for name in names for t in used[name].values()]
+    grads = torch.autograd.grad(loss, [t for _, t in tensors], allow_unused=True)
+    for name in names:
+        weight = record.fast[name][0][0].weight
+        dtype = accumulation_dtype(weight)
+        first = [(module, x[:1], d[:1]) for module, x, d in record.fast[name]]
+        got = next(_fast_chunks(first, CHUNK_ELEMENTS, dtype))[0]
+        expected = torch.zeros_like(got)
+        for (owner, _), g in zip(tensors, grads):
+            if owner == name and g is not None:
+                expected += g.to(dtype)
+        tolerance = max(1e-3, 64 * torch.finfo(weight.dtype).eps)
+        difference = float((got - expected).norm())
+        scale = max(float(got.norm()), float(expected.norm()))
+        if difference > tolerance * scale + 1e-30:
+            raise ValueError(
+                f"the gradient of sample 0 computed alone differs from its share of the batch "
+                f"(relative difference {difference / scale:.3g} in {name!r}): the samples "
+                "interact inside the model or the loss, or they are not along dimension 0. "
+                "One sample must be one slice along sample_dim (a sequence-first model needs "
+                "sample_dim=1) and must not depend on the other samples of the batch (no "
+                "attention across the batch dimension, no loss that compares samples)."
+            )
 
 
 def _fallback_chunks(
@@ -204,6 +266,14 @@ def _fallback_chunks(
     max_elements: int,
 ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
     weights = {name: groups[name][0].weight for name in batch.record.fallback}
+    derived = [name for name, weight in weights.items() if not isinstance(weight, nn.Parameter)]
+    if derived:
+        raise ValueError(
+            f"{derived} are computed from other parameters (torch.nn.utils.prune's "
+            "weight_orig, or a parametrization), and these layers need the torch.func "
+            "fallback, which differentiates parameters only. Make the pruning permanent "
+            "first: torch.nn.utils.prune.remove(module, 'weight')."
+        )
     return func_per_sample_chunks(
         model,
         weights,
