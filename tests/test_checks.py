@@ -15,7 +15,12 @@ def correct_taylor(weights, stats):
 
 
 def correct_threshold(scores, sparsity):
-    return gp.global_masks(scores, sparsity)
+    flat = torch.cat([s.reshape(-1) for s in scores.values()])
+    k = round(sparsity * flat.numel())
+    if k == 0:
+        return {name: torch.ones_like(s, dtype=torch.bool) for name, s in scores.items()}
+    t = flat.kthvalue(k).values
+    return {name: s > t for name, s in scores.items()}
 
 
 def correct_hook(model, masks, optimizer):
@@ -23,8 +28,12 @@ def correct_hook(model, masks, optimizer):
 
 
 def correct_largest(error_at, levels, limit):
-    under = [s for s in levels if error_at(s) < limit]
-    return max(under) if under else None
+    best = None
+    for s in sorted(levels):
+        if error_at(s) >= limit:
+            break
+        best = s
+    return best
 
 
 CORRECT = {
@@ -41,16 +50,28 @@ def test_check_passes_on_a_correct_answer(check):
 
 
 @pytest.mark.parametrize("check", list(CORRECT), ids=lambda c: c.__name__)
-def test_check_turns_the_unsolved_stub_into_an_assertion(check):
-    with pytest.raises(AssertionError, match="NotImplementedError"):
+def test_check_turns_the_unsolved_stub_into_one_short_line(check):
+    with pytest.raises(gp.checks.CheckFailed, match="NotImplementedError") as failure:
         check(stub)
+    rendered = failure.value._render_traceback_()
+    assert len(rendered) == 1 and "replace the stub" in rendered[0]
+
+
+def test_a_crash_in_student_code_shows_the_students_frames_only():
+    def crashes(weights, stats):
+        return {name: weights[name] * stats["nope"].mean for name in weights}
+
+    with pytest.raises(gp.checks.CheckFailed, match="KeyError") as failure:
+        gp.checks.check_taylor_score(crashes)
+    rendered = "\n".join(failure.value._render_traceback_())
+    assert "crashes" in rendered and "gradprune_lite" not in rendered
 
 
 def test_taylor_check_names_the_missing_absolute_value():
     def signed(weights, stats):
         return {name: w * stats[name].mean for name, w in weights.items()}
 
-    with pytest.raises(AssertionError, match="absolute value"):
+    with pytest.raises(AssertionError, match="sign is missing"):
         gp.checks.check_taylor_score(signed)
 
 
@@ -58,7 +79,7 @@ def test_taylor_check_names_the_missing_weight():
     def gradient_only(weights, stats):
         return {name: stats[name].mean.abs() for name in weights}
 
-    with pytest.raises(AssertionError, match="multiply by the weight"):
+    with pytest.raises(AssertionError, match="weight w is missing"):
         gp.checks.check_taylor_score(gradient_only)
 
 
@@ -69,21 +90,72 @@ def test_threshold_check_names_one_threshold_per_layer():
 
 def test_threshold_check_names_the_flipped_comparison():
     def keeps_lowest(scores, sparsity):
-        return {name: ~m for name, m in gp.global_masks(scores, sparsity).items()}
+        if sparsity == 0:
+            return correct_threshold(scores, sparsity)
+        return {name: ~m for name, m in correct_threshold(scores, sparsity).items()}
 
     with pytest.raises(AssertionError, match="kept the lowest"):
         gp.checks.check_global_threshold(keeps_lowest)
+
+
+def test_threshold_check_reaches_the_k_zero_message():
+    def forgets_k_zero(scores, sparsity):
+        flat = torch.cat([s.reshape(-1) for s in scores.values()])
+        t = flat.kthvalue(round(sparsity * flat.numel())).values
+        return {name: s > t for name, s in scores.items()}
+
+    with pytest.raises(AssertionError, match="k = 0") as failure:
+        gp.checks.check_global_threshold(forgets_k_zero)
+    assert "kthvalue(): " not in str(failure.value)
+
+
+def test_threshold_check_names_int_instead_of_round():
+    def truncates(scores, sparsity):
+        flat = torch.cat([s.reshape(-1) for s in scores.values()])
+        k = int(sparsity * flat.numel())
+        if k == 0:
+            return {name: torch.ones_like(s, dtype=torch.bool) for name, s in scores.items()}
+        t = flat.kthvalue(k).values
+        return {name: s > t for name, s in scores.items()}
+
+    with pytest.raises(AssertionError, match=r"int\(0.37") as failure:
+        gp.checks.check_global_threshold(truncates)
+    assert "counts from 1" not in str(failure.value)
 
 
 def test_threshold_check_names_the_off_by_one():
     def prunes_one_too_many(scores, sparsity):
         flat = torch.cat([s.reshape(-1) for s in scores.values()])
         k = round(sparsity * flat.numel())
-        t = flat.kthvalue(k + 1).values
+        if k == 0:
+            return {name: torch.ones_like(s, dtype=torch.bool) for name, s in scores.items()}
+        t = flat.kthvalue(min(k + 1, flat.numel())).values
         return {name: s > t for name, s in scores.items()}
 
     with pytest.raises(AssertionError, match="one too many"):
         gp.checks.check_global_threshold(prunes_one_too_many)
+
+
+@pytest.mark.parametrize("how", ["torch.sort", "Tensor.sort", "argsort", "sorted"])
+def test_threshold_check_rejects_a_full_sort(how):
+    def by_sorting(scores, sparsity):
+        flat = torch.cat([s.reshape(-1) for s in scores.values()])
+        k = round(sparsity * flat.numel())
+        if k == 0:
+            return {name: torch.ones_like(s, dtype=torch.bool) for name, s in scores.items()}
+        if how == "torch.sort":
+            t = torch.sort(flat).values[k - 1]
+        elif how == "Tensor.sort":
+            t = flat.sort().values[k - 1]
+        elif how == "argsort":
+            t = flat[flat.argsort()[k - 1]]
+        else:
+            t = sorted(flat.tolist())[k - 1]
+        return {name: s > t for name, s in scores.items()}
+
+    with pytest.raises(AssertionError, match="You sorted"):
+        gp.checks.check_global_threshold(by_sorting)
+    assert torch.sort(torch.tensor([2.0, 1.0])).values.tolist() == [1.0, 2.0], "sort restored"
 
 
 def test_hook_check_catches_zeroing_only_once():
@@ -93,7 +165,7 @@ def test_hook_check_catches_zeroing_only_once():
         for name, mask in masks.items():
             params[name].mul_(mask)
 
-    with pytest.raises(AssertionError, match="came back after optimiser step"):
+    with pytest.raises(AssertionError, match="came back after step 1; their gradient"):
         gp.checks.check_mask_hook(zero_once)
 
 
@@ -113,23 +185,36 @@ def test_hook_check_catches_stale_momentum():
         gp.checks.check_mask_hook(weights_only)
 
 
-def test_largest_sparsity_check_catches_stopping_at_the_first_failure():
-    def first_failure(error_at, levels, limit):
+def test_largest_sparsity_check_refuses_to_take_a_dip():
+    def takes_dips(error_at, levels, limit):
+        under = [s for s in levels if error_at(s) < limit]
+        return max(under) if under else None
+
+    with pytest.raises(AssertionError, match="took the dip"):
+        gp.checks.check_largest_sparsity(takes_dips)
+
+
+def test_largest_sparsity_check_catches_less_or_equal():
+    def at_most(error_at, levels, limit):
         best = None
         for s in sorted(levels):
+            if error_at(s) > limit:
+                break
+            best = s
+        return best
+
+    with pytest.raises(AssertionError, match="not \\*under\\* 2%"):
+        gp.checks.check_largest_sparsity(at_most)
+
+
+def test_largest_sparsity_check_catches_ignoring_the_order():
+    def in_given_order(error_at, levels, limit):
+        best = None
+        for s in levels:
             if error_at(s) >= limit:
                 break
             best = s
         return best
 
-    with pytest.raises(AssertionError, match="first level over the limit"):
-        gp.checks.check_largest_sparsity(first_failure)
-
-
-def test_largest_sparsity_check_catches_less_or_equal():
-    def at_most(error_at, levels, limit):
-        under = [s for s in levels if error_at(s) <= limit]
-        return max(under) if under else None
-
-    with pytest.raises(AssertionError, match="not \\*under\\* 2%"):
-        gp.checks.check_largest_sparsity(at_most)
+    with pytest.raises(AssertionError, match="out of order"):
+        gp.checks.check_largest_sparsity(in_given_order)

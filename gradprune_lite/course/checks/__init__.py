@@ -1,0 +1,22 @@
+"""Self-checks for the coursework exercises in ``notebooks/exercises/`` (one module each).
+
+Each ``check_*`` runs the student's function on small inputs, compares the result with an
+independent reference (the library's implementation, ``torch.func``, or a closed form
+written in the check) and raises ``CheckFailed`` (an ``AssertionError``) with one short line
+naming the likely mistake. In Jupyter only that line is shown, not the frames of this
+package. A check returns True when everything holds, so a notebook cell can end with it.
+"""
+
+from ._common import CheckFailed
+from .largest_sparsity import check_largest_sparsity
+from .mask_hook import check_mask_hook
+from .taylor import check_taylor_score
+from .threshold import check_global_threshold
+
+__all__ = [
+    "CheckFailed",
+    "check_global_threshold",
+    "check_largest_sparsity",
+    "check_mask_hook",
+    "check_taylor_score",
+]
