@@ -218,3 +218,40 @@ def test_largest_sparsity_check_catches_ignoring_the_order():
 
     with pytest.raises(AssertionError, match="out of order"):
         gp.checks.check_largest_sparsity(in_given_order)
+
+
+def hooked_stats(model, layer, inputs, targets, *, undo_mean=True, square_mean=False):
+    seen = {}
+
+    def record(module, args, output):
+        seen["x"] = args[0].detach()
+        output.register_hook(lambda grad: seen.update(d=grad.detach()))
+
+    handle = layer.register_forward_hook(record)
+    torch.nn.functional.cross_entropy(model(inputs), targets).backward()
+    handle.remove()
+    n = len(targets)
+    x, d = seen["x"], seen["d"] * (n if undo_mean else 1)
+    mean = d.T @ x / n
+    sq_mean = mean.square() if square_mean else d.square().T @ x.square() / n
+    return mean, sq_mean, sq_mean - mean.square()
+
+
+def test_linear_stats_check_passes_and_names_the_missing_factor_n():
+    assert gp.checks.check_linear_gradient_stats(hooked_stats)
+    with pytest.raises(AssertionError, match="N times too small"):
+        gp.checks.check_linear_gradient_stats(lambda *a: hooked_stats(*a, undo_mean=False))
+
+
+def test_linear_stats_check_names_squaring_the_mean():
+    with pytest.raises(AssertionError, match="square of the mean"):
+        gp.checks.check_linear_gradient_stats(lambda *a: hooked_stats(*a, square_mean=True))
+
+
+def test_linear_stats_check_names_hooks_left_behind():
+    def leaves_hooks(model, layer, inputs, targets):
+        layer.register_forward_hook(lambda *a: None)
+        return hooked_stats(model, layer, inputs, targets)
+
+    with pytest.raises(AssertionError, match="hooks are still registered"):
+        gp.checks.check_linear_gradient_stats(leaves_hooks)

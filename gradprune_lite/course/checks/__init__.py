@@ -10,6 +10,7 @@ package. A check returns True when everything holds, so a notebook cell can end 
 from ._common import CheckFailed
 from .largest_sparsity import check_largest_sparsity
 from .mask_hook import check_mask_hook
+from .per_sample import check_linear_gradient_stats
 from .taylor import check_taylor_score
 from .threshold import check_global_threshold
 
@@ -17,6 +18,7 @@ __all__ = [
     "CheckFailed",
     "check_global_threshold",
     "check_largest_sparsity",
+    "check_linear_gradient_stats",
     "check_mask_hook",
     "check_taylor_score",
 ]
