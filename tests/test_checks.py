@@ -255,3 +255,34 @@ def test_linear_stats_check_names_hooks_left_behind():
 
     with pytest.raises(AssertionError, match="hooks are still registered"):
         gp.checks.check_linear_gradient_stats(leaves_hooks)
+
+
+def scan(model, levels, error_at, *, in_place=False):
+    curves = {}
+    for name in gp.prunable_weights(model):
+        curves[name] = []
+        for s in levels:
+            pruned = model if in_place else __import__("copy").deepcopy(model)
+            weight = gp.prunable_weights(pruned)[name]
+            mask = gp.layerwise_masks({name: weight.detach().abs()}, s)[name]
+            with torch.no_grad():
+                weight.mul_(mask)
+            curves[name].append(error_at(pruned))
+    return curves
+
+
+def test_sensitivity_check_passes_and_catches_pruning_in_place():
+    assert gp.checks.check_sensitivity_scan(scan)
+    with pytest.raises(AssertionError, match="changed the model"):
+        gp.checks.check_sensitivity_scan(lambda *a: scan(*a, in_place=True))
+
+
+def test_layer_choice_check_refuses_a_dip():
+    def takes_dips(curves, levels, limit):
+        return {
+            n: max((s for s, e in zip(levels, errs) if e < limit), default=None)
+            for n, errs in curves.items()
+        }
+
+    with pytest.raises(AssertionError, match="take the dip"):
+        gp.checks.check_choose_layer_sparsities(takes_dips)

@@ -40,7 +40,6 @@
 
 # %%
 import torch
-from torch import nn
 
 import gradprune_lite as gp
 
@@ -60,7 +59,7 @@ def linear_gradient_stats(model, layer, inputs, targets):
     handle = layer.register_forward_hook(record)
     try:
         model.zero_grad()
-        nn.functional.cross_entropy(model(inputs), targets).backward()
+        torch.nn.functional.cross_entropy(model(inputs), targets).backward()
     finally:
         handle.remove()
     n = len(targets)

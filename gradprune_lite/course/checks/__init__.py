@@ -11,14 +11,17 @@ from ._common import CheckFailed
 from .largest_sparsity import check_largest_sparsity
 from .mask_hook import check_mask_hook
 from .per_sample import check_linear_gradient_stats
+from .sensitivity import check_choose_layer_sparsities, check_sensitivity_scan
 from .taylor import check_taylor_score
 from .threshold import check_global_threshold
 
 __all__ = [
     "CheckFailed",
+    "check_choose_layer_sparsities",
     "check_global_threshold",
     "check_largest_sparsity",
     "check_linear_gradient_stats",
     "check_mask_hook",
+    "check_sensitivity_scan",
     "check_taylor_score",
 ]

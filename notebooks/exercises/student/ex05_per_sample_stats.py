@@ -40,7 +40,6 @@
 
 # %%
 import torch
-from torch import nn
 
 import gradprune_lite as gp
 
