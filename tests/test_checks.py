@@ -286,3 +286,12 @@ def test_layer_choice_check_refuses_a_dip():
 
     with pytest.raises(AssertionError, match="take the dip"):
         gp.checks.check_choose_layer_sparsities(takes_dips)
+
+
+def test_obs_checks_pass_and_name_the_sign_and_the_half():
+    assert gp.checks.check_obs_update(lambda F_inv, w, q: -F_inv[:, q] * w[q] / F_inv[q, q])
+    with pytest.raises(AssertionError, match="wrong sign"):
+        gp.checks.check_obs_update(lambda F_inv, w, q: F_inv[:, q] * w[q] / F_inv[q, q])
+    assert gp.checks.check_obs_saliency(lambda F_inv, w: w.square() / (2 * F_inv.diagonal()))
+    with pytest.raises(AssertionError, match="½ is missing"):
+        gp.checks.check_obs_saliency(lambda F_inv, w: w.square() / F_inv.diagonal())

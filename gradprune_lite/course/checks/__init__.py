@@ -8,8 +8,10 @@ package. A check returns True when everything holds, so a notebook cell can end 
 """
 
 from ._common import CheckFailed
+from .channel import check_channel_importance, check_remove_conv1_channel
 from .largest_sparsity import check_largest_sparsity
 from .mask_hook import check_mask_hook
+from .obs import check_obs_saliency, check_obs_update
 from .per_sample import check_linear_gradient_stats
 from .sensitivity import check_choose_layer_sparsities, check_sensitivity_scan
 from .taylor import check_taylor_score
@@ -17,11 +19,15 @@ from .threshold import check_global_threshold
 
 __all__ = [
     "CheckFailed",
+    "check_channel_importance",
     "check_choose_layer_sparsities",
     "check_global_threshold",
     "check_largest_sparsity",
     "check_linear_gradient_stats",
     "check_mask_hook",
+    "check_obs_saliency",
+    "check_obs_update",
+    "check_remove_conv1_channel",
     "check_sensitivity_scan",
     "check_taylor_score",
 ]

@@ -1,0 +1,105 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Exercise 8: removing a convolution channel by hand
+#
+# **Learning goal:** rank whole channels by Taylor group importance and remove one,
+# producing a physically smaller network that computes what the masked one computes.
+# **Estimated time:** 45 minutes.
+#
+# A mask zeroes weights but keeps every tensor its full size, so nothing runs faster.
+# Removing a whole output channel of `conv1` in LeNet-5 shrinks three tensors: the channel's
+# filter `conv1.weight[c]` (1×5×5), its bias `conv1.bias[c]`, and the slice of `conv2` that
+# reads it, `conv2.weight[:, c]` (50×5×5).
+#
+# Which channel? Molchanov et al. (2019) estimate the loss change of removing a group of
+# parameters by the first-order Taylor term summed over the group, and square it:
+# $$I_c = \Big(\sum_{p \in \text{group } c} g_p\, w_p\Big)^2,$$
+# where $g$ is the gradient of the mean loss on a batch, and the group of channel $c$ is
+# `conv1.weight[c]` and `conv1.bias[c]`.
+#
+# Write
+# - `channel_importance(model, inputs, targets)` → tensor of 20 importances, one per channel;
+# - `remove_conv1_channel(model, c)` → a new LeNet-5 (same layers) whose `conv1` has 19
+#   output channels and `conv2` 19 input channels; leave `model` unchanged.
+#
+# The check compares the smaller network's outputs with those of the original network with
+# channel $c$ set to zero, which must be the same.
+
+# %%
+import copy
+
+import torch
+from torch import nn
+
+import gradprune_lite as gp
+
+torch.set_num_threads(2)
+_ = torch.manual_seed(0)
+
+
+# %% nbgrader={"grade": false, "grade_id": "channels", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def channel_importance(model, inputs, targets):
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+def remove_conv1_channel(model, c):
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+# %% nbgrader={"grade": true, "grade_id": "check_channels", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+gp.checks.check_channel_importance(channel_importance)
+gp.checks.check_remove_conv1_channel(remove_conv1_channel)
+
+# %% [markdown]
+# ## On the trained LeNet-5
+#
+# Importances from 1,000 validation digits, then the validation error after removing the
+# least and the most important channel. **Predict:** how much does removing the least
+# important of the 20 channels cost? And the most important?
+
+# %%
+model = gp.trained("lenet5")
+train, validation, test = gp.splits()
+digits = validation.take(1000)
+importance = channel_importance(model, digits.images, digits.labels)
+weakest, strongest = int(importance.argmin()), int(importance.argmax())
+print(f"importance: min {float(importance.min()):.2e}, max {float(importance.max()):.2e}")
+dense_error = gp.evaluate(model, validation).error
+errors = {}
+for label, c in (("weakest", weakest), ("strongest", strongest)):
+    smaller = remove_conv1_channel(model, c)
+    errors[label] = gp.evaluate(smaller, validation).error
+    print(f"remove the {label} channel ({c}): validation error {errors[label]:.2f}%")
+print(f"dense: {dense_error:.2f}%")
+parameters = sum(p.numel() for p in smaller.parameters())
+print(f"parameters: {sum(p.numel() for p in model.parameters()):,} → {parameters:,}")
+assert errors["weakest"] <= errors["strongest"]
+
+# %% [markdown]
+# The smaller network has 1,276 fewer parameters (one filter, one bias, and 50 5×5 slices
+# of `conv2`), and it runs a smaller convolution: a real, if tiny, saving. The importance is a
+# first-order estimate from one batch; the error after removal is what matters, which is why
+# structured pruning is usually followed by fine-tuning.
+#
+# ## Written question
+#
+# **Q1.** Why does the group importance square the *sum* over the group rather than sum the
+# squares (or absolute values) of each weight's g·w? What would the other choice measure?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "q1_group", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# YOUR ANSWER HERE
