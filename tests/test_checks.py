@@ -295,3 +295,29 @@ def test_obs_checks_pass_and_name_the_sign_and_the_half():
     assert gp.checks.check_obs_saliency(lambda F_inv, w: w.square() / (2 * F_inv.diagonal()))
     with pytest.raises(AssertionError, match="½ is missing"):
         gp.checks.check_obs_saliency(lambda F_inv, w: w.square() / F_inv.diagonal())
+
+
+def test_channel_checks_name_the_sum_of_squares_and_an_unchanged_conv2():
+    def sum_of_squares(model, inputs, targets):
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(inputs), targets).backward()
+        conv = model.conv1
+        per_weight = (conv.weight.grad * conv.weight).square().sum(dim=(1, 2, 3))
+        return (per_weight + (conv.bias.grad * conv.bias).square()).detach()
+
+    with pytest.raises(AssertionError, match="squares the \\*sum\\*"):
+        gp.checks.check_channel_importance(sum_of_squares)
+
+    def conv1_only(model, c):
+        import copy
+
+        smaller = copy.deepcopy(model)
+        keep = [i for i in range(20) if i != c]
+        smaller.conv1 = torch.nn.Conv2d(1, 19, 5)
+        with torch.no_grad():
+            smaller.conv1.weight.copy_(model.conv1.weight[keep])
+            smaller.conv1.bias.copy_(model.conv1.bias[keep])
+        return smaller
+
+    with pytest.raises(AssertionError, match="conv2.weight"):
+        gp.checks.check_remove_conv1_channel(conv1_only)

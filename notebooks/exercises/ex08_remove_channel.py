@@ -84,33 +84,55 @@ gp.checks.check_remove_conv1_channel(remove_conv1_channel)
 # %% [markdown]
 # ## On the trained LeNet-5
 #
-# Importances from 1,000 validation digits, then the validation error after removing the
-# least and the most important channel. **Predict:** how much does removing the least
-# important of the 20 channels cost? And the most important?
+# Importances from 1,000 validation digits. We remove the 5 and the 10 least important
+# channels, the 5 and 10 most important, and, for comparison, the channels with the
+# smallest filters (L2 norm of `conv1.weight[c]`). Removing several channels one at a time
+# from the highest index down keeps the lower indices valid.
+#
+# **Predict:** will the Taylor importance pick better channels to remove than the filter
+# norm does?
 
 # %%
 model = gp.trained("lenet5")
 train, validation, test = gp.splits()
 digits = validation.take(1000)
 importance = channel_importance(model, digits.images, digits.labels)
-weakest, strongest = int(importance.argmin()), int(importance.argmax())
-print(f"importance: min {float(importance.min()):.2e}, max {float(importance.max()):.2e}")
-dense_error = gp.evaluate(model, validation).error
+filter_norm = model.conv1.weight.detach().flatten(1).norm(dim=1)
+
+
+def without(channels):
+    smaller = model
+    for c in sorted(channels, reverse=True):
+        smaller = remove_conv1_channel(smaller, c)
+    return smaller
+
+
+print(f"dense: validation error {gp.evaluate(model, validation).error:.2f}%")
 errors = {}
-for label, c in (("weakest", weakest), ("strongest", strongest)):
-    smaller = remove_conv1_channel(model, c)
-    errors[label] = gp.evaluate(smaller, validation).error
-    print(f"remove the {label} channel ({c}): validation error {errors[label]:.2f}%")
-print(f"dense: {dense_error:.2f}%")
+for k in (5, 10):
+    choices = {
+        "Taylor, least important": importance.argsort()[:k],
+        "Taylor, most important": importance.argsort()[-k:],
+        "smallest filter norm": filter_norm.argsort()[:k],
+    }
+    for label, channels in choices.items():
+        errors[label, k] = gp.evaluate(without(channels.tolist()), validation).error
+        print(f"remove {k:>2} ({label}): validation error {errors[label, k]:.2f}%")
+smaller = without(importance.argsort()[:10].tolist())
 parameters = sum(p.numel() for p in smaller.parameters())
 print(f"parameters: {sum(p.numel() for p in model.parameters()):,} → {parameters:,}")
-assert errors["weakest"] <= errors["strongest"]
+assert errors["Taylor, least important", 10] < errors["Taylor, most important", 10]
 
 # %% [markdown]
-# The smaller network has 1,276 fewer parameters (one filter, one bias, and 50 5×5 slices
-# of `conv2`), and it runs a smaller convolution: a real, if tiny, saving. The importance is a
-# first-order estimate from one batch; the error after removal is what matters, which is why
-# structured pruning is usually followed by fine-tuning.
+# The Taylor importance orders channels in the right direction: removing the 10 least
+# important costs far less than removing the 10 most important (about 2.2% against 7.5%
+# error). But the plain filter norm picks better channels to remove (about 1.8% at 10). The
+# reason is the one from Exercise 1: at a trained minimum the mean gradient is mostly
+# noise, so $\sum g\,w$ over a group is a noisy estimate of the loss change. The smaller
+# network is real: each removed channel takes 1,276 parameters (a filter, a bias and 50
+# 5×5 slices of `conv2`) and a slice of both convolutions' work. Without fine-tuning the
+# accuracy cost grows quickly, which is why structured pruning is usually followed by a
+# little retraining.
 #
 # ## Written question
 #
