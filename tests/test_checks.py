@@ -321,3 +321,21 @@ def test_channel_checks_name_the_sum_of_squares_and_an_unchanged_conv2():
 
     with pytest.raises(AssertionError, match="conv2.weight"):
         gp.checks.check_remove_conv1_channel(conv1_only)
+
+
+def test_stability_checks_name_pruned_sets_and_shared_digits():
+    def kept(a, b):
+        return sum(int((a[n] & b[n]).sum()) for n in a) / sum(int((a[n] | b[n]).sum()) for n in a)
+
+    assert gp.checks.check_jaccard(kept)
+    with pytest.raises(AssertionError, match="pruned sets"):
+        gp.checks.check_jaccard(
+            lambda a, b: kept({n: ~m for n, m in a.items()}, {n: ~m for n, m in b.items()})
+        )
+
+    def overlapping(n, total, seed):
+        order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+        return order[:n], order[n // 2 : n // 2 + n]
+
+    with pytest.raises(AssertionError, match="share digits"):
+        gp.checks.check_disjoint_draws(overlapping)

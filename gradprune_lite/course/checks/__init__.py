@@ -14,6 +14,7 @@ from .mask_hook import check_mask_hook
 from .obs import check_obs_saliency, check_obs_update
 from .per_sample import check_linear_gradient_stats
 from .sensitivity import check_choose_layer_sparsities, check_sensitivity_scan
+from .stability import check_disjoint_draws, check_jaccard
 from .taylor import check_taylor_score
 from .threshold import check_global_threshold
 
@@ -21,7 +22,9 @@ __all__ = [
     "CheckFailed",
     "check_channel_importance",
     "check_choose_layer_sparsities",
+    "check_disjoint_draws",
     "check_global_threshold",
+    "check_jaccard",
     "check_largest_sparsity",
     "check_linear_gradient_stats",
     "check_mask_hook",
