@@ -339,3 +339,33 @@ def test_stability_checks_name_pruned_sets_and_shared_digits():
 
     with pytest.raises(AssertionError, match="share digits"):
         gp.checks.check_disjoint_draws(overlapping)
+
+
+def test_lottery_checks_name_trained_weights_and_the_same_initialisation():
+    def rewind(init_state, masks):
+        model = gp.models.lenet_300_100()
+        model.load_state_dict(init_state)
+        gp.apply_masks(model, masks)
+        return model
+
+    assert gp.checks.check_rewind(rewind)
+
+    def not_held(init_state, masks):
+        model = gp.models.lenet_300_100()
+        model.load_state_dict(init_state)
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, mask in masks.items():
+                params[name].mul_(mask)
+        return model
+
+    with pytest.raises(AssertionError, match="not held during training"):
+        gp.checks.check_rewind(not_held)
+
+    def same_init(masks, seed):
+        model = gp.models.lenet_300_100(seed=5)
+        gp.apply_masks(model, masks)
+        return model
+
+    with pytest.raises(AssertionError, match="ticket's initial weights"):
+        gp.checks.check_random_reinit(same_init)

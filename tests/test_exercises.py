@@ -33,7 +33,7 @@ def cells(notebook):
 
 
 def test_there_are_enough_exercises():
-    assert len(SOLUTIONS) >= 4, [p.stem for p in SOLUTIONS]
+    assert len(SOLUTIONS) >= 10, [p.stem for p in SOLUTIONS]
 
 
 def test_student_versions_are_up_to_date():

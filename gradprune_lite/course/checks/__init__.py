@@ -10,6 +10,7 @@ package. A check returns True when everything holds, so a notebook cell can end 
 from ._common import CheckFailed
 from .channel import check_channel_importance, check_remove_conv1_channel
 from .largest_sparsity import check_largest_sparsity
+from .lottery import check_random_reinit, check_rewind
 from .mask_hook import check_mask_hook
 from .obs import check_obs_saliency, check_obs_update
 from .per_sample import check_linear_gradient_stats
@@ -30,7 +31,9 @@ __all__ = [
     "check_mask_hook",
     "check_obs_saliency",
     "check_obs_update",
+    "check_random_reinit",
     "check_remove_conv1_channel",
+    "check_rewind",
     "check_sensitivity_scan",
     "check_taylor_score",
 ]
