@@ -1,18 +1,21 @@
 """Generate the student versions of the coursework exercises from their solutions.
 
-Each solution ``notebooks/exercises/exNN_*.py`` (py:percent) marks its answer with
+Each solution ``notebooks/exercises/exNN_*.py`` (py:percent) is an nbgrader source notebook:
+its cells carry nbgrader metadata (``nbgrader={"solution": true, ...}`` in the ``# %%``
+line) and the answer code sits between ``### BEGIN SOLUTION`` and ``### END SOLUTION``.
+This script applies nbgrader's own rules (``ClearSolutions``), without needing nbgrader:
 
-    # BEGIN SOLUTION
-    ...solution code...
-    # END SOLUTION
+- in a solution code cell, each marked region becomes ``# YOUR CODE HERE`` and
+  ``raise NotImplementedError()`` at the marker's indentation;
+- a solution markdown cell (a written answer) becomes ``YOUR ANSWER HERE``;
+- outputs and execution counts are cleared; metadata (grade ids, points) is kept, so
+  ``nbgrader autograde`` can grade the students' copies.
 
-The student version, ``notebooks/exercises/student/exNN_*.py`` and its ``.ipynb`` (not
-executed: the self-checks fail there until the student writes the code), replaces each
-marked block with ``# Write your code here.`` and ``raise NotImplementedError`` at the
-marker's indentation.
+``tests/test_exercises.py`` runs ``nbgrader generate_assignment`` on the same solutions and
+checks that it produces the same cells, so either tool can make the handout.
 
 Usage:
-    python scripts/make_student_versions.py          # (re)write the student versions
+    python scripts/make_student_versions.py          # (re)write notebooks/exercises/student/
     python scripts/make_student_versions.py --check  # exit 1 if any is missing or stale
 """
 
@@ -24,36 +27,57 @@ import sys
 from pathlib import Path
 
 import jupytext
+import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 EXERCISES = ROOT / "notebooks" / "exercises"
 STUDENT = EXERCISES / "student"
-BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION\s*$")
-END = re.compile(r"^\s*# END SOLUTION\s*$")
+BEGIN, END = "BEGIN SOLUTION", "END SOLUTION"
+CODE_STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
+TEXT_STUB = "YOUR ANSWER HERE"
 
 
-def student_source(solution: str, origin: str = "<solution>") -> str:
-    """The student version of one py:percent solution source (a string)."""
-    lines, inside, blocks = [], False, 0
-    for number, line in enumerate(solution.splitlines(), start=1):
-        begin = BEGIN.match(line)
-        if begin:
+def _clear_regions(source: str, origin: str) -> tuple[str, int]:
+    """``source`` with every marked solution region replaced by the stub; and their count."""
+    lines, inside, regions = [], False, 0
+    for number, line in enumerate(source.split("\n"), start=1):
+        if BEGIN in line:
             if inside:
-                raise ValueError(f"{origin}:{number}: BEGIN SOLUTION inside another block.")
-            inside, blocks = True, blocks + 1
-            indent = begin.group("indent")
-            lines += [f"{indent}# Write your code here.", f"{indent}raise NotImplementedError"]
-        elif END.match(line):
+                raise ValueError(f"{origin}, line {number}: BEGIN SOLUTION inside another one.")
+            inside, regions = True, regions + 1
+            indent = re.match(r"\s*", line).group(0)
+            lines += [indent + stub for stub in CODE_STUB]
+        elif END in line:
             if not inside:
-                raise ValueError(f"{origin}:{number}: END SOLUTION without BEGIN SOLUTION.")
+                raise ValueError(f"{origin}, line {number}: END SOLUTION without BEGIN.")
             inside = False
         elif not inside:
             lines.append(line)
     if inside:
         raise ValueError(f"{origin}: BEGIN SOLUTION is never closed by END SOLUTION.")
-    if blocks == 0:
-        raise ValueError(f"{origin}: no '# BEGIN SOLUTION' block; nothing for the student to do.")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines), regions
+
+
+def student_notebook(solution: nbformat.NotebookNode, origin: str = "<solution>"):
+    """The student version of one solution notebook (a new notebook; the input is unchanged)."""
+    notebook = nbformat.from_dict(solution)
+    tasks = 0
+    for index, cell in enumerate(notebook.cells):
+        where = f"{origin}, cell {index}"
+        is_solution = cell.metadata.get("nbgrader", {}).get("solution", False)
+        if cell.cell_type == "code":
+            cell.source, regions = _clear_regions(cell.source, where)
+            if regions and not is_solution:
+                raise ValueError(f"{where}: a solution region in a cell not marked solution.")
+            if is_solution and not regions:
+                cell.source = "\n".join(CODE_STUB)
+            cell.outputs, cell.execution_count = [], None
+        elif is_solution:
+            cell.source = TEXT_STUB
+        tasks += is_solution
+    if tasks == 0:
+        raise ValueError(f"{origin}: no nbgrader solution cell; nothing for the student to do.")
+    return notebook
 
 
 def solutions() -> list[Path]:
@@ -65,11 +89,10 @@ def expected_files() -> dict[Path, str]:
     """Every student file (``.py`` and ``.ipynb``) and the text it should hold."""
     files = {}
     for solution in solutions():
-        source = student_source(solution.read_text(), str(solution))
-        files[STUDENT / solution.name] = source
-        notebook = jupytext.reads(source, fmt="py:percent")
+        notebook = student_notebook(jupytext.read(solution, fmt="py:percent"), str(solution))
         for index, cell in enumerate(notebook.cells):
             cell.id = f"{solution.stem}-{index}"  # stable ids: regenerating changes nothing
+        files[STUDENT / solution.name] = jupytext.writes(notebook, "py:percent")
         files[STUDENT / solution.with_suffix(".ipynb").name] = jupytext.writes(notebook, "ipynb")
     return files
 
@@ -95,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             print("run: python scripts/make_student_versions.py")
         return 1 if stale else 0
     STUDENT.mkdir(parents=True, exist_ok=True)
+    for old in STUDENT.glob("ex*"):
+        old.unlink()
     for path, text in expected_files().items():
         path.write_text(text)
         print(f"wrote {path.relative_to(ROOT)}")

@@ -1,13 +1,22 @@
-"""Coursework: student versions match their solutions, and every self-check tells them apart."""
+"""Coursework: the student versions match their solutions (by our generator and by nbgrader),
+every self-check passes on its solution, and an unsolved student notebook shows one short line.
+"""
 
 import importlib.util
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import jupytext
+import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SOLUTIONS = sorted((ROOT / "notebooks" / "exercises").glob("ex*.py"))
+EXERCISES = ROOT / "notebooks" / "exercises"
+SOLUTIONS = sorted(EXERCISES.glob("ex*.py"))
+STUDENT = EXERCISES / "student"
 
 
 def load_script():
@@ -19,23 +28,12 @@ def load_script():
     return module
 
 
-def run_until_check(source: str) -> None:
-    """Execute the code cells of a py:percent exercise up to its self-check cell."""
-    namespace: dict = {}
-    for cell in jupytext.reads(source, fmt="py:percent").cells:
-        if cell.cell_type != "code":
-            continue
-        code = "\n".join(
-            line for line in cell.source.splitlines() if not line.lstrip().startswith("%")
-        )
-        exec(compile(code, "<exercise>", "exec"), namespace)
-        if "gp.checks.check_" in cell.source:
-            return
-    raise AssertionError("the exercise has no gp.checks.check_* cell")
+def cells(notebook):
+    return [(c.cell_type, c.source.strip()) for c in notebook.cells]
 
 
-def test_there_are_at_least_four_exercises():
-    assert len(SOLUTIONS) >= 4
+def test_there_are_enough_exercises():
+    assert len(SOLUTIONS) >= 10, [p.stem for p in SOLUTIONS]
 
 
 def test_student_versions_are_up_to_date():
@@ -44,26 +42,102 @@ def test_student_versions_are_up_to_date():
 
 
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.stem)
-def test_self_check_passes_on_the_solution(solution):
-    run_until_check(solution.read_text())
+def test_every_exercise_has_a_task_an_autograded_check_and_a_written_question(solution):
+    notebook = jupytext.read(solution, fmt="py:percent")
+    marked = [c for c in notebook.cells if "nbgrader" in c.metadata]
+    tasks = [c for c in marked if c.cell_type == "code" and c.metadata["nbgrader"]["solution"]]
+    checks = [c for c in marked if c.cell_type == "code" and c.metadata["nbgrader"]["grade"]]
+    written = [c for c in marked if c.cell_type == "markdown" and c.metadata["nbgrader"]["grade"]]
+    assert tasks and all("### BEGIN SOLUTION" in c.source for c in tasks)
+    assert checks and all("gp.checks.check_" in c.source for c in checks)
+    assert all(c.metadata["nbgrader"]["locked"] for c in checks), "checks are locked cells"
+    assert written and all(c.metadata["nbgrader"]["points"] > 0 for c in written)
+    ids = [c.metadata["nbgrader"]["grade_id"] for c in marked]
+    assert len(ids) == len(set(ids)), f"grade ids must be unique: {ids}"
+    intro = notebook.cells[0].source
+    assert "Learning goal" in intro and "Estimated time" in intro
 
 
-@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.stem)
-def test_self_check_fails_on_the_student_stub(solution):
-    student = load_script().student_source(solution.read_text())
-    assert "raise NotImplementedError" in student and "BEGIN SOLUTION" not in student
-    with pytest.raises(AssertionError, match="NotImplementedError"):
-        run_until_check(student)
-
-
-def test_generator_replaces_blocks_at_their_indentation():
+def test_generator_follows_nbgrader_rules():
     script = load_script()
-    source = "def f():\n    # BEGIN SOLUTION\n    return 1\n    # END SOLUTION\n"
-    assert script.student_source(source) == (
-        "def f():\n    # Write your code here.\n    raise NotImplementedError\n"
-    )
+    notebook = nbformat.v4.new_notebook()
+    solution_meta = {"nbgrader": {"solution": True, "grade": False, "grade_id": "a"}}
+    notebook.cells = [
+        nbformat.v4.new_code_cell(
+            "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n\nf",
+            metadata=solution_meta,
+        ),
+        nbformat.v4.new_markdown_cell("the answer", metadata={"nbgrader": {"solution": True}}),
+        nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"solution": True}}),
+    ]
+    student = script.student_notebook(notebook)
+    assert [c.source for c in student.cells] == [
+        "def f():\n    # YOUR CODE HERE\n    raise NotImplementedError()\n\nf",
+        "YOUR ANSWER HERE",
+        "# YOUR CODE HERE\nraise NotImplementedError()",
+    ]
+    assert notebook.cells[1].source == "the answer", "the solution notebook is left unchanged"
 
 
 def test_generator_rejects_an_unclosed_block():
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(
+            "### BEGIN SOLUTION\nx = 1", metadata={"nbgrader": {"solution": True}}
+        )
+    ]
     with pytest.raises(ValueError, match="never closed"):
-        load_script().student_source("# BEGIN SOLUTION\nx = 1\n")
+        load_script().student_notebook(notebook)
+
+
+def test_generator_rejects_a_region_in_an_unmarked_cell():
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx = 1\n### END SOLUTION")]
+    with pytest.raises(ValueError, match="not marked solution"):
+        load_script().student_notebook(notebook)
+
+
+@pytest.mark.slow
+def test_nbgrader_generate_assignment_makes_the_same_student_versions(tmp_path):
+    nbgrader = shutil.which("nbgrader", path=str(Path(sys.executable).parent))
+    if nbgrader is None:
+        pytest.skip("nbgrader is not installed (pip install -e '.[dev]')")
+    source = tmp_path / "source" / "exercises"
+    source.mkdir(parents=True)
+    for solution in SOLUTIONS:
+        shutil.copy(solution.with_suffix(".ipynb"), source)
+    subprocess.run(
+        [nbgrader, "generate_assignment", "exercises", f"--CourseDirectory.root={tmp_path}"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    for solution in SOLUTIONS:
+        released = nbformat.read(tmp_path / "release" / "exercises" / f"{solution.stem}.ipynb", 4)
+        ours = nbformat.read(STUDENT / f"{solution.stem}.ipynb", 4)
+        assert cells(released) == cells(ours), f"{solution.stem}: nbgrader and our script differ"
+        assert not any(c.get("outputs") for c in released.cells)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.stem)
+def test_unsolved_student_notebook_shows_one_short_line(solution):
+    """Execute the student notebook in a kernel, as a student would, and read the error."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    notebook = nbformat.read(STUDENT / f"{solution.stem}.ipynb", 4)
+    client = NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    )
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    with pytest.raises(CellExecutionError):
+        client.execute()
+    errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert len(errors) == 1
+    error = errors[0]
+    failing = next(c for c in notebook.cells if error in c.get("outputs", []))
+    assert "gp.checks.check_" in failing.source, "the stub must fail in the self-check cell"
+    assert error.ename == "CheckFailed"
+    assert "NotImplementedError: replace the stub" in error.evalue
+    assert len(error.traceback) == 1, error.traceback

@@ -15,16 +15,22 @@
 # %% [markdown]
 # # Exercise 1: the Taylor score
 #
-# Removing weight $w$ (setting it to 0) changes the loss by about
-# $\Delta L \approx -\bar g\,w + \tfrac12 F\,w^2$, where $\bar g$ is the mean gradient over
-# the data and $F = E[g^2]$ the empirical Fisher. The first-order term gives the **Taylor
-# score** $|w\,\bar g|$: the larger it is, the more the loss moves, so the more we keep
-# the weight.
+# **Learning goal:** derive a pruning score from a first-order Taylor expansion of the loss
+# and compute it from gradient statistics. **Estimated time:** 30 minutes.
 #
-# Write `taylor_score(weights, stats)`:
-# - `weights`: dict name → weight tensor;
-# - `stats`: dict name → `gp.GradientStats` (with `.mean`, `.sq_mean`, `.var`);
-# - return a dict name → score tensor shaped like the weight (higher = keep).
+# Pruning weight $w$ means setting it to 0, a step of $\delta w = -w$. Near the current
+# weights, the loss changes with a small step as its Taylor expansion says. Keep only the
+# first-order term, average the gradient over the data, and you have a prediction of how
+# much the loss moves when $w$ is removed. A weight whose removal would move the loss a lot
+# is one to keep.
+#
+# 1. On paper: write the first-order prediction of $\Delta L$ for removing one weight.
+# 2. Turn it into a score (higher = keep). Think about what a negative $\Delta L$ means.
+# 3. Write `taylor_score(weights, stats)`:
+#    - `weights`: dict name → weight tensor;
+#    - `stats`: dict name → `gp.GradientStats` (with `.mean` $=\bar g$, `.sq_mean`
+#      $=E[g^2]$, `.var`), shaped like the weight;
+#    - return a dict name → score tensor shaped like the weight (higher = keep).
 
 # %%
 import torch
@@ -32,19 +38,64 @@ import torch
 import gradprune_lite as gp
 
 torch.set_num_threads(2)
-torch.manual_seed(0)
+_ = torch.manual_seed(0)
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "taylor_score", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def taylor_score(weights, stats):
-    # BEGIN SOLUTION
+    ### BEGIN SOLUTION
     return {name: (w * stats[name].mean).abs() for name, w in weights.items()}
-    # END SOLUTION
+    ### END SOLUTION
 
 
 # %% [markdown]
-# Check your work. The check compares your scores with `gp.score(model, "taylor", ...)`
-# on a tiny model and tells you what looks wrong.
+# Check your work: the check compares your scores with the library's on a tiny model and
+# names the likely mistake in one line.
+
+# %% nbgrader={"grade": true, "grade_id": "check_taylor_score", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+gp.checks.check_taylor_score(taylor_score)
+
+# %% [markdown]
+# ## On the trained network
+#
+# **Predict:** after ten epochs of training, is the *mean* gradient $\bar g$ of a weight
+# large or small compared with the spread of the per-sample gradients, $\sqrt{E[g^2]}$?
+# Write your guess, then run the cell. We use 2,000 validation digits.
 
 # %%
-gp.checks.check_taylor_score(taylor_score)
+model = gp.trained("lenet_300_100")
+train, validation, test = gp.splits()
+stats = gp.gradient_stats(model, validation.take(2000).batches(500))
+weights = {name: p.detach() for name, p in model.named_parameters() if name in stats}
+scores = taylor_score(weights, stats)
+for name, s in stats.items():
+    ratio = (s.mean.abs() / s.sq_mean.sqrt().clamp(min=1e-12)).median()
+    print(f"{name}: median |mean g| / sqrt(E[g^2]) = {float(ratio):.3f}")
+
+# %% [markdown]
+# In every layer the mean gradient is about 2% of the per-sample gradients' size. That is
+# the order of $1/\sqrt{N} = 1/\sqrt{2000} \approx 0.022$, what averaging $N$ gradients
+# with no common direction would leave: at a minimum the per-sample gradients point in many
+# directions and mostly cancel. The first-order term therefore predicts almost no loss
+# change for most weights, and which weights get the larger of these small numbers depends
+# on which digits were averaged. It does not mean the weights are unimportant.
+
+# %%
+assert all(
+    float((s.mean.abs() / s.sq_mean.sqrt().clamp(min=1e-12)).median()) < 0.1 for s in stats.values()
+)
+
+# %% [markdown]
+# ## Written question
+#
+# **Q1.** Why does the score take an absolute value, and why can the Taylor score of a large
+# weight in a trained network be close to 0 although removing it hurts? Which term of the
+# expansion would you add to see that damage? (3–5 sentences.)
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "q1_taylor", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# Removing a weight matters whether the loss goes up or down by it, so the score ranks the
+# size $|w\,\bar g|$ of the predicted change; a signed score would rank weights whose removal
+# lowers the loss as the least important. After training, $\bar g \approx 0$ (we are near a
+# minimum), so $w\,\bar g$ is small even for a large $w$, though removing a large weight is a
+# big step in which the curvature dominates. The second-order term
+# $\tfrac12 w^2 F$ with $F \approx E[g^2]$ (the Fisher) captures that damage.

@@ -15,28 +15,52 @@
 # %% [markdown]
 # # Exercise 3: keep pruned weights at zero
 #
-# Zeroing a weight once is not enough: SGD with momentum keeps moving it, because its
-# momentum buffer still remembers past gradients. Pruned weights must be re-zeroed after
-# **every** optimiser step, and their momentum cleared.
+# **Learning goal:** see why zeroing a weight once does not prune it during training, and
+# hold a mask with an optimiser hook. **Estimated time:** 30 minutes.
 #
-# Write `keep_pruned_at_zero(model, masks, optimizer)`:
-# - zero the pruned weights now (`masks`: dict parameter name → bool, True = keep);
-# - register `optimizer.register_step_post_hook(hook)`, where `hook(optimizer, args, kwargs)`
-#   re-zeroes the pruned weights and their `optimizer.state[param]["momentum_buffer"]`.
-#
-# (`gp.apply_masks(model, masks, optimizer)` does this for you; here you build it.)
+# **Predict:** we zero half the weights of a layer, then take one step of *plain* SGD
+# (no momentum). Do the zeroed weights stay at 0? Run the cell.
 
 # %%
 import torch
+from torch import nn
 
 import gradprune_lite as gp
 
 torch.set_num_threads(2)
+_ = torch.manual_seed(0)
+
+layer = nn.Linear(12, 8)
+mask = torch.rand(8, 12) > 0.5
+with torch.no_grad():
+    layer.weight.mul_(mask)
+plain_sgd = torch.optim.SGD(layer.parameters(), lr=0.1, momentum=0.0)
+inputs, targets = torch.randn(16, 12), torch.randint(8, (16,))
+nn.functional.cross_entropy(layer(inputs), targets).backward()
+print("pruned weights with a non-zero gradient:", int((layer.weight.grad[~mask] != 0).sum()))
+plain_sgd.step()
+print("pruned weights no longer zero after one step:", int((layer.weight[~mask] != 0).sum()))
+print("pruned weights in all:", int((~mask).sum()))
+
+# %% [markdown]
+# All of them came back. A zeroed weight still has a gradient: $\partial L/\partial w_{ij} =
+# \delta_i x_j$ depends on the input and on the error at the output, not on $w_{ij}$ itself,
+# so every step moves it away from 0. Momentum adds a second way back: its buffer remembers
+# past gradients and keeps moving a weight even when the current gradient is zero.
+#
+# So pruned weights must be re-zeroed after **every** optimiser step, and their momentum
+# cleared. Write `keep_pruned_at_zero(model, masks, optimizer)`:
+# - zero the pruned weights now (`masks`: dict parameter name → bool, True = keep);
+# - register `optimizer.register_step_post_hook(hook)`, where `hook(optimizer, args,
+#   kwargs)` re-zeroes the pruned weights and `optimizer.state[param]["momentum_buffer"]`
+#   at pruned entries (the buffer exists only after the first step).
+#
+# (`gp.apply_masks(model, masks, optimizer)` does this for you; here you build it.)
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "keep_pruned_at_zero", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def keep_pruned_at_zero(model, masks, optimizer):
-    # BEGIN SOLUTION
+    ### BEGIN SOLUTION
     params = dict(model.named_parameters())
 
     @torch.no_grad()
@@ -49,12 +73,27 @@ def keep_pruned_at_zero(model, masks, optimizer):
 
     zero_pruned()
     optimizer.register_step_post_hook(zero_pruned)
-    # END SOLUTION
+    ### END SOLUTION
 
 
 # %% [markdown]
-# The check trains a tiny model with momentum for a few steps and looks at the pruned
-# weights and their momentum after each step.
+# The check trains a tiny model with SGD and momentum 0.9 for a few steps and looks at the
+# pruned weights and their momentum after each step.
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "check_mask_hook", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 gp.checks.check_mask_hook(keep_pruned_at_zero)
+
+# %% [markdown]
+# ## Written question
+#
+# **Q1.** Your hook re-zeroes the weights after every step, so why clear the momentum
+# buffer as well? Name one thing that goes wrong if you do not (hint: what happens when the
+# hook is later removed, or when you fine-tune with a fresh mask that keeps some of these
+# weights?).
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "q1_momentum", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# While the hook runs, the weights are held at 0 whatever the buffer says; but the buffer
+# at a pruned entry keeps accumulating that weight's gradient. The moment the hook is
+# removed (or the weight is regrown by a later mask), the stale velocity is applied in one
+# go and the weight jumps to a value it never earned. Clearing it keeps the pruned entries
+# exactly as if they did not exist.

@@ -15,17 +15,23 @@
 # %% [markdown]
 # # Exercise 2: one global threshold, by selection
 #
+# **Learning goal:** turn scores into masks with one threshold over all layers, found in
+# linear time by selection instead of sorting. **Estimated time:** 30 minutes.
+#
 # Global pruning at sparsity $s$ removes the $k = \mathrm{round}(s\cdot N)$ lowest scores
-# among all $N$ weights of all layers. We need only one number, the $k$-th smallest
-# score $t$; then a weight is kept when its score is $> t$. Finding $t$ needs a
-# **selection** (`torch.kthvalue`, linear time), not a full sort.
+# among all $N$ weights of all layers. We need only one number, the $k$-th smallest score
+# $t$; a weight is then kept when its score is $> t$. Sorting all $N$ scores costs
+# $O(N \log N)$ and does far more than needed; a **selection** (`torch.kthvalue`) finds the
+# $k$-th smallest in linear time.
 #
 # Write `global_threshold(scores, sparsity)`:
-# - `scores`: dict name → tensor (higher = keep);
-# - `sparsity`: fraction to prune, in [0, 1];
-# - return dict name → bool mask shaped like the scores (True = keep).
+# - `scores`: dict name → tensor (higher = keep); assume no ties;
+# - `sparsity`: the fraction to prune, in [0, 1];
+# - return a dict name → bool mask shaped like the scores (True = keep).
 #
-# Assume the scores have no ties.
+# The check runs your function with every sorting function (`torch.sort`, `argsort`,
+# `Tensor.sort`, `numpy.sort`, `sorted`) switched off, and tries sparsities 0, 0.5, 0.9,
+# 0.37 and 1 on scores from three layers of different scales.
 
 # %%
 import torch
@@ -35,14 +41,43 @@ import gradprune_lite as gp
 torch.set_num_threads(2)
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "global_threshold", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def global_threshold(scores, sparsity):
-    # Write your code here.
-    raise NotImplementedError
+    # YOUR CODE HERE
+    raise NotImplementedError()
 
+
+# %% nbgrader={"grade": true, "grade_id": "check_global_threshold", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+gp.checks.check_global_threshold(global_threshold)
 
 # %% [markdown]
-# The check compares your masks with `gp.global_masks` at several sparsities.
+# ## On the trained network
+#
+# **Predict:** with one global threshold on magnitude scores at 90% sparsity, which layer of
+# LeNet-300-100 loses the largest fraction of its weights: `fc1` (784×300), `fc2`
+# (300×100) or `fc3` (100×10)?
 
 # %%
-gp.checks.check_global_threshold(global_threshold)
+model = gp.trained("lenet_300_100")
+scores = gp.score(model, "magnitude")
+masks = global_threshold(scores, 0.9)
+for name, mask in masks.items():
+    print(f"{name}: {mask.numel():>7,} weights, {1 - mask.float().mean():.1%} pruned")
+assert all(torch.equal(masks[n], m) for n, m in gp.global_masks(scores, 0.9).items())
+pruned = {name: 1 - float(m.float().mean()) for name, m in masks.items()}
+assert pruned["fc1.weight"] > pruned["fc2.weight"] > pruned["fc3.weight"]
+
+# %% [markdown]
+# The large first layer gives up the most: its weights are smaller (mean |w| 0.025 against
+# 0.15 in `fc3`; PyTorch draws a layer's initial weights on a scale of 1/√fan-in, and 784
+# inputs share `fc1`'s work), while the 1,000 weights of `fc3` are few and large. Global selection moves the budget to where weights are cheap; it does not say that
+# `fc1` matters less as a layer.
+#
+# ## Written question
+#
+# **Q1.** Global thresholding prunes `fc3` much less than 90%. Give one reason this is
+# good, and one situation in which a single global threshold over *raw* scores goes wrong
+# (think about layers whose scores have different scales).
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "q1_global", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+# YOUR ANSWER HERE

@@ -1,0 +1,119 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Exercise 9: how many samples until the ranking is stable? (with an open experiment)
+#
+# **Learning goal:** measure the stability of a data-dependent pruning criterion without
+# fooling yourself, and design and interpret an experiment of your own.
+# **Estimated time:** 75 minutes (30 for the code, 45 for the open part).
+#
+# A gradient criterion scores weights from a sample of digits. Draw another sample and the
+# kept set changes. To see how much, score on two **disjoint** draws of $n$ digits (no digit
+# in both: shared digits would make the two rankings agree for free), prune both to 90%, and
+# compare the kept sets with the Jaccard index
+# $$J(A, B) = \frac{|A \cap B|}{|A \cup B|},$$
+# counted over all layers together. Two random masks that each keep 10% have
+# $J \approx 0.01/0.19 \approx 0.05$; identical masks have $J = 1$.
+#
+# Write
+# - `jaccard(masks_a, masks_b)` → float, for dicts name → bool mask (True = kept);
+# - `disjoint_draws(n, total, seed)` → two tensors of `n` indices in `[0, total)`, with no
+#   index in common, reproducible from `seed`.
+
+# %%
+import torch
+
+import gradprune_lite as gp
+
+torch.set_num_threads(2)
+_ = torch.manual_seed(0)
+
+
+# %% nbgrader={"grade": false, "grade_id": "stability", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def jaccard(masks_a, masks_b):
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+def disjoint_draws(n, total, seed):
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+# %% nbgrader={"grade": true, "grade_id": "check_stability", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+gp.checks.check_jaccard(jaccard)
+gp.checks.check_disjoint_draws(disjoint_draws)
+
+# %% [markdown]
+# ## Fisher against Taylor on the trained network
+#
+# We score on training digits (the scores choose nothing here, so no held-out data is
+# spent) with $n$ from 100 to 25,000 per draw. **Predict:** does the Jaccard index of both
+# criteria climb towards 1 as $n$ grows?
+
+# %%
+model = gp.trained("lenet_300_100")
+train, validation, test = gp.splits()
+sizes = [100, 1000, 3000, 10000, 25000]
+
+
+def masks_on(criterion, indices, sparsity=0.9):
+    batches = [
+        (train.images[indices[s : s + 5000]], train.labels[indices[s : s + 5000]])
+        for s in range(0, len(indices), 5000)
+    ]
+    return gp.global_masks(gp.score(model, criterion, batches), sparsity)
+
+
+agreement = {}
+for criterion in ("fisher", "taylor"):
+    for n in sizes:
+        first, second = disjoint_draws(n, len(train), seed=0)
+        agreement[criterion, n] = jaccard(masks_on(criterion, first), masks_on(criterion, second))
+print("n      " + "".join(f"{n:>8,}" for n in sizes))
+for criterion in ("fisher", "taylor"):
+    print(f"{criterion:<7}" + "".join(f"{agreement[criterion, n]:>8.2f}" for n in sizes))
+assert agreement["fisher", 25000] > agreement["taylor", 25000] + 0.1
+assert agreement["fisher", 25000] > agreement["fisher", 100]
+
+# %% [markdown]
+# Fisher's kept set keeps stabilising with more data (about 0.67 at 25,000 digits per
+# draw; it reaches $J = 0.5$ at about 3,000), because $E[g^2]$ converges to a non-zero
+# value for every weight. Taylor's levels off below 0.4: at a minimum of the training loss
+# the mean gradient converges to (nearly) zero, so $|w\,\bar g|$ ranks what is left,
+# sampling noise, and more data only shrinks the noise without making its ranking
+# reproducible. Magnitude needs no data at all ($J = 1$). None of this says which criterion
+# prunes *better*; it says how much of each ranking is the data sample.
+#
+# ## Open experiment
+#
+# Choose **one** question and answer it with a measurement (at most about 30 s of compute),
+# in the cell below. Examples: does stability depend on the sparsity (50% vs 90% vs 98%)? On
+# the layer (compute $J$ per layer)? Is `snip` more or less stable than `taylor`, and why?
+# Does the draw's seed matter (repeat with three seeds)? Print a small table.
+
+# %% nbgrader={"grade": false, "grade_id": "open_experiment", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# YOUR CODE HERE
+raise NotImplementedError()
+
+# %% [markdown]
+# **Q1.** Why must the two draws be disjoint? What would the measured $J$ mean if the
+# small-sample masks used digits 0–799 and the reference used digits 0–999?
+#
+# **Q2 (open experiment).** State your question, what you expected, what you measured, and
+# what it means (and does not mean), in 5–8 sentences. Compare with the random baseline.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "q_stability", "locked": false, "points": 4, "schema_version": 3, "solution": true, "task": false}
+# YOUR ANSWER HERE
