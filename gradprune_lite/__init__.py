@@ -19,6 +19,7 @@ from .core.masks import (
     sparsity,
 )
 from .core.prune import prune, sparsity_schedule
+from .core.second_order import obs_scores as _registers_obs  # noqa: F401  ("obs" criterion)
 from .core.selection import global_masks, kth_smallest, layerwise_masks
 from .core.stats import GradientStats, gradient_stats, per_sample_gradients
 from .course import checks, plots, ranking, widgets

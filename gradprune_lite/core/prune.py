@@ -16,6 +16,12 @@ from .selection import global_masks, layerwise_masks
 SCHEDULES = ("exponential", "linear")
 SCOPES = ("global", "layerwise")
 
+#: Criteria that move the surviving weights as they prune (second order, e.g. "obs"):
+#: name → fn(model, sparsity, select, batches, options) → masks. Such a function chooses
+#: the weights with ``select`` itself, writes the updated weights into the model only
+#: after every check passed, and returns the masks for ``apply_masks``.
+WEIGHT_UPDATES: dict[str, Callable] = {}
+
 
 def sparsity_schedule(target: float, rounds: int, schedule: str = "exponential") -> list[float]:
     """Sparsity after each of ``rounds`` rounds, ending exactly at ``target``.
@@ -79,6 +85,12 @@ def prune(
     select = global_masks if scope == "global" else layerwise_masks
     weights = prunable_weights(model)
     for round_index, step in enumerate(steps):
+        if criterion in WEIGHT_UPDATES:
+            masks = WEIGHT_UPDATES[criterion](model, step, select, batches, options)
+            apply_masks(model, masks, optimizer=optimizer)
+            if between is not None:
+                between(model, round_index)
+            continue
         scores = score(model, criterion, batches, **options)
         already = current_masks(model)
         if already:
