@@ -2,6 +2,7 @@
 
     python benchmarks/run.py            # full: 1M, 10M, 50M scores; writes docs/PERFORMANCE.md
     python benchmarks/run.py --quick    # 1M and 10M, fewer repeats and a shorter epoch
+    python benchmarks/run.py --selection-only   # 10M scores of three distributions, cold start
 
 Every number is a median of several runs in this one process, so the ratios compare
 operations under the same machine load. The machine is shared; the load average is
@@ -126,6 +127,194 @@ def selection_section(sizes: list[int], repeats: int) -> tuple[list[list[str]], 
             flush=True,
         )
     return rows, at_10m
+
+
+def distribution_scores(kind: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """10M scores in two layers (2000×2500 and 2500×2000) of one of three distributions.
+
+    ``init``: |w| of freshly initialised ``nn.Linear`` layers (uniform, and quantised to
+    2^24 levels, so exact ties are common); ``normal``: |N(0,1)|; ``heavy``: |t| with 3
+    degrees of freedom, a heavy-tailed stand-in for trained weights.
+    """
+    torch.manual_seed(seed)
+    shapes = ((2000, 2500), (2500, 2000))
+    if kind == "init":
+        layers = [nn.Linear(cols, rows) for rows, cols in shapes]
+        return {f"fc{i}.weight": m.weight.detach().abs() for i, m in enumerate(layers)}
+    if kind == "normal":
+        return {f"fc{i}.weight": torch.randn(shape).abs() for i, shape in enumerate(shapes)}
+    t3 = torch.distributions.StudentT(3.0)
+    return {f"fc{i}.weight": t3.sample(shape).abs() for i, shape in enumerate(shapes)}
+
+
+DISTRIBUTIONS = {
+    # Pipes escaped: these labels go into markdown table cells.
+    "init": r"\|w\| of fresh `nn.Linear`",
+    "normal": r"\|N(0,1)\|",
+    "heavy": r"heavy-tailed (\|t₃\|)",
+}
+
+
+def with_sweep(compiled: bool, fn):
+    """``fn`` run with the numba sweep (if installed) or the pure-torch one."""
+    from gradprune_lite.core import _band_kernel
+
+    def run():
+        saved = _band_kernel.DISABLED
+        _band_kernel.DISABLED = not compiled
+        try:
+            return fn()
+        finally:
+            _band_kernel.DISABLED = saved
+
+    return run
+
+
+def distribution_section(repeats: int) -> tuple[list[list[str]], dict]:
+    """Our masks (numba and torch sweeps) against global_unstructured, per distribution.
+
+    All contenders of all three distributions are interleaved in one loop, so each ratio
+    compares runs made under the same load from one second to the next.
+    """
+    all_scores = {kind: distribution_scores(kind) for kind in DISTRIBUTIONS}
+    contenders = {}
+    for kind, scores in all_scores.items():
+        contenders[f"{kind}/numba"] = with_sweep(
+            True, lambda s=scores: gp.global_masks(s, SPARSITY)
+        )
+        contenders[f"{kind}/torch"] = with_sweep(
+            False, lambda s=scores: gp.global_masks(s, SPARSITY)
+        )
+        contenders[f"{kind}/global_unstructured"] = lambda s=scores: (
+            torch_prune.global_unstructured(
+                [(m, "weight") for m in holders(s)],
+                pruning_method=torch_prune.L1Unstructured,
+                amount=SPARSITY,
+            )
+        )
+    t = interleaved_medians(contenders, repeats)
+    rows, ratios = [], {}
+    for kind, label in DISTRIBUTIONS.items():
+        peer = t[f"{kind}/global_unstructured"]
+        numba_t, torch_t = t[f"{kind}/numba"], t[f"{kind}/torch"]
+        ratios[kind] = (peer / numba_t, peer / torch_t)
+        rows.append(
+            [
+                label,
+                fmt_seconds(numba_t),
+                fmt_seconds(torch_t),
+                fmt_seconds(peer),
+                f"{peer / numba_t:.0f}×",
+                f"{peer / torch_t:.0f}×",
+            ]
+        )
+        print(
+            f"distribution {kind}: numba {fmt_seconds(numba_t)}, torch {fmt_seconds(torch_t)}, "
+            f"global_unstructured {fmt_seconds(peer)}",
+            flush=True,
+        )
+    return rows, ratios
+
+
+COLD_START = """
+import time
+start = time.perf_counter()
+import torch
+torch.set_num_threads({threads})
+import gradprune_lite as gp
+imported = time.perf_counter()
+scores = {{"w": torch.rand({size})}}
+made = time.perf_counter()
+gp.global_masks(scores, 0.9)
+first = time.perf_counter()
+gp.global_masks(scores, 0.9)
+second = time.perf_counter()
+print(imported - start, first - made, second - first)
+"""
+
+
+def cold_start_rows(runs: int = 3) -> list[list[str]]:
+    """Time of the first ``global_masks`` in a fresh process, with and without numba.
+
+    Each run is a new Python process, alternating the two settings; numba's compiled
+    kernel comes from its on-disk cache (compiled once before the runs).
+    """
+    import os
+    import statistics
+    import subprocess
+
+    threads = torch.get_num_threads()
+    settings = {"numba sweep": "0", "torch sweep (numba not used)": "1"}
+    results = {name: {size: [] for size in (300_000, 10_000_000)} for name in settings}
+    for run in range(runs + 1):
+        for name, pure in settings.items():
+            for size in (300_000, 10_000_000):
+                env = dict(os.environ, GRADPRUNE_PURE_TORCH=pure)
+                out = subprocess.run(
+                    [sys.executable, "-c", COLD_START.format(threads=threads, size=size)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout.split()
+                if run:  # the first round only fills caches
+                    results[name][size].append([float(x) for x in out])
+    rows = []
+    for name, by_size in results.items():
+        cells = [name]
+        for size in (300_000, 10_000_000):
+            first, second = (statistics.median(r[i] for r in by_size[size]) for i in (1, 2))
+            cells += [fmt_seconds(first), fmt_seconds(second)]
+        rows.append(cells)
+    return rows
+
+
+def selection_only_report(repeats: int) -> str:
+    details = machine_details()
+    print("\n".join(f"{k}: {v}" for k, v in details.items()), flush=True)
+    rows, ratios = distribution_section(repeats)
+    cold = cold_start_rows()
+    details["load average (1, 5, 15 min) at end"] = load_average()
+    targets = [
+        [
+            f"selection at 10M, {DISTRIBUTIONS[kind]}, vs `global_unstructured`",
+            "≥ 50× faster",
+            f"{numba_ratio:.0f}× (numba) / {torch_ratio:.0f}× (torch)",
+            f"{verdict(numba_ratio >= 50)} / {verdict(torch_ratio >= 50)}",
+        ]
+        for kind, (numba_ratio, torch_ratio) in ratios.items()
+    ]
+    return "\n\n".join(
+        [
+            "### Machine\n\n" + "\n".join(f"- {k}: {v}" for k, v in details.items()),
+            "### Targets\n\n" + markdown_table(["what", "target", "measured", ""], targets),
+            "### Selection on three score distributions (10M scores, 90% sparsity)\n\n"
+            "Medians of runs interleaved with each other; ratios are "
+            "`global_unstructured` ÷ ours.\n\n"
+            + markdown_table(
+                [
+                    "scores",
+                    "ours, numba sweep",
+                    "ours, torch sweep",
+                    "`global_unstructured`",
+                    "ratio (numba)",
+                    "ratio (torch)",
+                ],
+                rows,
+            ),
+            "### First call in a fresh process (medians of 3 new processes)\n\n"
+            + markdown_table(
+                [
+                    "selection",
+                    "first call, 300k scores",
+                    "second call, 300k",
+                    "first call, 10M scores",
+                    "second call, 10M",
+                ],
+                cold,
+            ),
+        ]
+    )
 
 
 def mask_memory_rows(total: int = 1_000_000) -> list[list[str]]:
@@ -318,11 +507,26 @@ def main(argv=None) -> int:
         action="store_true",
         help="time with process CPU time (use with --threads 1 on a crowded machine)",
     )
+    parser.add_argument(
+        "--selection-only",
+        action="store_true",
+        help="only selection on three score distributions and the cold start (a few minutes)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.cpu_clock:
         use_cpu_clock()
+    if args.selection_only:
+        report = selection_only_report(3 if args.quick else 7)
+        print("\n" + report)
+        if not args.no_write:
+            command = "python benchmarks/run.py --selection-only"
+            command += " --quick" if args.quick else ""
+            command += f" --threads {args.threads}" if args.threads else ""
+            command += " --cpu-clock" if args.cpu_clock else ""
+            write_report(Path(args.output), command, report)
+        return 0
     sizes = [1_000_000, 10_000_000] if args.quick else [1_000_000, 10_000_000, 50_000_000]
     repeats = 3 if args.quick else 7
     samples = 4096 if args.quick else 16_384

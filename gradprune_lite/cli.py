@@ -2,9 +2,9 @@
 
     gradprune-lite compare --quick
     gradprune-lite compare --model lenet5 --criteria magnitude,snip --sparsity 98,99 \\
-        --mode init,after --epochs 3 --seeds 0,1,2 --out results/lenet5
+        --mode init,after --seeds 0,1,2 --out results/lenet5
 
-A thin layer over ``gp.compare.run_comparison`` and ``gp.compare.write_outputs``.
+A thin layer over ``gp.run_comparison`` and ``gp.write_outputs``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,21 @@ from pathlib import Path
 
 import torch
 
-from .experiment.comparison import ALL_CRITERIA, MODES, read_rows, run_comparison, write_outputs
-from .experiment.data import mnist
+from .core.criteria import CRITERIA
+from .experiment.comparison import (
+    DEFAULT_FINETUNE_EPOCHS,
+    MODES,
+    default_criteria,
+    merge_rows,
+    read_rows,
+    run_comparison,
+    split_validation,
+    write_outputs,
+)
+from .experiment.data import Digits, mnist
 from .experiment.models import MODELS
+from .experiment.reference import REFERENCE_BUDGET
+from .experiment.summary import regenerate_doc, summary_markdown
 
 #: What ``--quick`` uses for every option the user did not set (under a minute on 2 cores).
 QUICK = {
@@ -26,18 +38,20 @@ QUICK = {
     "sparsity": "90,98",
     "mode": "init",
     "epochs": 1,
+    "finetune_epochs": 1,
     "seeds": "0",
     "train_limit": 10_000,
     "test_limit": 2_000,
     "synflow_rounds": 10,
 }
-#: Defaults otherwise (a few minutes on 2 cores for LeNet-300-100).
+#: Defaults otherwise: the published budget of gp.trained, every registered criterion.
 DEFAULTS = {
     "model": "lenet_300_100",
-    "criteria": ",".join(ALL_CRITERIA),
+    "criteria": None,  # default_criteria(), read when the command runs
     "sparsity": "90,95,98,99",
     "mode": "init",
-    "epochs": 3,
+    "epochs": REFERENCE_BUDGET["epochs"],
+    "finetune_epochs": DEFAULT_FINETUNE_EPOCHS,
     "seeds": "0",
     "train_limit": None,
     "test_limit": None,
@@ -97,17 +111,33 @@ def build_parser() -> argparse.ArgumentParser:
         "compare",
         help="prune by each criterion at each sparsity, train, evaluate; write CSV, table, plot",
         description=(
-            "Train the dense reference once per seed (cached under the cache folder), prune it by "
-            "each criterion to each sparsity in the chosen modes, train, evaluate on the test set, "
-            "print a table of test error (mean ± std over seeds), and write results.csv, "
-            "results.md and results.png (test error against remaining weights, log axis) under "
-            "--out. Data: --data, else $GRADPRUNE_DATA, else the cache (download), else the "
-            "shipped 10,000/2,000-digit subset."
+            "Take the dense reference of gp.trained once per seed (cached, shared with the "
+            "notebooks), prune it by each criterion to each sparsity in the chosen modes, "
+            "train, evaluate on the validation and test digits, print a table of test error "
+            "(mean ± std over seeds), and write results.csv, results.md and results.png (test "
+            "error against remaining weights, log axis) under --out. Training budget: the "
+            f"dense reference trains --epochs (default {REFERENCE_BUDGET['epochs']}) with "
+            f"SGD, momentum 0.9, lr {REFERENCE_BUDGET['lr']}, cosine schedule, batch "
+            f"{REFERENCE_BUDGET['batch_size']}, as gp.trained; every pruned network gets the "
+            "same number of epochs, --epochs + --finetune-epochs, in every mode: init trains "
+            "that long from scratch, after and iterative fine-tune the dense reference for "
+            "--finetune-epochs (iterative splits them over its rounds). The last 1/12 of the "
+            "training digits are held out for validation (55,000 / 5,000 on full MNIST, as "
+            "gp.splits). Data: --data, else $GRADPRUNE_DATA, else the cache (download), else "
+            "the shipped 10,000/2,000-digit subset. Resumable: each row is appended to "
+            "OUT/results.csv as soon as it is finished, and a rerun of the same command skips "
+            "the rows already there (the progress bar counts training epochs and shows the "
+            "time left)."
         ),
     )
     add = compare.add_argument
     add("--model", help=f"network: {', '.join(MODELS)} (default lenet_300_100)")
-    add("--criteria", help=f"comma-separated, from: {', '.join(ALL_CRITERIA)} (default all)")
+    add(
+        "--criteria",
+        help="comma-separated names in gp.CRITERIA (built-in or registered, e.g. "
+        "random,magnitude,taylor,snip,fisher,grasp,synflow) (default: every registered "
+        "criterion but gradient)",
+    )
     add(
         "--sparsity",
         help="comma-separated fractions of weights removed, as percentages (95) or fractions "
@@ -121,29 +151,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--rounds", type=int, default=3, help="rounds of the iterative mode (default %(default)s)")
     add(
-        "--epochs", type=int, help="training epochs of dense and of pruned-at-init nets (default 3)"
+        "--epochs",
+        type=int,
+        help="training epochs of the dense reference (default "
+        f"{REFERENCE_BUDGET['epochs']}, gp.trained's budget; 1 in --quick)",
     )
     add(
         "--finetune-epochs",
         type=int,
-        help="epochs after pruning a trained net, spread over the iterative rounds "
-        "(default: --epochs)",
+        help="epochs after pruning a trained net, split over the iterative rounds; a net "
+        "pruned at init trains --epochs + --finetune-epochs, so every mode gets the same "
+        f"budget (default {DEFAULT_FINETUNE_EPOCHS}; 1 in --quick)",
     )
     add("--seeds", help="comma-separated seeds, one run each (default 0)")
     add("--device", default="cpu", help="torch device, e.g. cpu or cuda (default %(default)s)")
-    add("--out", default="results/compare", help="output folder (default %(default)s)")
-    add("--cache", help="folder caching dense references (default: OUT/cache)")
+    add(
+        "--out",
+        default="results/compare",
+        help="output folder; rows already in its results.csv (same protocol) are kept and "
+        "not run again (default %(default)s)",
+    )
+    add(
+        "--cache",
+        help="folder caching dense references (default: gp.trained's, shared with the notebooks)",
+    )
     add(
         "--quick",
         action="store_true",
-        help="smoke run in under a minute: LeNet-300-100, magnitude/snip/synflow (10 rounds) at 90/98%%, "
-        "init mode, 1 epoch, 10,000 training and 2,000 test digits (options you give win)",
+        help="smoke run in under a minute: LeNet-300-100, magnitude/snip/synflow (10 rounds) at "
+        "90/98%%, init mode, 1 dense + 1 fine-tune epoch, the first 10,000 training digits "
+        "(9,167 to train, 833 to validate) and the first 2,000 test digits, which are the "
+        "shipped subset's, so the results are the same with or without full MNIST (options "
+        "you give win)",
     )
     add("--data", help="folder holding MNIST/raw (default: $GRADPRUNE_DATA, cache, subset)")
     add("--train-limit", type=int, help="use only the first N training digits")
     add("--test-limit", type=int, help="use only the first N test digits")
-    add("--batch-size", type=int, default=128, help="training batch size (default %(default)s)")
-    add("--lr", type=float, help="SGD learning rate (momentum 0.9, cosine); default per model")
     add(
         "--score-samples",
         type=int,
@@ -159,26 +202,71 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-progress", action="store_true", help="hide progress bars")
     report = commands.add_parser(
         "report",
-        help="merge results.csv files of several compare runs into one CSV, table and plot",
+        help="merge the results.csv of compare runs: CSV, table, plot, the four-question "
+        "summary, and docs/RESULTS.md's tables",
         description=(
-            "Read the results.csv of several `compare` runs (for example one per seed or per "
-            "model) and write the merged results.csv, results.md and results.png under --out."
+            "Read the results.csv of several `compare` runs (for example one per model) and "
+            "write under --out the merged results.csv, results.md and results.png, and "
+            "summary.md: the article's four questions (accuracy: test error; precision: macro "
+            "and worst-class; training speed: seconds per epoch of the pruned network; "
+            "compression: checkpoint bytes and nonzero parameters) for magnitude and for the "
+            "best of each gradient-based family, chosen on validation error, at 90/95/98%%, "
+            "with the published numbers beside. With --doc, also rebuild every table marked "
+            "<!-- table: ... from CSV --> in that markdown file from the CSVs it names."
         ),
     )
     report.add_argument("csv", nargs="+", help="results.csv files written by compare")
     report.add_argument("--out", required=True, help="output folder")
+    report.add_argument(
+        "--doc", help="markdown file whose marked tables are rebuilt in place (docs/RESULTS.md)"
+    )
     return parser
 
 
 def _report(args, parser) -> int:
     missing = [path for path in args.csv if not Path(path).is_file()]
+    if args.doc and not Path(args.doc).is_file():
+        missing.append(args.doc)
     if missing:
         parser.error(f"report: no such file(s): {', '.join(missing)}.")
-    rows = [row for path in args.csv for row in read_rows(path)]
+    rows = merge_rows([row for path in args.csv for row in read_rows(path)])
     paths = write_outputs(rows, args.out)
-    print(paths["markdown"].read_text())
+    paths["summary"] = Path(args.out) / "summary.md"
+    paths["summary"].write_text(summary_markdown(rows))
+    print(paths["summary"].read_text())
+    if args.doc:
+        doc = Path(args.doc)
+        doc.write_text(regenerate_doc(doc.read_text(), doc.parent))
+        paths["doc"] = doc
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def _first(digits: Digits, limit: int | None, split: str) -> tuple[Digits, str]:
+    """The first ``limit`` digits and a line that says truthfully which they are."""
+    kind = "the shipped MNIST subset" if digits.is_subset else "full MNIST"
+    folder = "" if digits.is_subset else f" in {digits.source.rsplit(' (', 1)[0]}"
+    whole = f"the {len(digits):,} {split} digits of {kind}{folder}"
+    if limit is None or limit >= len(digits):
+        return digits, f"MNIST {split}: all {whole}"
+    return digits.take(limit), f"MNIST {split}: the first {limit:,} of {whole}"
+
+
+def _load_digits(args) -> tuple[Digits, Digits, Digits]:
+    """(train, validation, test) for ``compare``, with one true line printed per split."""
+    pool, pool_line = _first(mnist("train", args.data, verbose=False), args.train_limit, "train")
+    train, validation = split_validation(pool)
+    test, test_line = _first(mnist("test", args.data, verbose=False), args.test_limit, "test")
+    print(f"{pool_line}: {len(train):,} to train on, the last {len(validation):,} to validate on")
+    print(test_line)
+    if args.quick and not pool.is_subset:
+        # The shipped subset is the first 10,000 training and 2,000 test digits of MNIST.
+        print(
+            "--quick keeps to the first 10,000 training and 2,000 test digits, which are the "
+            "shipped subset's own digits, so its numbers are the same with or without full "
+            "MNIST; leave out --quick for the full protocol."
+        )
+    return train, validation, test
 
 
 def _compare(args, parser) -> int:
@@ -188,16 +276,18 @@ def _compare(args, parser) -> int:
             setattr(args, key, value)
     if args.model not in MODELS:
         parser.error(f"--model: {args.model!r} not allowed; choose from {', '.join(MODELS)}.")
-    criteria = _choices(args.criteria, "--criteria", ALL_CRITERIA, parser)
+    # Checked against the registry when the command runs, so registered criteria count too.
+    criteria = _choices(
+        args.criteria or ",".join(default_criteria()), "--criteria", CRITERIA, parser
+    )
     modes = _choices(args.mode, "--mode", MODES, parser)
     sparsities = _parse_sparsities(args.sparsity, parser)
     seeds = _parse_ints(args.seeds, "--seeds", parser)
     for option, value, minimum in (
         ("--epochs", args.epochs, 1),
         ("--rounds", args.rounds, 1),
-        ("--batch-size", args.batch_size, 1),
         ("--score-samples", args.score_samples, 1),
-        ("--finetune-epochs", args.finetune_epochs, 1),
+        ("--finetune-epochs", args.finetune_epochs, 0),
         ("--train-limit", args.train_limit, 1),
         ("--test-limit", args.test_limit, 1),
         ("--threads", args.threads, 1),
@@ -205,8 +295,11 @@ def _compare(args, parser) -> int:
     ):
         if value is not None and value < minimum:
             parser.error(f"{option} must be ≥ {minimum}, got {value}.")
-    if args.lr is not None and not args.lr > 0:
-        parser.error(f"--lr must be positive, got {args.lr}.")
+    if "iterative" in modes and args.finetune_epochs < args.rounds:
+        parser.error(
+            f"--finetune-epochs {args.finetune_epochs} < --rounds {args.rounds}: the iterative "
+            "mode fine-tunes after every round; raise --finetune-epochs or lower --rounds."
+        )
     try:
         device = torch.device(args.device)
     except RuntimeError:
@@ -216,12 +309,13 @@ def _compare(args, parser) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    train = mnist("train", args.data, limit=args.train_limit)
-    test = mnist("test", args.data, limit=args.test_limit)
+    train, validation, test = _load_digits(args)
     out = Path(args.out)
-    rows = run_comparison(
-        train.to(device),
-        test.to(device),
+    results_csv = out / "results.csv"
+    run_comparison(
+        train,
+        validation,
+        test,
         model=args.model,
         criteria=criteria,
         sparsities=sparsities,
@@ -230,15 +324,16 @@ def _compare(args, parser) -> int:
         epochs=args.epochs,
         finetune_epochs=args.finetune_epochs,
         seeds=seeds,
-        lr=args.lr,
-        batch_size=args.batch_size,
         score_samples=args.score_samples,
         synflow_rounds=args.synflow_rounds,
         device=device,
-        cache_dir=Path(args.cache) if args.cache else out / "cache",
+        cache_dir=Path(args.cache) if args.cache else None,
         progress=not args.no_progress,
+        results_csv=results_csv,
     )
-    paths = write_outputs(rows, out)
+    # The table and plot show every row of the file: this run's and earlier runs' of the
+    # same protocol (other criteria, sparsities or seeds added to the same folder).
+    paths = write_outputs(read_rows(results_csv), out)
     print(paths["markdown"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
@@ -258,6 +353,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"gradprune-lite: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        if args.command != "compare":
+            raise
+        print(
+            f"\ngradprune-lite: interrupted. The finished rows are in {args.out}/results.csv; "
+            "run the same command again to go on from there.",
+            file=sys.stderr,
+        )
+        return 130  # the shell's status for a run stopped by Ctrl-C
 
 
 if __name__ == "__main__":

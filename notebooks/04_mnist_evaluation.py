@@ -13,11 +13,21 @@
 # ---
 
 # %% [markdown]
-# # 04 · MNIST evaluation: what sparsity costs
+# # 04 · MNIST evaluation: what sparsity costs, criterion by criterion
 #
-# We train LeNet-300-100, measure it properly (accuracy, per-class precision and recall,
-# confusion matrix), sweep sparsity for every criterion, compare with published numbers,
-# and end with an explorer you can drive with a slider.
+# **After this notebook you can:**
+# 1. evaluate a classifier beyond one number: accuracy, per-class precision and recall,
+#    and the confusion matrix;
+# 2. compare pruning criteria fairly (same network, same sparsity, same fine-tuning budget)
+#    and state the main result: **after training, plain magnitude beats every gradient
+#    criterion**, and why;
+# 3. read published pruning numbers with their protocol, and place ours beside them
+#    honestly;
+# 4. use the explorer to see what two criteria keep, layer by layer and pixel by pixel.
+#
+# We start from the dense reference `gp.trained("lenet_300_100")` (10 epochs of SGD on
+# 55,000 digits, cached on disk). Choices are made on the 5,000 validation digits; the
+# 10,000 test digits only report.
 
 # %%
 # %matplotlib inline
@@ -28,134 +38,307 @@ import gradprune_lite as gp
 torch.set_num_threads(2)
 torch.manual_seed(0)
 
-train, test = gp.mnist("train", verbose=False), gp.mnist("test", verbose=False)
+train, validation, test = gp.splits()
 print("data:", train.source, "|", test.source)
-print(f"{len(train):,} training and {len(test):,} test digits")
-dense = gp.models.lenet_300_100(seed=0)
-history = gp.fit(dense, train, epochs=2, lr=0.1, schedule="cosine", seed=0, progress=False)
-print("training loss per epoch:", [round(loss, 3) for loss in history["loss"]])
+print(f"{len(train):,} training, {len(validation):,} validation and {len(test):,} test digits")
+dense = gp.trained("lenet_300_100")
 
 # %% [markdown]
 # ## Accuracy, per-class precision and recall
 #
-# Precision of class $c$: of the digits we called $c$, the fraction that are $c$.
-# Recall: of the true $c$s, the fraction we found.
+# Accuracy alone hides *which* digits fail. For a class $c$:
+#
+# - **precision** = of the digits we *called* $c$, the fraction that really are $c$;
+# - **recall** = of the digits that really *are* $c$, the fraction we called $c$.
+#
+# **Predict.** Which digit do you expect to have the lowest recall: a simple shape like 1,
+# or one that resembles others, like 8 or 9?
 
 # %%
 dense_eval = gp.evaluate(dense, test)
-print(
-    f"accuracy {dense_eval.accuracy:.2%} (error {dense_eval.error:.2f}%), macro F1 {dense_eval.macro_f1:.3f}"
-)
+print(f"accuracy {dense_eval.accuracy:.2%} (test error {dense_eval.error:.2f}%), ", end="")
+print(f"macro F1 {dense_eval.macro_f1:.3f}")
 print("class     " + " ".join(f"{c:>6d}" for c in range(10)))
 print("precision " + " ".join(f"{p:6.3f}" for p in dense_eval.precision.tolist()))
 print("recall    " + " ".join(f"{r:6.3f}" for r in dense_eval.recall.tolist()))
-assert dense_eval.error < 8
+worst = int(dense_eval.recall.argmin())
+print(f"lowest recall: digit {worst} ({dense_eval.recall[worst]:.1%} of them recognised)")
+assert dense_eval.error < 2.5
 assert int(dense_eval.confusion.sum()) == len(test)
 
+# %% [markdown]
+# The dense network gets about 98.4% right, at the published level for this network
+# (Han et al. report 1.64% error, SNIP 1.7%). Every class has precision and recall above
+# 0.97, so the errors are spread thinly over the classes; the lowest recall, for 9, is
+# still 97.5%. 98% accuracy does *not* mean every class is 98% safe: a class with a
+# look-alike can sit below the average.
+#
+# The confusion matrix shows *which* other: row = true digit, column = predicted digit; the
+# diagonal is what we got right.
+
 # %%
-gp.plots.confusion(dense_eval.confusion, "dense LeNet-300-100")
+off_diagonal = dense_eval.confusion.clone().fill_diagonal_(0)
+true_digit, predicted = divmod(int(off_diagonal.argmax()), 10)
+print(f"most frequent mistake: {true_digit} read as {predicted}, {int(off_diagonal.max())} times")
+gp.plots.confusion(dense_eval.confusion, "dense LeNet-300-100, 10,000 test digits")
 
 # %% [markdown]
-# ## Test error against sparsity, for every criterion
+# The off-diagonal counts are small (a handful per cell out of about 1,000 digits per row),
+# and the largest pair digits whose strokes overlap: a 4 whose top is closed looks like a 9. Pruning will be judged against
+# this: the question is how many weights we can remove before these counts grow.
 #
-# One-shot: score the trained model on 1,000 digits, prune globally, evaluate on the
-# first 5,000 test digits, **no** fine-tuning. This isolates how good each ranking is.
+# ## Test error against sparsity, for every criterion, at equal budgets
+#
+# Every criterion gets exactly the same treatment: score the trained network (the
+# data-driven ones on the same 1,000 training digits), prune **once** to each sparsity with
+# one global threshold, then fine-tune **1 epoch on the same 5,500 training digits** (SGD,
+# momentum 0.9, lr 0.05, cosine schedule, masks held). We record the error right after
+# pruning and after fine-tuning, on validation and on test.
+#
+# A reminder of what the criteria score (higher = keep; $\bar g$ = mean gradient over the
+# scoring digits, $E[g^2]$ = mean squared per-sample gradient):
+#
+# | criterion | score | idea |
+# |---|---|---|
+# | magnitude | $\lvert w\rvert$ | small weights matter little |
+# | gradient | $\lvert \bar g\rvert$ | weights the loss is sensitive to |
+# | taylor | $\lvert w\,\bar g\rvert$ | first-order loss change when $w \to 0$ |
+# | snip | $\lvert w\,\bar g\rvert$, normalised | SNIP (Lee et al. 2019); same ranking as taylor |
+# | fisher | $\tfrac12 w^2 E[g^2]$ | second-order term, Optimal Brain Damage with the empirical Fisher |
+# | grasp | $-w \cdot (H\bar g)$ | GraSP (Wang et al. 2020): keep gradient flow, for initialisation |
+# | synflow | $\lvert w\,\partial R/\partial w\rvert$, data-free | SynFlow (Tanaka et al. 2020): iterative, at initialisation |
+# | random | uniform | the baseline any criterion must beat |
+#
+# **Predict.** At 98% sparsity, after fine-tuning, which criterion has the lowest error?
+# Write your guess, then run the sweep.
 
 # %%
-levels = [0.5, 0.8, 0.9, 0.95, 0.98]
+levels = [0.92, 0.95, 0.98]
+criteria = ["magnitude", "gradient", "taylor", "snip", "fisher", "grasp", "synflow", "random"]
 score_batches = list(train.take(1000).batches(batch_size=250))
-criteria = ["magnitude", "gradient", "taylor", "fisher", "snip", "grasp", "synflow", "random"]
-sweep, sweep_test = {}, test.take(5000)
+tune = train.take(5500)
+untuned, tuned, tuned_validation = {}, {}, {}
 for criterion in criteria:
     scores = gp.score(dense, criterion, score_batches)
-    sweep[criterion] = []
+    untuned[criterion], tuned[criterion], tuned_validation[criterion] = [], [], []
     for sparsity in levels:
         pruned = gp.models.lenet_300_100()
         pruned.load_state_dict(dense.state_dict())
         gp.apply_masks(pruned, gp.global_masks(scores, sparsity))
-        sweep[criterion].append(gp.evaluate(pruned, sweep_test).error)
-print("test error (%)  " + " ".join(f"{s:>6.0%}" for s in levels))
-for criterion, errors in sweep.items():
-    print(f"{criterion:15s} " + " ".join(f"{e:6.2f}" for e in errors))
-assert sweep["magnitude"][0] < dense_eval.error + 1
-assert sweep["random"][-1] > sweep["magnitude"][-1] + 20
+        untuned[criterion].append(gp.evaluate(pruned, test).error)
+        gp.fit(pruned, tune, epochs=1, lr=0.05, schedule="cosine", seed=0, progress=False)
+        tuned[criterion].append(gp.evaluate(pruned, test).error)
+        tuned_validation[criterion].append(gp.evaluate(pruned, validation).error)
+
+print(f"test error (%)   {'right after pruning':^23s}  {'after 1 epoch of fine-tuning':^28s}")
+print(
+    " " * 16
+    + " ".join(f"{s:>7.0%}" for s in levels)
+    + "  "
+    + " ".join(f"{s:>9.0%}" for s in levels)
+)
+for criterion in criteria:
+    print(
+        f"{criterion:15s} "
+        + " ".join(f"{e:7.2f}" for e in untuned[criterion])
+        + "  "
+        + " ".join(f"{e:9.2f}" for e in tuned[criterion])
+    )
 
 # %%
-gp.plots.curves([100 * s for s in levels], sweep, "sparsity (%)", "test error (%)",
-                "one-shot pruning, no fine-tuning", logy=True)  # fmt: skip
+gp.plots.curves(
+    [100 * s for s in levels],
+    tuned,
+    "sparsity (% of weights removed)",
+    "test error (%), log scale",
+    "pruned once after training, then 1 epoch of fine-tuning",
+    logy=True,
+)
 
 # %% [markdown]
-# ## Next to the published numbers
+# taylor and snip lie exactly on top of each other (dash-dotted and dotted lines): SNIP
+# only divides the taylor scores by their sum, which does not change the ranking.
 #
-# Published test errors (%) after full training: SNIP (Lee et al. 2019, Table 1) and
-# Han et al. 2015. Ours: prune the dense model above, fine-tune one epoch on 10,000 digits
-# (a fraction of the papers' training), and evaluate.
+# ### The main result: after training, magnitude wins
+#
+# At every sparsity here, **magnitude has the lowest error of all criteria**, both right
+# after pruning and after fine-tuning; after fine-tuning its lead over the next best grows
+# with sparsity, from about 2 points at 92% to about 5 at 98%. The gradient criteria lose
+# for a reason that follows from their formulas:
+#
+# - A trained network sits near a minimum of the training loss, where the **mean gradient
+#   $\bar g$ is close to zero** and what is left of it is mostly sampling noise. taylor and
+#   snip ($|w\bar g|$) and gradient ($|\bar g|$) therefore rank weights largely by noise, and
+#   remove weights that matter.
+# - fisher ($\tfrac12 w^2 E[g^2]$) uses the gradient's *variance*, which does not vanish at
+#   a minimum, so at 95% and 98% it does a little better than taylor; but $E[g^2]$ over
+#   1,000 digits is still noisy, and it is still far behind magnitude.
+# - grasp and synflow were designed for *initialisation*. GraSP preserves the gradient flow
+#   of an untrained net, which means little after training: here it is the worst
+#   criterion after random at 92% and 95%. SynFlow's paper prescribes about 100
+#   data-free pruning rounds at initialisation; pruned once, on trained weights, its
+#   scores concentrate in the later layers and it empties the first one (the cell below
+#   counts the weights it keeps per layer), so the input barely reaches the network.
+#
+# Magnitude needs no data at all and is, after training, exactly what a small loss change
+# asks for: $|w|$ small means removing $w$ barely moves the output. This matches the
+# 3-seed runs in `docs/RESULTS.md`. It does *not* mean gradients are useless: at
+# initialisation, where weights carry no information yet, the gradient criteria win by a
+# wide margin and magnitude collapses (notebook 03 and `docs/RESULTS.md`).
 
 # %%
-anchors = [
-    # model, method, sparsity, published error (%), source
-    ("LeNet-300-100", "dense", 0.0, 1.7, "SNIP Table 1"),
-    ("LeNet-300-100", "snip", 0.95, 1.6, "SNIP Table 1"),
-    ("LeNet-300-100", "snip", 0.98, 2.4, "SNIP Table 1"),
-    ("LeNet-300-100", "magnitude", 0.92, 1.59, "Han et al. 2015"),
-    ("LeNet-5-Caffe", "dense", 0.0, 0.9, "SNIP Table 1"),
-    ("LeNet-5-Caffe", "snip", 0.98, 0.8, "SNIP Table 1"),
-    ("LeNet-5-Caffe", "snip", 0.99, 1.1, "SNIP Table 1"),
-    ("LeNet-5-Caffe", "magnitude", 0.92, 0.77, "Han et al. 2015"),
+data_driven = ["gradient", "taylor", "snip", "fisher", "grasp"]
+for i, sparsity in enumerate(levels):
+    best_other = min(tuned[c][i] for c in criteria if c != "magnitude")
+    print(f"{sparsity:.0%}: magnitude {tuned['magnitude'][i]:.2f}%, best other {best_other:.2f}%")
+for i in range(len(levels)):
+    assert tuned["magnitude"][i] < min(tuned[c][i] for c in data_driven) + 0.2
+    assert untuned["magnitude"][i] < min(untuned[c][i] for c in data_driven)
+assert tuned["random"][-1] > tuned["magnitude"][-1] + 5
+
+# %% [markdown]
+# Where do the kept 2% sit? Magnitude and one-shot SynFlow at 98%, weights kept per layer:
+
+# %%
+for criterion in ("magnitude", "synflow"):
+    kept = gp.global_masks(gp.score(dense, criterion, score_batches), 0.98)
+    print(
+        f"{criterion:9s}", {name: f"{int(m.sum()):,} of {m.numel():,}" for name, m in kept.items()}
+    )
+
+# %% [markdown]
+# SynFlow keeps only a handful of the 235,200 first-layer weights, so almost no pixel
+# reaches the hidden units, and fine-tuning cannot bring back weights that the mask holds
+# at zero. Magnitude spreads its budget over all three layers. This is the *layer collapse*
+# SynFlow's iterative, data-free schedule was designed to avoid.
+
+# %% [markdown]
+# **Choosing on validation.** Suppose we must ship one criterion at 95%. We pick it on
+# the validation digits, and only then look at its test error; picking on test would
+# report the luckiest of eight numbers, not an honest estimate.
+
+# %%
+at_95 = levels.index(0.95)
+chosen = min(criteria, key=lambda c: tuned_validation[c][at_95])
+print(
+    f"chosen on validation at 95%: {chosen} (validation error {tuned_validation[chosen][at_95]:.2f}%)"
+)
+print(f"its test error: {tuned[chosen][at_95]:.2f}%")
+
+# %% [markdown]
+# Validation picks magnitude, the same criterion the test errors favour. Its test error
+# is higher than its validation error: MNIST's test digits were written by other people
+# than its training digits (of which our validation digits are a held-out part), so
+# validation is a little optimistic. Validation is for *choosing*; the test set, looked
+# at once, is for the number we report.
+#
+# ## Next to the published numbers, protocol by protocol
+#
+# Published numbers are only comparable when the protocol is the same. SNIP's numbers are
+# for pruning **at initialisation** and then training the sparse network fully; Han et
+# al.'s are **iterative magnitude pruning with long retraining** after every round. Ours
+# in this notebook are a third protocol: pruning **once after training**, then **one
+# epoch** of fine-tuning on 5,500 digits. Each row below says which protocol it is;
+# rows of different protocols are not a contest.
+
+# %%
+rows = [
+    # (source, protocol, sparsity, test error %)
+    ("Han et al. 2015", "dense", 0.0, "1.64"),
+    ("SNIP, Table 1", "dense", 0.0, "1.7"),
+    ("ours (this notebook)", "dense, gp.trained: 10 epochs", 0.0, f"{dense_eval.error:.2f}"),
+    ("SNIP, Table 1", "SNIP at init, then full training", 0.95, "1.6"),
+    ("SNIP, Table 1", "SNIP at init, then full training", 0.98, "2.4"),
+    ("docs/RESULTS.md", "SNIP at init, then 3 epochs (3 seeds)", 0.95, "3.75 ± 0.21"),
+    ("docs/RESULTS.md", "SNIP at init, then 3 epochs (3 seeds)", 0.98, "6.07 ± 0.30"),
+    ("Han et al. 2015", "iterative magnitude, long retraining", 0.92, "1.59"),
+    ("docs/RESULTS.md", "iterative magnitude, 3 × 1 epoch (3 seeds)", 0.95, "2.12 ± 0.08"),
 ]
-ours = {}
-for model_name, method, sparsity, _, _ in anchors:
-    if model_name != "LeNet-300-100":
-        continue
-    if method == "dense":
-        ours[(method, sparsity)] = dense_eval.error
-        continue
-    tuned = gp.models.lenet_300_100()
-    tuned.load_state_dict(dense.state_dict())
-    gp.prune(tuned, method, sparsity, score_batches)
-    gp.fit(tuned, train.take(10_000), epochs=1, lr=0.05, seed=0, progress=False)
-    ours[(method, sparsity)] = gp.evaluate(tuned, test).error
-print(f"{'model':14s} {'method':10s} {'sparsity':>8s} {'published':>9s} {'ours':>6s}  source")
-for model_name, method, sparsity, published, source in anchors:
-    mine = ours.get((method, sparsity)) if model_name == "LeNet-300-100" else None
-    mine_text = f"{mine:6.2f}" if mine is not None else "     —"
-    print(f"{model_name:14s} {method:10s} {sparsity:8.0%} {published:9.2f} {mine_text}  {source}")
-assert ours[("magnitude", 0.92)] < dense_eval.error + 2
-assert ours[("snip", 0.95)] < ours[("snip", 0.98)] + 0.5
+for criterion in ("magnitude", "snip"):
+    for sparsity, error in zip(levels, tuned[criterion]):
+        protocol = f"{criterion} once after training, 1 epoch on 5,500"
+        rows.append(("ours (this notebook)", protocol, sparsity, f"{error:.2f}"))
+print(f"LeNet-300-100 on MNIST\n{'source':21s} {'protocol':43s} {'sparsity':>8s}  test error (%)")
+for source, protocol, sparsity, error in rows:
+    print(f"{source:21s} {protocol:43s} {sparsity:8.0%}  {error}")
 
 # %% [markdown]
-# LeNet-5 is left to the command line (`gradprune-lite compare --model lenet5`): its
-# convolutions take minutes to train on a laptop CPU, too long for a notebook.
+# How to read it:
 #
+# - **Dense:** our reference reaches the published level (1.64% against 1.64 and 1.7).
+# - **SNIP's protocol** (prune at initialisation, train fully) gives 1.6% at 95% in the
+#   paper; with our 3 epochs of training it gives 3.75% (`docs/RESULTS.md`). The gap is
+#   training length, not the criterion: SNIP's networks are trained for tens of epochs.
+# - **Our after-training rows** are not SNIP's protocol and must not be read as a
+#   reproduction of it. They show what one short epoch of fine-tuning recovers after
+#   pruning a well-trained network: magnitude at 92% ends about one point above Han et
+#   al.'s 1.59%, which came from long retraining over several rounds.
+# - For LeNet-5 (SNIP: 0.8% at 98%, 1.1% at 99%; Han et al.: 0.77% at 92%), see
+#   `docs/RESULTS.md`: its convolutions take minutes per epoch on a CPU, too long for a
+#   notebook (`gradprune-lite compare --model lenet5`).
+
+# %% [markdown]
 # ## Explore it yourself
 #
-# Move the slider (dense at the high end), pick a criterion, toggle a short fine-tune.
-# The readout shows accuracy, macro precision and the weights left; the image shows
-# which input pixels the first layer still listens to, and per-class precision. Results
-# are cached, so moving back is instant. (Evaluated on the first 2,000 test digits.)
+# The explorer prunes the same trained network with **two criteria side by side**, A and B.
+# Move the slider (dense at the **left**, most positions at the high-sparsity end where the
+# criteria differ), pick A and B, toggle a short fine-tune. It shows:
+#
+# - a readout: each criterion's accuracy, its error over 3 resampled scoring draws (3
+#   disjoint sets of 1,000 training digits), the weights left, and the **Jaccard overlap**
+#   $|A \cap B| / |A \cup B|$ of the two kept sets (1 = they keep the same weights);
+# - the test error against sparsity for A and B, the **band** being the spread over the
+#   scoring draws (no band for data-free criteria), with a cursor at the slider;
+# - the first layer's mask for A and B: for each of the 28×28 input pixels, the fraction of
+#   its 300 fc1 weights that are kept, colour-scaled to its own range (see the colour bar);
+# - the sparsity of each layer for A and B.
+#
+# Every point is computed once and cached, so moving back is instant. (Evaluated on the
+# first 2,000 test digits.)
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 explorer = gp.widgets.sparsity_explorer(dense, train, test.take(2000))
 explorer.box
 
 # %% [markdown]
-# The same controls can be driven from code, which is how the tests check them:
+# **Predict.** At 98%, how much do magnitude's and taylor's kept sets overlap: above 0.9,
+# around 0.5, or below 0.2? Which layer does each prune hardest? The same controls can be
+# driven from code, which is how the tests check them:
 
 # %%
-before = explorer.readout.value
-explorer.slider.value = 0.99
+explorer.slider.value = 0.98
 print(gp.widgets.readout_text(explorer))
-assert explorer.readout.value != before
-explorer.criterion.value = "random"
-print(gp.widgets.readout_text(explorer))
-explorer.slider.value = 0.0
+overlap_98 = explorer.overlap(0.98)
+for criterion in ("magnitude", "taylor"):
+    per_layer = explorer.result(criterion, 0.98, False).per_layer
+    print(f"{criterion:9s} sparsity per layer:", {n: f"{s:.1%}" for n, s in per_layer.items()})
+assert 0 < overlap_98 < 1
+
+# %% [markdown]
+# The two criteria agree on only part of what to keep: their kept sets overlap by about a
+# quarter, so "which 2% of the weights matter" has no single answer. Taylor's band (the
+# spread over three scoring draws) is wide while magnitude has none: taylor's choice
+# depends on which 1,000 digits it saw. Both prune the large first
+# layer hardest (it holds 235,200 of the 266,200 weights) and the small output layer least.
+# In the mask picture, both keep fc1 weights mostly from the central pixels, where digits
+# have ink, and drop almost all from the border, which is blank in nearly every digit and
+# so tells the classes apart poorly.
+#
+# Back to a starting point for your own exploration: magnitude against taylor at 95%.
+
+# %%
+explorer.criterion_a.value, explorer.criterion_b.value = "magnitude", "taylor"
+explorer.slider.value = 0.95
 print(gp.widgets.readout_text(explorer))
 
 # %% [markdown]
-# Back to a sensible starting point for your own exploration: magnitude at 95%.
-
-# %%
-explorer.criterion.value = "magnitude"
-explorer.slider.value = 0.95
-print(gp.widgets.readout_text(explorer))
+# ## Takeaways
+#
+# - Report more than accuracy: per-class recall and the confusion matrix show *which*
+#   digits a network fails on, and choices (a criterion, a sparsity) are made on
+#   validation data, never on test data.
+# - At equal budgets after training, **magnitude beats every gradient criterion**: near a
+#   minimum the mean gradient is mostly noise, so $|w\bar g|$ ranks by noise; gradient
+#   criteria earn their place at initialisation, where magnitude collapses.
+# - A published number belongs to its protocol (at init, after training, iterative; how
+#   long it trained). Compare like with like, and say which one yours is.

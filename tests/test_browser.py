@@ -1,8 +1,10 @@
 """Notebook 04 in a real browser: JupyterLab + headless Chromium, Run All, move the slider.
 
-This proves what a kernel-only run (nbval) cannot: the widgets render in JupyterLab, a
-mouse on the sparsity slider reaches the kernel, and the readout and mask picture answer.
-Screenshots of two slider positions are saved in ``artifacts/browser/``. A second test checks
+This proves what a kernel-only run (nbval) cannot: the explorer renders in JupyterLab, and
+mouse and keyboard events on each of its controls (the sparsity slider, both criteria, the
+fine-tune toggle) reach the kernel, and the readout and pictures answer, each changing what
+that control should change and nothing else. A screenshot after each action is saved in
+``artifacts/browser/``. A second test checks
 that Binder's JupyterLab settings open a jupytext ``.py`` notebook as a notebook.
 
 Needs Debian's ``chromium`` (``apt-get install chromium``) and the ``playwright`` package
@@ -49,7 +51,7 @@ LAB_SETTINGS = {
 }
 SERVER_START_S = 60
 RUN_ALL_S = 240  # all of notebook 04 (training included) on a small shared CPU
-WIDGET_ANSWER_S = 30
+WIDGET_ANSWER_S = 90  # a new criterion scores 3 draws and evaluates 9 levels each
 
 pytestmark = pytest.mark.browser
 
@@ -154,19 +156,32 @@ RUN_STARTED = """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputArea
     .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"""
 UNRUN_CELLS = """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]
     .filter(p => !/\\[\\d+\\]/.test(p.textContent)).length"""
-# The sparsity readout's text and the mask picture's source, to compare before and after.
+# The explorer's parts: each picture by its CSS class, and the readout's rows as text.
+PICTURES = {"curve": "gp-curve-image", "masks": "gp-mask-image", "layers": "gp-layer-bars"}
+# {row A, row B, overlap row, each picture's src}: what the page shows now.
 WIDGET_STATE = """() => {
     const readout = document.querySelector('.gp-readout');
-    const image = document.querySelector('img.gp-mask-image, .gp-mask-image img');
-    return [readout ? readout.textContent : null, image ? image.getAttribute('src') : null];
-}"""
-# sha256 of the bytes behind the mask picture (a blob: or data: URL), so that a new picture,
+    const rows = readout ? readout.innerHTML.split('<br>').map(
+        r => r.replace(/<[^>]+>/g, '').trim()) : [null, null, null];
+    const state = {A: rows[0], B: rows[1], overlap: rows[2]};
+    for (const [key, css] of Object.entries(PICTURES_JSON)) {
+        const image = document.querySelector(`img.${css}, .${css} img`);
+        state[key] = image ? image.getAttribute('src') : null;
+    }
+    return state;
+}""".replace("PICTURES_JSON", json.dumps(PICTURES))
+# sha256 of the bytes behind each picture (a blob: or data: URL), so that a new picture,
 # not merely a new URL for the same bytes, is what the test sees.
-PICTURE_DIGEST = """async () => {
-    const image = document.querySelector('img.gp-mask-image, .gp-mask-image img');
-    const bytes = await (await fetch(image.src)).arrayBuffer();
-    const digest = await crypto.subtle.digest('SHA-256', bytes);
-    return [...new Uint8Array(digest)].map(b => b.toString(16).padStart(2, '0')).join('');
+PICTURE_DIGESTS = """async (pictures) => {
+    const digests = {};
+    for (const [key, css] of Object.entries(pictures)) {
+        const image = document.querySelector(`img.${css}, .${css} img`);
+        const bytes = await (await fetch(image.src)).arrayBuffer();
+        const digest = await crypto.subtle.digest('SHA-256', bytes);
+        digests[key] = [...new Uint8Array(digest)]
+            .map(b => b.toString(16).padStart(2, '0')).join('');
+    }
+    return digests;
 }"""
 
 
@@ -191,12 +206,40 @@ def run_all(page):
         pytest.fail(f"{unrun} cells did not run; the notebook stopped on:\n" + "\n".join(errors))
 
 
-def move_slider(page, fraction: float, before: list):
-    """Drag the sparsity slider's handle with the mouse to ``fraction`` of its track, then
-    wait until both the readout text and the picture's src differ from ``before``."""
-    slider = page.locator(".gp-sparsity").first
-    # Centred, so that no toolbar or sticky cell header lies over the slider.
-    slider.evaluate("e => e.scrollIntoView({block: 'center'})")
+def widget_state(page) -> dict:
+    """The readout's rows (A, B, overlap), and each picture's src and sha256 (``<key>#``)."""
+    state = page.evaluate(WIDGET_STATE)
+    digests = page.evaluate(PICTURE_DIGESTS, PICTURES)
+    return {**state, **{f"{key}#": digest for key, digest in digests.items()}}
+
+
+def answer(page, before: dict, must_change: tuple[str, ...]) -> dict:
+    """Wait until the kernel is idle and every key in ``must_change`` (readout rows or
+    picture srcs) differs from ``before``; return the new state."""
+    page.wait_for_function(
+        f"""() => {{
+            const now = ({WIDGET_STATE})();
+            const before = {json.dumps(before)};
+            const idle = document.querySelector(
+                '.jp-Notebook-ExecutionIndicator[data-status="idle"]') !== null;
+            return idle && {json.dumps(list(must_change))}.every(k => now[k] !== before[k]);
+        }}""",
+        timeout=WIDGET_ANSWER_S * 1000,
+    )
+    return widget_state(page)
+
+
+def centre(page, css_class: str):
+    """The first element of ``css_class``, scrolled to the middle of the window (so that no
+    toolbar or sticky cell header lies over it)."""
+    element = page.locator(f".{css_class}").first
+    element.evaluate("e => e.scrollIntoView({block: 'center'})")
+    return element
+
+
+def move_slider(page, fraction: float):
+    """Drag the sparsity slider's handle with the mouse to ``fraction`` of its track."""
+    slider = centre(page, "gp-sparsity")
     track = slider.locator(".noUi-target").first.bounding_box()
     handle = slider.locator(".noUi-handle").first.bounding_box()
     page.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2)
@@ -204,31 +247,33 @@ def move_slider(page, fraction: float, before: list):
     # One move event: one new value reaches the kernel, so the outputs we wait for are final.
     page.mouse.move(track["x"] + fraction * track["width"], track["y"] + track["height"] / 2)
     page.mouse.up()
-    page.wait_for_function(
-        f"""() => {{
-            const now = ({WIDGET_STATE})();
-            const before = {json.dumps(before)};
-            const idle = document.querySelector(
-                '.jp-Notebook-ExecutionIndicator[data-status="idle"]') !== null;
-            return idle && now[0] !== before[0] && now[1] !== before[1];
-        }}""",
-        timeout=WIDGET_ANSWER_S * 1000,
-    )
 
 
-def widget_state(page) -> tuple[str, str, str]:
-    """(readout text, mask picture src, sha256 of the picture's bytes)."""
-    return (*page.evaluate(WIDGET_STATE), page.evaluate(PICTURE_DIGEST))
+def choose(page, css_class: str, criterion: str):
+    """Pick ``criterion`` in the dropdown of ``css_class``, as a user's click would."""
+    centre(page, css_class).locator("select").select_option(criterion)
 
 
-def drive_notebook(notebooks: Path, name: str, workdir: Path, artifacts: Path) -> list:
-    """Open ``notebooks/name`` (copied into ``workdir``) in JupyterLab, run it, move the
-    slider to two positions; save a screenshot at each and return the three widget states
-    (readout text, picture src, picture sha256): after Run All, then at 20% and 90%."""
+def drive_notebook(notebooks: Path, name: str, workdir: Path, artifacts: Path) -> dict:
+    """Open ``notebooks/name`` (copied into ``workdir``) in JupyterLab, run it, then drive
+    every control of the explorer with mouse and keyboard events: the slider to 20% and 90%
+    of its track, criterion B, the fine-tune toggle, criterion A. Save a screenshot after
+    each action; return the widget state (``widget_state``) before and after each one."""
     from playwright.sync_api import sync_playwright
 
     shutil.copytree(notebooks, workdir / "notebooks", ignore=shutil.ignore_patterns(".ipynb_*"))
     artifacts.mkdir(parents=True, exist_ok=True)
+    everything = ("A", "B", "overlap", *PICTURES)
+    steps = [  # (name, action, what it must change before the test looks)
+        ("slider_low", lambda page: move_slider(page, 0.2), everything),
+        ("slider_high", lambda page: move_slider(page, 0.9), everything),
+        ("criterion_b", lambda page: choose(page, "gp-criterion-b", "random"),
+         ("B", "overlap", *PICTURES)),
+        ("finetune", lambda page: centre(page, "gp-finetune").click(), ("A", "B", "curve")),
+        ("criterion_a", lambda page: choose(page, "gp-criterion-a", "fisher"),
+         ("A", "overlap", *PICTURES)),
+    ]  # fmt: skip
+    states = {}
     with jupyter_lab(workdir, workdir / "jupyter-config") as (base_url, token):
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -237,11 +282,12 @@ def drive_notebook(notebooks: Path, name: str, workdir: Path, artifacts: Path) -
                 page.goto(f"{base_url}/lab/tree/notebooks/{name}?token={token}")
                 run_all(page)
                 page.wait_for_selector(".gp-sparsity", timeout=WIDGET_ANSWER_S * 1000)
-                states = [widget_state(page)]
-                for fraction, shot in ((0.2, "slider_low.png"), (0.9, "slider_high.png")):
-                    move_slider(page, fraction, list(states[-1][:2]))
-                    states.append(widget_state(page))
-                    page.screenshot(path=str(artifacts / shot))
+                states["start"] = widget_state(page)
+                for step, act, must_change in steps:
+                    before = list(states.values())[-1]
+                    act(page)
+                    states[step] = answer(page, before, must_change)
+                    page.screenshot(path=str(artifacts / f"{step}.png"))
             except Exception:
                 page.screenshot(path=str(artifacts / "failure.png"))  # what the page showed
                 raise
@@ -250,17 +296,33 @@ def drive_notebook(notebooks: Path, name: str, workdir: Path, artifacts: Path) -
     return states
 
 
-def test_notebook_04_slider_changes_readout_and_mask_picture(tmp_path):
+def test_notebook_04_every_explorer_control_changes_what_it_should(tmp_path):
     require_browser()
     if not (ROOT / "notebooks" / NOTEBOOK).is_file():
         pytest.fail(f"notebooks/{NOTEBOOK} is missing")
     states = drive_notebook(ROOT / "notebooks", NOTEBOOK, tmp_path, ARTIFACTS)
-    texts, sources, pictures = zip(*states)
-    assert texts[0] and sources[0], "the readout or the mask picture did not render"
-    assert len(set(texts)) == 3, f"the readout did not follow the slider: {texts}"
-    assert len(set(sources)) == 3 and len(set(pictures)) == 3, "the mask picture did not change"
-    for shot in ("slider_low.png", "slider_high.png"):
-        assert (ARTIFACTS / shot).stat().st_size > 10_000
+    start = states["start"]
+    assert start["A"] and start["B"] and start["overlap"], "the readout did not render"
+    assert all(start[key] for key in PICTURES), "a picture did not render"
+    pictures = [f"{key}#" for key in PICTURES]
+
+    def changed(step, previous):
+        return {k for k in ("A", "B", "overlap", *pictures) if states[step][k] != previous[k]}
+
+    # The slider moves everything: both rows, the overlap, the cursor, masks and layer bars.
+    assert changed("slider_low", start) == {"A", "B", "overlap", *pictures}
+    assert changed("slider_high", states["slider_low"]) == {"A", "B", "overlap", *pictures}
+    # Criterion B: its row, the overlap and every picture; A's row stays.
+    assert "B: random" in states["criterion_b"]["B"]
+    assert changed("criterion_b", states["slider_high"]) == {"B", "overlap", *pictures}
+    # Fine-tuning: both rows and the curve (its starred points); masks and bars stay.
+    assert "+ fine-tune" in states["finetune"]["A"] and "+ fine-tune" in states["finetune"]["B"]
+    assert changed("finetune", states["criterion_b"]) == {"A", "B", "curve#"}
+    # Criterion A: its row, the overlap and every picture; B's row stays.
+    assert "A: fisher" in states["criterion_a"]["A"]
+    assert changed("criterion_a", states["finetune"]) == {"A", "overlap", *pictures}
+    for step in ("slider_low", "slider_high", "criterion_b", "finetune", "criterion_a"):
+        assert (ARTIFACTS / f"{step}.png").stat().st_size > 10_000
 
 
 def test_binder_settings_open_py_notebooks_as_notebooks(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
 import sys
 import warnings
@@ -11,6 +12,7 @@ import pytest
 
 from gradprune_lite.cli import QUICK, main
 from gradprune_lite.experiment.comparison import read_rows
+from gradprune_lite.experiment.reference import fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +23,7 @@ def quick_run(tmp_path_factory):
         # --quick as shipped, on fewer digits so the test suite stays fast.
         status = main(
             ["compare", "--quick", "--out", str(out), "--no-progress", "--train-limit", "3000"]
+            + ["--cache", str(out / "cache")]
         )
     return status, out
 
@@ -44,15 +47,70 @@ def test_quick_run_writes_csv_table_and_plot(quick_run, capsys):
 
 def test_dense_reference_is_cached_by_configuration(quick_run):
     _, out = quick_run
-    cached = list((out / "cache").glob("dense-lenet_300_100-seed0-*.pt"))
+    cached = list((out / "cache").glob("lenet_300_100-seed0-*.pt"))
     assert len(cached) == 1
+
+
+def quick_digits(monkeypatch, full: bool):
+    """What --quick trains, validates and tests on, and what it prints about them."""
+    import argparse
+
+    from gradprune_lite.cli import _load_digits
+
+    if not full:  # no full MNIST anywhere: the shipped subset
+        monkeypatch.delenv("GRADPRUNE_DATA", raising=False)
+        monkeypatch.setenv("GRADPRUNE_OFFLINE", "1")
+        monkeypatch.setenv("GRADPRUNE_CACHE", "/nonexistent-gradprune-cache")
+    args = argparse.Namespace(data=None, quick=True, train_limit=10_000, test_limit=2_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _load_digits(args)
+
+
+def test_quick_says_truly_which_digits_and_they_are_the_subsets(monkeypatch, capsys):
+    with_full = quick_digits(monkeypatch, full=True)
+    said = capsys.readouterr().out
+    without = quick_digits(monkeypatch, full=False)
+    said_without = capsys.readouterr().out
+    assert [fingerprint(d) for d in with_full] == [fingerprint(d) for d in without]
+    assert [len(d) for d in with_full] == [9_167, 833, 2_000]
+    assert "the shipped MNIST subset" in said_without and "full MNIST" not in said_without
+    if not with_full[0].is_subset:  # GRADPRUNE_DATA holds full MNIST
+        assert "the first 10,000 of the 60,000 train digits of full MNIST" in said
+        assert "the first 2,000 of the 10,000 test digits of full MNIST" in said
+        assert "same with or without full MNIST" in said
+        assert "full train set" not in said
+
+
+def test_rerun_resumes_from_the_csv_and_shows_the_time_left(quick_run, capsys):
+    _, out = quick_run
+    before = (out / "results.csv").read_text()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        status = main(
+            ["compare", "--quick", "--out", str(out), "--train-limit", "3000"]
+            + ["--cache", str(out / "cache")]
+        )
+    assert status == 0
+    assert (out / "results.csv").read_text() == before  # every row was there: none re-run
+    bar = capsys.readouterr().err
+    # tqdm's [elapsed<left, rate]: here all 14 epochs of work were already done.
+    assert re.search(r"compare lenet_300_100: 100%.*\b14/14 \[\d\d:\d\d<.*epoch/s\]", bar)
 
 
 def test_report_merges_runs(quick_run, tmp_path):
     _, out = quick_run
-    status = main(["report", str(out / "results.csv"), "--out", str(tmp_path)])
+    doc = tmp_path / "doc.md"
+    doc.write_text(
+        f"<!-- table: summary lenet_300_100 at 90 from {out / 'results.csv'} -->\n<!-- /table -->\n"
+    )
+    status = main(["report", str(out / "results.csv"), "--out", str(tmp_path), "--doc", str(doc)])
     assert status == 0
     assert read_rows(tmp_path / "results.csv") == read_rows(out / "results.csv")
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| 90% | magnitude | magnitude, init |" in summary
+    assert "| 90% | first-order gradient | snip, init |" in summary
+    assert "| 90% | magnitude | magnitude, init |" in doc.read_text()
 
 
 @pytest.mark.parametrize(
@@ -92,5 +150,12 @@ def test_module_entry_point_documents_every_option():
         "--device",
         "--out",
         "--quick",
+        "--finetune-epochs",
     ):
         assert option in result.stdout
+    help_text = " ".join(result.stdout.split())
+    assert (
+        "every pruned network gets the same number of epochs, --epochs + --finetune-epochs, in every mode"
+        in help_text
+    )
+    assert "lr 0.05, cosine schedule, batch 128, as gp.trained" in help_text

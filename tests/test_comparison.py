@@ -7,24 +7,33 @@ import math
 import pytest
 
 import gradprune_lite as gp
-from gradprune_lite.experiment.comparison import markdown_table, summarise
+from gradprune_lite.experiment import comparison
+from gradprune_lite.experiment.comparison import (
+    epochs_per_round,
+    markdown_table,
+    read_rows,
+    split_validation,
+    summarise,
+)
+from gradprune_lite.experiment.reference import fingerprint
 
 
 @pytest.fixture(scope="module")
 def tiny(real_digits):
-    return real_digits(600, 300)
+    """(train 550, validation 50, test 300) real digits."""
+    pool, test = real_digits(600, 300)
+    return (*split_validation(pool), test)
 
 
 def test_modes_after_and_iterative_reach_the_target_sparsity(tiny, tmp_path):
-    train, test = tiny
     rows = gp.run_comparison(
-        train,
-        test,
+        *tiny,
         criteria=["magnitude", "taylor"],
         sparsities=[0.9],
         modes=["after", "iterative"],
         rounds=2,
         epochs=1,
+        finetune_epochs=2,
         score_samples=200,
         cache_dir=tmp_path,
         progress=False,
@@ -33,20 +42,172 @@ def test_modes_after_and_iterative_reach_the_target_sparsity(tiny, tmp_path):
     assert rows[0]["remaining"] == 1.0
     for row in rows[1:]:
         assert row["remaining"] == pytest.approx(0.1, abs=1e-4)
-    assert len(list(tmp_path.glob("dense-*.pt"))) == 1
+    assert len(list(tmp_path.glob("lenet_300_100-seed0-*.pt"))) == 1
+
+
+def test_every_mode_gets_the_same_training_budget(tiny, tmp_path):
+    rows = gp.run_comparison(
+        *tiny,
+        criteria=["magnitude"],
+        sparsities=[0.9],
+        modes=["init", "after", "iterative"],
+        rounds=2,
+        epochs=2,
+        finetune_epochs=3,
+        cache_dir=tmp_path,
+        progress=False,
+    )
+    assert [r["train_epochs"] for r in rows] == [2, 5, 5, 5]
+    # seconds_per_epoch is a mean over the epochs each network trained after pruning.
+    assert all(r["seconds_per_epoch"] > 0 for r in rows)
+
+
+def test_dense_row_is_the_reference_of_gp_trained(tiny, tmp_path):
+    train, validation, test = tiny
+    (dense,) = gp.run_comparison(
+        *tiny, criteria=[], sparsities=[0.5], epochs=1, cache_dir=tmp_path, progress=False
+    )
+    reference = gp.trained("lenet_300_100", 0, train=train, epochs=1, cache_dir=tmp_path)
+    assert dense["test_error"] == gp.evaluate(reference, test).error
+    assert dense["validation_error"] == gp.evaluate(reference, validation).error
+    assert dense["worst_class_precision"] == float(gp.evaluate(reference, test).precision.min())
+    assert dense["worst_class_precision"] < dense["macro_precision"]
+    assert dense["nonzero_params"] == sum(int((p != 0).sum()) for p in reference.parameters())
+
+
+def test_iterative_fine_tuning_splits_the_epochs_exactly():
+    assert epochs_per_round(3, 3) == [1, 1, 1]
+    assert epochs_per_round(4, 3) == [1, 1, 2]
+    assert sum(epochs_per_round(10, 3)) == 10
+    with pytest.raises(ValueError, match="finetune_epochs ≥ rounds"):
+        epochs_per_round(2, 3)
+
+
+def test_validation_split_is_the_one_of_gp_splits(real_digits):
+    pool, _ = real_digits(60_000, 1)
+    train, validation = split_validation(pool)
+    reference_train, reference_validation, _ = gp.splits()
+    assert fingerprint(train) == fingerprint(reference_train)
+    assert fingerprint(validation) == fingerprint(reference_validation)
+
+
+def test_rows_name_the_data_by_identity_not_by_folder(tiny, tmp_path):
+    train, validation, test = tiny
+    (dense,) = gp.run_comparison(
+        *tiny, criteria=[], sparsities=[0.5], epochs=1, cache_dir=tmp_path, progress=False
+    )
+    kind = "shipped MNIST subset" if train.is_subset else "full MNIST"
+    assert dense["data"] == f"{kind}: 550 training, 50 validation, 300 test digits"
+    assert "/" not in dense["data"]
+    assert dense["train_fingerprint"] == fingerprint(train)
+    assert dense["validation_fingerprint"] == fingerprint(validation)
+    assert dense["test_fingerprint"] == fingerprint(test)
+    assert fingerprint(train.take(len(train) - 1)) != dense["train_fingerprint"]
+
+
+def test_csv_written_before_a_column_existed_reads_it_as_missing(tmp_path):
+    path = tmp_path / "old.csv"
+    path.write_text("model,mode,criterion,sparsity,seed,test_error\nm,init,snip,0.9,0,1.5\n")
+    (row,) = read_rows(path)
+    assert row["test_error"] == 1.5 and row["criterion"] == "snip"
+    assert math.isnan(row["macro_f1"]) and row["data"] == ""
 
 
 def test_cached_dense_reference_is_reused(tiny, tmp_path):
-    train, test = tiny
     kwargs = dict(criteria=["random"], sparsities=[0.5], epochs=1, cache_dir=tmp_path)
-    first = gp.run_comparison(train, test, progress=False, **kwargs)
-    second = gp.run_comparison(train, test, progress=False, **kwargs)
+    first = gp.run_comparison(*tiny, progress=False, **kwargs)
+    written = {path: path.stat().st_mtime_ns for path in tmp_path.glob("*.pt")}
+    second = gp.run_comparison(*tiny, progress=False, **kwargs)
     assert first[0]["test_error"] == second[0]["test_error"]
-    assert first[0]["seconds_per_epoch"] == second[0]["seconds_per_epoch"]  # read, not re-measured
+    assert {path: path.stat().st_mtime_ns for path in tmp_path.glob("*.pt")} == written
+    assert len(written) == 1
+
+
+class Interrupted(Exception):
+    """Stands for Ctrl-C or a killed job in the resume test."""
+
+
+def test_interrupted_run_resumes_without_redoing_finished_rows(tiny, tmp_path, monkeypatch):
+    results_csv = tmp_path / "results.csv"
+    kwargs = dict(
+        criteria=["magnitude", "taylor"],
+        sparsities=[0.9, 0.95],
+        modes=["after"],
+        epochs=1,
+        finetune_epochs=1,
+        cache_dir=tmp_path,
+        progress=False,
+        results_csv=results_csv,
+    )
+    real_prune, pruned = comparison.prune, []
+
+    def prune_then_fail_on_the_third(net, criterion, sparsity, *args, **options):
+        if len(pruned) == 2:
+            raise Interrupted
+        pruned.append((criterion, sparsity))
+        return real_prune(net, criterion, sparsity, *args, **options)
+
+    monkeypatch.setattr(comparison, "prune", prune_then_fail_on_the_third)
+    with pytest.raises(Interrupted):
+        gp.run_comparison(*tiny, **kwargs)
+    finished = read_rows(results_csv)
+    assert [(r["criterion"], r["sparsity"]) for r in finished] == [
+        ("dense", 0.0),
+        ("magnitude", 0.9),
+        ("magnitude", 0.95),
+    ]
+    with open(results_csv, "a") as handle:
+        handle.write("lenet_300_100,after,tay")  # half a row, as a kill mid-write leaves it
+
+    pruned.clear()
+    monkeypatch.setattr(
+        comparison, "prune", lambda *a, **k: pruned.append(a[1:3]) or real_prune(*a, **k)
+    )
+    rows = gp.run_comparison(*tiny, **kwargs)
+    assert pruned == [("taylor", 0.9), ("taylor", 0.95)]  # only the missing rows ran
+    assert rows[:3] == finished  # the finished rows, read back unchanged
+    on_disk = read_rows(results_csv)
+    assert [r["run_key"] for r in on_disk] == [r["run_key"] for r in rows]
+    assert len({r["run_key"] for r in on_disk}) == 5
+
+    pruned.clear()
+    assert gp.run_comparison(*tiny, **kwargs) == on_disk and pruned == []  # nothing left to do
+
+
+def test_a_results_csv_of_another_protocol_is_refused(tiny, tmp_path):
+    results_csv = tmp_path / "results.csv"
+    kwargs = dict(criteria=[], sparsities=[0.5], cache_dir=tmp_path, progress=False)
+    gp.run_comparison(*tiny, epochs=1, results_csv=results_csv, **kwargs)
+    with pytest.raises(ValueError, match="another protocol"):
+        gp.run_comparison(*tiny, epochs=2, results_csv=results_csv, **kwargs)
+
+
+def test_a_criterion_registered_later_is_accepted_by_name(tiny, tmp_path, monkeypatch):
+    monkeypatch.setitem(
+        gp.CRITERIA,
+        "negative_magnitude",
+        lambda ctx: {name: -w.abs() for name, w in ctx.weights.items()},
+    )
+    assert "negative_magnitude" in comparison.default_criteria()
+    rows = gp.run_comparison(
+        *tiny,
+        criteria=["negative_magnitude"],
+        sparsities=[0.5],
+        modes=["after"],
+        epochs=1,
+        finetune_epochs=0,
+        cache_dir=tmp_path,
+        progress=False,
+    )
+    assert rows[1]["criterion"] == "negative_magnitude"
+    assert rows[1]["remaining"] == pytest.approx(0.5, abs=1e-3)
 
 
 def hand_rows():
-    base = {"model": "m", "mode": "init", "remaining": 0.1, "macro_f1": 0.9, "source": "hand"}
+    base = {"model": "m", "mode": "init", "remaining": 0.1, "macro_f1": 0.9, "data": "hand"}
+    base |= {"train_fingerprint": "0" * 16, "test_fingerprint": "1" * 16}
+    base |= {"validation_fingerprint": "2" * 16, "validation_error": 1.0, "train_epochs": 13}
+    base |= {"run_key": "hand", "worst_class_precision": 0.8, "nonzero_params": 1000}
     base |= {"seconds_per_epoch": 1.0, "sparse_bytes": 10, "dense_bytes": 100}
     base |= {"macro_precision": 0.9, "macro_recall": 0.9}
     return [
@@ -81,9 +242,9 @@ def test_write_outputs_makes_three_files(tmp_path):
         ({"modes": ["later"]}, "unknown modes"),
         ({"sparsities": [95]}, "sparsity"),
         ({"model": "vgg"}, "unknown model"),
+        ({"modes": ["iterative"], "rounds": 3, "finetune_epochs": 2}, "finetune_epochs ≥ rounds"),
     ],
 )
 def test_bad_arguments_are_errors(tiny, kwargs, match):
-    train, test = tiny
     with pytest.raises(ValueError, match=match):
-        gp.run_comparison(train, test, progress=False, **kwargs)
+        gp.run_comparison(*tiny, progress=False, **kwargs)

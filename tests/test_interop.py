@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch.nn.utils import prune as torch_prune
 
 import gradprune_lite as gp
@@ -38,3 +39,27 @@ def test_import_from_torch_prune_round_trip(mlp):
 def test_unpruned_layers_import_as_all_true(mlp):
     masks = gp.from_torch_prune(mlp)
     assert all(m.all() for m in masks.values())
+
+
+def test_apply_masks_on_a_torch_pruned_model_holds_through_training(mlp, mlp_batches):
+    """The reported failure: masks written into the derived ``weight`` came back (0.389)."""
+    for module in gp.core.layers.prunable_modules(mlp).values():
+        torch_prune.l1_unstructured(module, "weight", amount=0.3)
+    optimizer = torch.optim.SGD(mlp.parameters(), lr=0.5, momentum=0.9)
+    masks = gp.global_masks(gp.score(mlp, "magnitude"), 0.8)
+    gp.apply_masks(mlp, masks, optimizer)
+    total = sum(m.numel() for m in masks.values())
+    assert gp.sparsity(mlp) == round(0.8 * total) / total
+    for _ in range(3):
+        for x, y in mlp_batches:
+            optimizer.zero_grad()
+            F.cross_entropy(mlp(x), y).backward()
+            optimizer.step()
+    mlp(mlp_batches[0][0])  # the pre-hook recomputes weight = weight_orig * weight_mask
+    assert gp.sparsity(mlp) == round(0.8 * total) / total
+    modules = gp.core.layers.prunable_modules(mlp)
+    for name, mask in masks.items():
+        original = modules[name].weight_orig
+        assert (original.detach()[~mask] == 0).all()
+        assert (optimizer.state[original]["momentum_buffer"][~mask] == 0).all()
+        assert torch_prune.is_pruned(modules[name])  # torch's own mask is still in force

@@ -147,12 +147,12 @@ def test_mask_overlap_is_jaccard():
 @pytest.mark.parametrize(
     "corrupt, message",
     [
-        (lambda m: m.pop("3.weight"), "no entry for"),
+        (lambda m: m.update({"bad": m.pop("3.weight")}), "no prunable weight"),
         (lambda m: m.update(extra=torch.ones(2, dtype=torch.bool)), "no prunable weight"),
         (lambda m: m.update({"1.weight": torch.ones(3, 3, dtype=torch.bool)}), "shape"),
         (lambda m: m.update({"1.weight": torch.full((32, 64), 0.5)}), "bool"),
     ],
-    ids=["missing", "unknown", "shape", "non-binary"],
+    ids=["renamed", "unknown", "shape", "non-binary"],
 )
 def test_bad_masks_raise_and_change_nothing(corrupt, message, mlp, mlp_batches):
     optimizer = torch.optim.SGD(mlp.parameters(), lr=0.1, momentum=0.9)
@@ -176,3 +176,92 @@ def test_zero_one_float_masks_are_accepted(mlp):
     masks = {n: m.float() for n, m in half_masks(mlp).items()}
     gp.apply_masks(mlp, masks)
     assert all(m.dtype == torch.bool for m in gp.current_masks(mlp).values())
+
+
+def test_masks_for_a_subset_of_layers_leave_the_others_dense(mlp):
+    masks = half_masks(mlp)
+    dense_before = gp.prunable_weights(mlp)["3.weight"].detach().clone()
+    gp.apply_masks(mlp, {"1.weight": masks["1.weight"]})
+    assert set(gp.current_masks(mlp)) == {"1.weight"}
+    assert torch.equal(gp.prunable_weights(mlp)["3.weight"].detach(), dense_before)
+    assert (pruned_entries(mlp, {"1.weight": masks["1.weight"]}) == 0).all()
+
+
+def test_subset_masks_still_reject_unknown_names_and_wrong_shapes(mlp):
+    with pytest.raises(ValueError, match="no prunable weight"):
+        gp.apply_masks(mlp, {"1.weigth": torch.ones(32, 64, dtype=torch.bool)})
+    with pytest.raises(ValueError, match="shape"):
+        gp.apply_masks(mlp, {"3.weight": torch.ones(32, 64, dtype=torch.bool)})
+    assert gp.current_masks(mlp) == {}
+
+
+def test_apply_masks_exclude_leaves_matching_layers_unmasked(mlp):
+    masks = half_masks(mlp)
+    before = gp.prunable_weights(mlp)["3.weight"].detach().clone()
+    gp.apply_masks(mlp, masks, exclude="3.*")
+    assert set(gp.current_masks(mlp)) == {"1.weight"}
+    assert torch.equal(gp.prunable_weights(mlp)["3.weight"].detach(), before)
+    with pytest.raises(ValueError, match="matches no prunable weight"):
+        gp.apply_masks(mlp, masks, exclude="3")
+
+
+def test_apply_masks_min_density_refuses_and_changes_nothing(mlp):
+    masks = gp.global_masks(gp.score(mlp, "magnitude"), 0.95)
+    kept = {n: m.float().mean().item() for n, m in masks.items()}
+    before = copy.deepcopy(mlp.state_dict())
+    with pytest.raises(ValueError, match="min_density"):
+        gp.apply_masks(mlp, masks, min_density=max(kept.values()) + 0.01)
+    assert gp.current_masks(mlp) == {}
+    assert all(torch.equal(v, before[k]) for k, v in mlp.state_dict().items())
+    gp.apply_masks(mlp, masks, min_density=min(kept.values()))
+    assert set(gp.current_masks(mlp)) == set(masks)
+
+
+class SequenceModel(torch.nn.Module):
+    """Embedding → Conv1d → GRU → Linear: the GRU's weights are not prunable."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Embedding(50, 8)
+        self.conv = torch.nn.Conv1d(8, 8, 3)
+        self.rnn = torch.nn.GRU(8, 8, batch_first=True)
+        self.head = torch.nn.Linear(8, 4)
+
+    def forward(self, tokens):
+        hidden = self.conv(self.embed(tokens).transpose(1, 2)).transpose(1, 2)
+        return self.head(self.rnn(hidden)[0][:, -1])
+
+
+@pytest.mark.filterwarnings("ignore:gradprune-lite leaves")
+def test_sparsity_report_is_truthful_beyond_linear_layers():
+    model = SequenceModel()
+    prunable = gp.prunable_weights(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.view(-1)[: p.numel() // 2] = 0  # half of every weight-bearing tensor
+    report = gp.sparsity_report(model)
+    assert set(report.covered) == set(prunable)
+    weight_bearing = {n for n, p in model.named_parameters() if p.dim() >= 2}
+    assert set(report.not_covered) == weight_bearing - set(prunable)
+    assert set(report.not_covered) == {"rnn.weight_ih_l0", "rnn.weight_hh_l0"}
+    everything = [p for p in model.parameters() if p.dim() >= 2]
+    truth = sum(int((p == 0).sum()) for p in everything) / sum(p.numel() for p in everything)
+    assert report.sparsity_all == pytest.approx(truth)
+    covered = [prunable[n] for n in report.covered]
+    assert gp.sparsity(model) == pytest.approx(
+        sum(int((w == 0).sum()) for w in covered) / sum(w.numel() for w in covered)
+    )
+    for name in report.not_covered:
+        assert name in str(report)
+
+
+def test_sparsity_counts_a_tied_weight_once():
+    enc, dec = torch.nn.Linear(6, 6, bias=False), torch.nn.Linear(6, 6, bias=False)
+    other = torch.nn.Linear(6, 4, bias=False)
+    dec.weight = enc.weight
+    model = torch.nn.Sequential(enc, dec, other)
+    with torch.no_grad():
+        enc.weight.view(-1)[:18] = 0  # half of the shared 36
+    truth = 18 / (36 + 24)
+    assert gp.sparsity(model) == pytest.approx(truth)

@@ -20,6 +20,9 @@ TEST = "python -m pytest --nbval"
 # Every shell command the README shows, and the file that runs it (with a pattern showing it
 # does): a command added to the README without a test or CI step behind it fails here.
 EXERCISED_BY = {
+    # CI makes a fresh virtual environment the same way before it installs.
+    "python3 -m venv .venv": (".ci/run", r"python3 -m venv "),
+    "source .venv/bin/activate": (".ci/run", r'source "\$venv/bin/activate"'),
     INSTALL: (".ci/run", re.escape(INSTALL)),
     TEST: (".ci/run", re.escape(TEST)),
     "jupyter lab": ("tests/test_browser.py", r'"-m",\s*"jupyter",\s*"lab",'),
@@ -60,6 +63,20 @@ def test_install_and_test_commands_are_the_ones_ci_runs():
     assert INSTALL in commands and TEST in commands
     assert INSTALL in ci_commands() and TEST in ci_commands()
     assert shlex.split(INSTALL) == ["pip", "install", "-e", ".[dev]"]
+
+
+def test_a_virtual_environment_comes_before_the_install_as_in_ci():
+    commands = shell_commands()
+    assert commands.index("python3 -m venv .venv") < commands.index(INSTALL)
+    assert commands.index("source .venv/bin/activate") < commands.index(INSTALL)
+    ci = CI_SCRIPT
+    assert ci.index("python3 -m venv") < ci.index("source ") < ci.index(INSTALL)
+
+
+def test_cpu_only_pytorch_route_points_to_pytorchs_own_instructions():
+    before_install = README[: README.index(INSTALL)]
+    assert "https://pytorch.org/get-started/locally/" in before_install
+    assert "CPU" in before_install and "CUDA" in before_install
 
 
 def test_every_shell_command_is_run_by_a_test_or_ci():

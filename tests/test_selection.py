@@ -33,7 +33,7 @@ def sweep_path(path: str, small_input: int | None = None, sample_size: int | Non
         if sample_size is not None:
             mp.setattr(sel, "SAMPLE_SIZE", sample_size)
         # Several chunks per tensor even for tiny inputs, so chunk bookkeeping is exercised.
-        mp.setattr(_band_kernel, "SERIAL_BELOW", 8)
+        mp.setattr(_band_kernel, "CHUNK", 8)
         yield
 
 
@@ -222,3 +222,130 @@ def test_bad_sparsity_raises(bad):
 def test_empty_scores_raise():
     with pytest.raises(ValueError, match="scores is empty"):
         gp.global_masks({}, 0.5)
+
+
+def reference_capped_masks(scores: dict, k: int, caps: dict) -> dict:
+    """Greedy: walk the stable sort upwards, pruning each entry whose layer is under its cap."""
+    names = list(scores)
+    flat = torch.cat([s.flatten() for s in scores.values()])
+    owner = torch.cat([torch.full((s.numel(),), i) for i, s in enumerate(scores.values())])
+    keep = torch.ones(flat.numel(), dtype=torch.bool)
+    pruned = dict.fromkeys(names, 0)
+    left = k
+    for index in torch.sort(flat, stable=True).indices.tolist():
+        if left == 0:
+            break
+        name = names[int(owner[index])]
+        if pruned[name] < caps[name]:
+            keep[index] = False
+            pruned[name] += 1
+            left -= 1
+    out, start = {}, 0
+    for name, s in scores.items():
+        out[name] = keep[start : start + s.numel()].reshape(s.shape)
+        start += s.numel()
+    return out
+
+
+@pytest.mark.parametrize("path", SWEEPS)
+@settings(max_examples=60, deadline=None)
+@given(data=tensor_lists, sparsity=st.floats(0, 1), min_density=st.floats(0, 1))
+def test_min_density_masks_match_the_greedy_reference(path, data, sparsity, min_density):
+    scores = {f"l{i}": torch.tensor(v) for i, v in enumerate(data)}
+    total = sum(s.numel() for s in scores.values())
+    k = round(sparsity * total)
+    caps = {n: sel._most_prunable(s.numel(), min_density) for n, s in scores.items()}
+    with sweep_path(path, small_input=16, sample_size=8):
+        if k > sum(caps.values()):
+            with pytest.raises(ValueError, match="min_density"):
+                gp.global_masks(scores, sparsity, min_density=min_density)
+            return
+        masks = gp.global_masks(scores, sparsity, min_density=min_density)
+    expected = reference_capped_masks(scores, k, caps)
+    for name in scores:
+        assert torch.equal(masks[name], expected[name])
+        assert int(masks[name].sum()) >= min_density * scores[name].numel() - 1e-9
+
+
+def test_min_density_keeps_the_ceiling_of_each_layer():
+    scores = {"big": torch.arange(1000.0) + 10, "small": torch.arange(150.0)}
+    masks = gp.global_masks(scores, 0.9, min_density=0.1)
+    assert int(masks["small"].sum()) == 15  # 0.1 * 150 is 15.000000000000002 in floats
+    assert sum(int((~m).sum()) for m in masks.values()) == round(0.9 * 1150)
+
+
+def test_exclude_patterns_keep_layers_dense_and_out_of_the_count():
+    g = torch.Generator().manual_seed(0)
+    scores = {n: torch.rand(20, generator=g) for n in ("a.weight", "b.weight", "head.weight")}
+    masks = gp.global_masks(scores, 0.5, exclude=["head.*"])
+    assert list(masks) == list(scores)
+    assert masks["head.weight"].all()
+    rest = {n: s for n, s in scores.items() if n != "head.weight"}
+    expected = gp.global_masks(rest, 0.5)
+    assert all(torch.equal(masks[n], expected[n]) for n in rest)
+    layerwise = gp.layerwise_masks(scores, 0.5, exclude="head.weight")
+    assert layerwise["head.weight"].all() and int((~layerwise["a.weight"]).sum()) == 10
+    with pytest.raises(ValueError, match="matches no prunable weight"):
+        gp.global_masks(scores, 0.5, exclude="head")
+    with pytest.raises(ValueError, match="exclude must be"):
+        gp.global_masks(scores, 0.5, exclude=[3])
+
+
+def test_layerwise_min_density_raises_when_sparsity_breaks_it():
+    scores = {"a": torch.rand(10), "b": torch.rand(30)}
+    with pytest.raises(ValueError, match="min_density"):
+        gp.layerwise_masks(scores, 0.9, min_density=0.2)
+    masks = gp.layerwise_masks(scores, 0.8, min_density=0.2)
+    assert int(masks["a"].sum()) == 2
+
+
+def test_integer_scores_select_like_their_float_copy():
+    g = torch.Generator().manual_seed(1)
+    scores = {"a": torch.randint(0, 50, (300, 400), generator=g), "b": torch.randint(0, 50, (90,))}
+    as_float = {n: s.double() for n, s in scores.items()}
+    masks, expected = gp.global_masks(scores, 0.7), gp.global_masks(as_float, 0.7)
+    assert all(torch.equal(masks[n], expected[n]) for n in scores)
+
+
+@pytest.mark.parametrize(
+    "bad", [torch.ones(4, dtype=torch.bool), torch.ones(4, dtype=torch.cfloat)]
+)
+def test_unrankable_score_dtypes_raise(bad):
+    with pytest.raises(ValueError, match="cannot be ranked"):
+        gp.global_masks({"w": bad}, 0.5)
+
+
+@pytest.mark.parametrize("bad", ["0.9", True, b"0.9", torch.tensor(True)])
+def test_strings_and_bools_are_not_sparsities(bad):
+    with pytest.raises(ValueError, match="not a string or a bool"):
+        gp.global_masks({"w": torch.randn(4)}, bad)
+
+
+def test_numeric_sparsity_types_are_accepted():
+    import numpy as np
+
+    for value in (0.5, 1, np.float32(0.5), torch.tensor(0.5)):
+        assert int((~gp.global_masks({"w": torch.randn(4)}, value)["w"]).sum()) == round(
+            4 * float(value)
+        )
+
+
+def test_without_numba_selection_falls_back_to_torch_and_is_exact(monkeypatch):
+    """numba is an optional extra: without it the torch sweep gives the same answer."""
+    import sys
+
+    import gradprune_lite.core
+
+    monkeypatch.setitem(sys.modules, "numba", None)  # makes `import numba` fail
+    monkeypatch.delitem(sys.modules, "gradprune_lite.core._numba_sweep", raising=False)
+    monkeypatch.delattr(gradprune_lite.core, "_numba_sweep", raising=False)
+    monkeypatch.setattr(_band_kernel, "_kernels", None)
+    monkeypatch.setattr(_band_kernel, "DISABLED", False)
+    g = torch.Generator().manual_seed(7)
+    scores = {"a": torch.rand(300, 500, generator=g), "b": torch.rand(70_000, generator=g)}
+    assert not _band_kernel.available(list(scores.values()))
+    k = round(0.9 * 220_000)
+    assert torch.equal(gp.kth_smallest(list(scores.values()), k), reference_kth(scores.values(), k))
+    masks = gp.global_masks(scores, 0.9)
+    expected = reference_masks(scores, k)
+    assert all(torch.equal(masks[n], expected[n]) for n in scores)

@@ -1,25 +1,15 @@
-"""gradient_stats against an independent per-sample reference built with torch.func."""
+"""gradient_stats against an independent per-sample reference built with torch.func
+(``per_sample_reference`` in tests/func_reference.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
+from func_reference import per_sample_reference
 from torch import nn
-from torch.func import functional_call, grad, vmap
 
 import gradprune_lite as gp
-
-
-def per_sample_reference(model, batches, loss_fn=F.cross_entropy):
-    """Stack of per-sample gradients g_n for every parameter, via vmap(grad(...))."""
-    params = {k: v.detach() for k, v in model.named_parameters()}
-
-    def sample_loss(p, x, y):
-        return loss_fn(functional_call(model, p, (x.unsqueeze(0),)), y.unsqueeze(0))
-
-    per_batch = [vmap(grad(sample_loss), in_dims=(None, 0, 0))(params, x, y) for x, y in batches]
-    return {k: torch.cat([b[k] for b in per_batch]) for k in params}
 
 
 @pytest.mark.parametrize("model_name", ["mlp", "cnn"])
@@ -84,7 +74,7 @@ def test_conv_chunking_gives_the_same_result(cnn, cnn_batches, monkeypatch):
     whole = gp.gradient_stats(cnn, cnn_batches)
     import gradprune_lite.core.stats as stats_module
 
-    monkeypatch.setattr(stats_module, "CONV_CHUNK_ELEMENTS", 1)  # one sample per chunk
+    monkeypatch.setattr(stats_module, "CHUNK_ELEMENTS", 1)  # one sample per chunk
     chunked = gp.gradient_stats(cnn, cnn_batches)
     for name in whole:
         torch.testing.assert_close(whole[name].sq_mean, chunked[name].sq_mean)
@@ -122,3 +112,68 @@ def test_per_sample_gradients_equal_torch_func_in_small_chunks(model_name, reque
 def test_per_sample_gradients_reject_unknown_names(mlp, mlp_batches):
     with pytest.raises(ValueError, match="no prunable weight named"):
         list(gp.per_sample_gradients(mlp, mlp_batches, names=["nope.weight"]))
+
+
+def _collect(model, batches, **kwargs):
+    collected: dict[str, list[torch.Tensor]] = {}
+    for name, chunk in gp.per_sample_gradients(model, batches, **kwargs):
+        collected.setdefault(name, []).append(chunk)
+    return {name: torch.cat(chunks) for name, chunks in collected.items()}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("case", ["used_twice", "tied", "transformer", "reshaped"])
+def test_per_sample_gradients_are_exact_beyond_plain_stacks(case):
+    from test_real_models import (
+        FlattenTokens,
+        TiedAutoencoder,
+        TransformerClassifier,
+        UsedTwice,
+        mse,
+        token_loss,
+    )
+
+    g = torch.Generator().manual_seed(20)
+    loss_fn = F.cross_entropy
+    if case == "used_twice":
+        model, x, y = UsedTwice(), torch.randn(7, 5, generator=g), torch.randint(0, 3, (7,))
+    elif case == "tied":
+        model, x = TiedAutoencoder(transposed=False), torch.randn(7, 8, generator=g)
+        y, loss_fn = x.clone(), mse
+    elif case == "transformer":
+        model = TransformerClassifier()
+        x, y = torch.randn(7, 4, 16, generator=g), torch.randint(0, 3, (7,), generator=g)
+    else:
+        model, loss_fn = FlattenTokens(), token_loss
+        x, y = torch.randn(7, 5, 3, generator=g), torch.randint(0, 4, (7, 5), generator=g)
+    batches = [(x[:4], y[:4]), (x[4:], y[4:])]
+    biggest = max(w.numel() for w in gp.prunable_weights(model).values())
+    got = _collect(model, batches, loss_fn=loss_fn, max_elements=2 * biggest)
+    reference = per_sample_reference(model, batches, loss_fn)
+    assert set(got) == set(gp.prunable_weights(model))
+    for name, grads in got.items():
+        torch.testing.assert_close(grads, reference[name], rtol=1e-4, atol=1e-6)
+
+
+def test_per_sample_gradients_respect_the_bound_on_the_fallback(mlp, mlp_batches):
+    """Fallback chunks hold at most max_elements floats, over several chunks per batch."""
+    torch.manual_seed(21)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Unflatten(1, (1, 8)))
+    model.append(nn.ConvTranspose1d(1, 2, 3))  # fallback only
+    model.append(nn.Flatten())
+
+    def loss_fn(out, target):
+        return F.cross_entropy(out[:, :10], target)
+
+    reference = per_sample_reference(model, mlp_batches, loss_fn)
+    bound = 4 * model[4].weight.numel()  # four samples of the fallback weight
+    sizes = []
+    for name, chunk in gp.per_sample_gradients(model, mlp_batches, loss_fn, max_elements=bound):
+        # A chunk is one sample where one sample alone exceeds the bound (1.weight here).
+        assert chunk.numel() <= max(bound, chunk[0].numel())
+        if name == "4.weight":
+            sizes.append(chunk.shape[0])
+    assert max(sizes) == 4 and sum(sizes) == 24
+    got = _collect(model, mlp_batches, loss_fn=loss_fn, max_elements=bound)
+    for name, grads in got.items():
+        torch.testing.assert_close(grads, reference[name], rtol=1e-4, atol=1e-6)

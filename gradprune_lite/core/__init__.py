@@ -8,7 +8,17 @@ Data flows one way through these files, each with one job:
 * ``selection`` the exact k-th value by selection (never a full sort) and masks from it;
 * ``masks``     bool masks that keep pruned weights at exactly zero through training;
 * ``prune``     the score → mask → (train) loop, one-shot or iterative;
+* ``second_order`` OBS: saliency and weight update from the block-diagonal empirical Fisher;
+* ``structure`` structured pruning: whole neurons/channels removed (a smaller dense model);
+* ``sparse``    CSR execution of masked Linear layers;
+* ``cost``      parameters, MACs and checkpoint bytes of a model;
+* ``stability`` how much a ranking changes between disjoint draws of data;
 * ``interop``   conversion to and from ``torch.nn.utils.prune``.
+
+Private helpers (``_recording``, ``_func_fallback``, ``_scoring``, ``_snapshot``,
+``_validate``, ``_band_kernel``) keep the public files short: exactness checks of the fast
+statistics path, the torch.func fallback, side-effect-free scoring, atomic rollback, input
+checks and the compiled selection sweep.
 
 Nothing here knows about MNIST or notebooks.
 """

@@ -9,38 +9,46 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+#: Scores per block. A block is gathered only if it holds a band value; with a band of
+#: ~1% of the scores, 16 leaves ~85% of the blocks to the fast counting loop alone
+#: (measured: 16 beat 32, 64 and 128, 2.4x faster than gathering every score).
+BLOCK = 16
+
+
+@numba.njit(nogil=True, cache=True)
+def _count_block(block, lo, hi):
+    """(values < lo, values in [lo, hi]) of one small slice.
+
+    int32 counters over a slice of its own: in that form LLVM vectorises the loop
+    (measured 8x faster than the same loop over ``range(start, stop)`` of the whole
+    array, or with int64 counters).
+    """
+    below = np.int32(0)
+    inside = np.int32(0)
+    for i in range(block.size):
+        v = block[i]
+        below += np.int32(v < lo)
+        inside += np.int32(v >= lo) & np.int32(v <= hi)
+    return below, inside
+
 
 @numba.njit(nogil=True, cache=True)
 def sweep_range(values, lo, hi, start, stop, out):
     """Count values[start:stop] < lo; write those in [lo, hi] to out[start:...]; return both.
 
-    Branch-free: the "v < lo" test is a coin flip near the median, and a branch there
-    mispredicts half the time (measured ~8x slower). A serial function, because numba
-    optimises the loop body worse inside ``prange``.
+    Each block of ``BLOCK`` scores is counted by a vectorised loop; only blocks that hold
+    a band value are gathered, branch-free (a branch per score on "v in band" costs more
+    than it saves, and one on "v < lo" is a coin flip near the median).
     """
     below = 0
     j = start
-    for i in range(start, stop):
-        v = values[i]
-        below += np.int32(v < lo)
-        out[j] = v
-        j += np.int32(v >= lo) & np.int32(v <= hi)
+    for first in range(start, stop, BLOCK):
+        block = values[first : min(first + BLOCK, stop)]
+        under, inside = _count_block(block, lo, hi)
+        below += under
+        if inside:
+            for i in range(block.size):
+                v = block[i]
+                out[j] = v
+                j += np.int32(v >= lo) & np.int32(v <= hi)
     return below, j - start
-
-
-@numba.njit(parallel=True, nogil=True, cache=True)
-def band_sweep(values, lo, hi, n_chunks, out):
-    """``sweep_range`` over ``n_chunks`` equal chunks in parallel; per-chunk counts back.
-
-    out is the size of values, but only the band's pages are ever touched.
-    """
-    n = values.size
-    chunk = (n + n_chunks - 1) // n_chunks
-    below = np.zeros(n_chunks, np.int64)
-    found = np.zeros(n_chunks, np.int64)
-    for c in numba.prange(n_chunks):
-        start = c * chunk
-        b, f = sweep_range(values, lo, hi, start, min(start + chunk, n), out)
-        below[c] = b
-        found[c] = f
-    return below, found

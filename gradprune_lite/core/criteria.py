@@ -9,11 +9,16 @@ weight w is removed (set to 0) is
 whose first-order term gives ``taylor`` (and ``snip``) and whose second-order term, with
 the diagonal empirical Fisher F = E[g²], gives ``fisher`` (Optimal Brain Damage).
 
-Register your own criterion with a decorator::
+Register your own criterion with a decorator, naming the options it reads so that
+``gp.score`` can reject a misspelt one::
 
-    @gp.register_criterion("snr")
+    @gp.register_criterion("snr", options=gp.DATA_OPTIONS)
     def snr(ctx):
         return {name: s.snr for name, s in ctx.stats.items()}
+
+Data-driven criteria are computed in eval mode and leave the model as it was (see
+``_scoring.py``): Dropout is off and BatchNorm uses its running statistics, so two calls on
+the same data give identical scores.
 """
 
 from __future__ import annotations
@@ -26,6 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._scoring import (
+    grad_enabled,
+    prepare_batch,
+    resolve_reduction,
+    sample_dims,
+    scoring_state,
+    total_of_sample_losses,
+)
 from .layers import prunable_weights
 from .stats import GradientStats, gradient_stats
 
@@ -34,6 +47,10 @@ Criterion = Callable[["ScoringContext"], Scores]
 
 #: The registry: criterion name → function(ctx) → scores.
 CRITERIA: dict[str, Criterion] = {}
+#: criterion name → the option names it accepts (None: not declared, anything goes).
+CRITERION_OPTIONS: dict[str, tuple[str, ...] | None] = {}
+#: The options of every criterion built on ``gradient_stats`` (see its arguments).
+DATA_OPTIONS = ("loss_fn", "sample_dim", "reduction", "max_elements")
 
 
 class ScoringContext:
@@ -58,7 +75,12 @@ class ScoringContext:
     def stats(self) -> dict[str, GradientStats]:
         if self._stats is None:
             self._stats = gradient_stats(
-                self.model, self.require_batches(), self.options.get("loss_fn")
+                self.model,
+                self.require_batches(),
+                self.options.get("loss_fn"),
+                sample_dim=self.options.get("sample_dim", 0),
+                reduction=self.options.get("reduction"),
+                max_elements=self.options.get("max_elements"),
             )
         return self._stats
 
@@ -71,17 +93,25 @@ class ScoringContext:
         return self.batches
 
 
-def register_criterion(name: str, fn: Criterion | None = None):
+def register_criterion(
+    name: str, fn: Criterion | None = None, *, options: Iterable[str] | None = None
+):
     """Add a criterion to ``CRITERIA``; usable as ``@register_criterion("name")`` or a call.
 
     ``fn(ctx: ScoringContext) -> dict name → tensor shaped like the weight`` (higher = keep).
-    Re-registering a name replaces it.
+    ``options``: the option names ``fn`` reads from ``ctx.options``; ``gp.score`` then
+    rejects any other (a criterion that uses ``ctx.stats`` takes ``gp.DATA_OPTIONS``).
+    Left out, every option is passed through unchecked. Re-registering a name replaces it.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"a criterion needs a non-empty string name, got {name!r}.")
+    if isinstance(options, str):
+        raise ValueError(f"options must be a collection of names, got the string {options!r}.")
+    accepted = None if options is None else tuple(options)
 
     def register(function: Criterion) -> Criterion:
         CRITERIA[name] = function
+        CRITERION_OPTIONS[name] = accepted
         return function
 
     return register if fn is None else register(fn)
@@ -95,17 +125,29 @@ def score(model: nn.Module, criterion: str, batches=None, **options) -> Scores:
         criterion: a name in ``gp.CRITERIA``: random, magnitude, gradient, taylor, snip,
             fisher, grasp, synflow, or one you registered.
         batches: iterable of ``(inputs, targets)``; needed by the data-driven criteria.
-        **options: per-criterion options, e.g. ``seed`` (random), ``loss_fn``,
-            ``temperature`` (grasp), ``input_shape`` (synflow, if no batches).
+        **options: per-criterion options, checked against what the criterion declares:
+            ``seed`` (random); ``loss_fn``, ``sample_dim``, ``reduction``, ``max_elements``
+            (the data criteria, see ``gp.gradient_stats``); ``temperature`` (grasp);
+            ``input_shape`` (synflow, if no batches).
 
     Returns:
         dict name → float tensor shaped like the weight, on the weight's device; higher
         means more important (keep).
+
+    Raises:
+        ValueError: an unknown criterion, or an option the criterion does not take.
     """
     if criterion not in CRITERIA:
         raise ValueError(
             f"unknown criterion {criterion!r}; valid names are {sorted(CRITERIA)}. "
             "Add your own with @gp.register_criterion('name')."
+        )
+    accepted = CRITERION_OPTIONS.get(criterion)
+    unknown = sorted(set(options) - set(accepted)) if accepted is not None else []
+    if unknown:
+        raise ValueError(
+            f"criterion {criterion!r} does not take the option(s) {unknown}; its options are "
+            f"{sorted(accepted) or 'none'}."
         )
     ctx = ScoringContext(model, batches, options)
     scores = CRITERIA[criterion](ctx)
@@ -115,7 +157,7 @@ def score(model: nn.Module, criterion: str, batches=None, **options) -> Scores:
 _MIX, _OFFSET = 0x9E3779B97F4A7C15, 0x5DEECE66D
 
 
-@register_criterion("random")
+@register_criterion("random", options=("seed",))
 def random_scores(ctx: ScoringContext) -> Scores:
     """Uniform random scores: the baseline every criterion must beat.
 
@@ -126,30 +168,30 @@ def random_scores(ctx: ScoringContext) -> Scores:
     seed = int(ctx.options.get("seed", 0))
     generator = torch.Generator().manual_seed((seed * _MIX + _OFFSET) % 2**63)
     return {
-        name: torch.rand(w.shape, generator=generator).to(w.device)
+        name: torch.rand(w.shape, generator=generator).to(device=w.device, dtype=w.dtype)
         for name, w in ctx.weights.items()
     }
 
 
-@register_criterion("magnitude")
+@register_criterion("magnitude", options=())
 def magnitude_scores(ctx: ScoringContext) -> Scores:
     """|w|: traditional magnitude pruning (Han et al., 2015)."""
     return {name: w.abs() for name, w in ctx.weights.items()}
 
 
-@register_criterion("gradient")
+@register_criterion("gradient", options=DATA_OPTIONS)
 def gradient_scores(ctx: ScoringContext) -> Scores:
     """|ḡ|: how strongly the loss pulls on a weight, whatever its size."""
     return {name: s.mean.abs() for name, s in ctx.stats.items()}
 
 
-@register_criterion("taylor")
+@register_criterion("taylor", options=DATA_OPTIONS)
 def taylor_scores(ctx: ScoringContext) -> Scores:
     """|w·ḡ|: the first-order Taylor term of the loss change when w is removed."""
     return {name: (ctx.weights[name] * s.mean).abs() for name, s in ctx.stats.items()}
 
 
-@register_criterion("snip")
+@register_criterion("snip", options=DATA_OPTIONS)
 def snip_scores(ctx: ScoringContext) -> Scores:
     """Connection sensitivity |w·ḡ| / Σ|w·ḡ| (Lee et al., ICLR 2019)."""
     raw = taylor_scores(ctx)
@@ -157,58 +199,74 @@ def snip_scores(ctx: ScoringContext) -> Scores:
     return {name: s / total.clamp(min=torch.finfo(s.dtype).tiny) for name, s in raw.items()}
 
 
-@register_criterion("fisher")
+@register_criterion("fisher", options=DATA_OPTIONS)
 def fisher_scores(ctx: ScoringContext) -> Scores:
     """½·w²·E[g²]: the second-order Taylor term with the empirical Fisher (OBD)."""
     return {name: 0.5 * ctx.weights[name].square() * s.sq_mean for name, s in ctx.stats.items()}
 
 
-@register_criterion("grasp")
+@register_criterion("grasp", options=("loss_fn", "temperature", "sample_dim", "reduction"))
 def grasp_scores(ctx: ScoringContext) -> Scores:
     """GraSP (Wang et al., ICLR 2020): keep weights whose removal would cut gradient flow.
 
-    GraSP removes the weights with the largest S = −w ⊙ Hg, where Hg is the Hessian-
-    gradient product on temperature-scaled logits (T = ``temperature``, default 200).
-    Higher-means-keep is therefore w ⊙ Hg.
+    GraSP removes the weights with the largest S = −w ⊙ Hg, where g and H are the gradient
+    and Hessian of the mean loss ``loss_fn(model(x) / T, y)`` on temperature-scaled outputs
+    (T = ``temperature``, default 200; ``loss_fn`` defaults to cross-entropy and may reduce
+    by mean, sum or none, as for ``gp.gradient_stats``). Higher-means-keep is w ⊙ Hg.
+    Scored in eval mode; the model is left as it was.
     """
     model = ctx.model
     temperature = float(ctx.options.get("temperature", 200.0))
+    loss_fn = ctx.options.get("loss_fn") or F.cross_entropy
+    dims = sample_dims(ctx.options.get("sample_dim", 0))
     names = list(ctx.weights)
-    params = dict(model.named_parameters())
-    weights = [params[name] for name in names]
-    saved_flags = [w.requires_grad for w in weights]
+    weights = list(prunable_weights(model).values())
+    derived = [name for name, w in zip(names, weights) if not isinstance(w, nn.Parameter)]
+    if derived:
+        raise ValueError(
+            f"grasp differentiates parameters, but {derived} are computed from others "
+            "(torch.nn.utils.prune's weight_orig, or a parametrization). Make the pruning "
+            "permanent first: torch.nn.utils.prune.remove(module, 'weight')."
+        )
     device = weights[0].device
-    batches = list(ctx.require_batches())
 
-    def loss_of(inputs, targets):
-        return F.cross_entropy(model(inputs.to(device)) / temperature, targets.to(device))
+    def scaled_loss(outputs, targets):
+        return loss_fn(outputs / temperature, targets)
 
-    try:
-        for w in weights:
-            w.requires_grad_(True)
-        grad_sum = [torch.zeros_like(w) for w in weights]
-        count = 0
-        for inputs, targets in batches:
-            if len(inputs) == 0:
-                continue
-            grads = torch.autograd.grad(loss_of(inputs, targets), weights)
-            for acc, g in zip(grad_sum, grads):
-                acc += g * len(inputs)
-            count += len(inputs)
+    with scoring_state(model), grad_enabled():
+        batches = []
+        for inputs, targets in ctx.require_batches():
+            inputs, targets, n = prepare_batch(inputs, targets, device, dims)
+            if n:
+                batches.append((inputs, targets, n))
+        count = sum(n for _, _, n in batches)
         if count == 0:
             raise ValueError("grasp needs data, but batches yielded no samples.")
-        g_mean = [g / count for g in grad_sum]
+        reduction = ctx.options.get("reduction")
+        for inputs, targets, _n in batches:
+            reduction = resolve_reduction(model, scaled_loss, inputs, targets, dims, reduction)
+            if reduction is not None:
+                break
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for w in weights:
+            w.requires_grad_(True)
+
+        def mean_loss_part(inputs, targets, n):
+            """This batch's share of the mean loss over all samples: Σ_batch ℓ_n / N."""
+            outputs = model(inputs)
+            return total_of_sample_losses(scaled_loss(outputs, targets), n, reduction) / count
+
+        g_mean = [torch.zeros_like(w) for w in weights]
+        for batch in batches:
+            for acc, g in zip(g_mean, torch.autograd.grad(mean_loss_part(*batch), weights)):
+                acc += g
         hg = [torch.zeros_like(w) for w in weights]
-        for inputs, targets in batches:
-            if len(inputs) == 0:
-                continue
-            grads = torch.autograd.grad(loss_of(inputs, targets), weights, create_graph=True)
+        for batch in batches:
+            grads = torch.autograd.grad(mean_loss_part(*batch), weights, create_graph=True)
             dot = sum((g * g0).sum() for g, g0 in zip(grads, g_mean))
             for acc, h in zip(hg, torch.autograd.grad(dot, weights)):
-                acc += h * (len(inputs) / count)
-    finally:
-        for w, flag in zip(weights, saved_flags):
-            w.requires_grad_(flag)
+                acc += h
     return {name: (w.detach() * h) for name, w, h in zip(names, weights, hg)}
 
 
@@ -225,7 +283,7 @@ def _synflow_input_shape(ctx: ScoringContext) -> tuple[int, ...]:
     return tuple(inputs.shape[1:])
 
 
-@register_criterion("synflow")
+@register_criterion("synflow", options=("input_shape",))
 def synflow_scores(ctx: ScoringContext) -> Scores:
     """SynFlow (Tanaka et al., NeurIPS 2020): |w ⊙ ∂R/∂w| with R = 1ᵀ(∏|W|)1, data-free.
 
@@ -235,7 +293,8 @@ def synflow_scores(ctx: ScoringContext) -> Scores:
     """
     shape = _synflow_input_shape(ctx)
     device = next(iter(ctx.weights.values())).device
-    probe = copy.deepcopy(ctx.model).double()
+    with grad_enabled():
+        probe = copy.deepcopy(ctx.model).double()
     probe.eval()
     with torch.no_grad():
         for p in itertools.chain(probe.parameters(), probe.buffers()):
@@ -247,9 +306,10 @@ def synflow_scores(ctx: ScoringContext) -> Scores:
         p.requires_grad_(False)
     for w in weights:
         w.requires_grad_(True)
-    ones = torch.ones((1, *shape), dtype=torch.float64, device=device)
-    total = probe(ones).sum()
-    grads = torch.autograd.grad(total, weights)
+    with grad_enabled():
+        ones = torch.ones((1, *shape), dtype=torch.float64, device=device)
+        total = probe(ones).sum()
+        grads = torch.autograd.grad(total, weights)
     raw = [(w.detach() * g).abs() for w, g in zip(weights, grads)]
     # Deep products overflow float32; the ranking only needs relative sizes.
     scale = max(float(r.max()) for r in raw) or 1.0

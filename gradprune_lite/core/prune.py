@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-from ._validate import check_sparsity
+from ._snapshot import snapshot
+from ._validate import (
+    check_exclude,
+    check_min_density,
+    check_reiterable,
+    check_score_dtype,
+    check_sparsity,
+    excluded_names,
+)
 from .criteria import CRITERIA, score
 from .layers import prunable_weights
 from .masks import apply_masks, current_masks
@@ -43,6 +52,25 @@ def sparsity_schedule(target: float, rounds: int, schedule: str = "exponential")
     return steps
 
 
+def _lowest(dtype: torch.dtype):
+    """The smallest value of ``dtype``: dead weights get it so they rank below all others."""
+    return torch.finfo(dtype).min if dtype.is_floating_point else torch.iinfo(dtype).min
+
+
+def _checked_scores(scores, weights: dict, criterion: str) -> dict[str, torch.Tensor]:
+    """The criterion's scores, checked before any of them is used to change the model."""
+    for name, weight in weights.items():
+        value = scores.get(name)
+        if not isinstance(value, torch.Tensor) or value.shape != weight.shape:
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(
+                f"criterion {criterion!r} returned {got} for {name!r}; it must return a "
+                f"tensor shaped like the weight, {tuple(weight.shape)}."
+            )
+        check_score_dtype(name, value)
+    return dict(scores)
+
+
 def prune(
     model: nn.Module,
     criterion: str,
@@ -53,56 +81,87 @@ def prune(
     scope: str = "global",
     between: Callable[[nn.Module, int], None] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
+    *,
+    exclude: str | Sequence[str] = (),
+    min_density: float = 0.0,
     **options,
 ) -> dict[str, torch.Tensor]:
-    """Prune ``model`` in place to ``sparsity`` over ``rounds`` rounds.
+    """Prune ``model`` in place to ``sparsity`` over ``rounds`` rounds; all or nothing.
 
     Each round scores the weights by ``criterion``, masks the lowest-scored so that the
     round's sparsity (see ``sparsity_schedule``) is reached, applies the masks, then calls
     ``between(model, round_index)`` (for example, to train). Weights already pruned stay
     pruned: their scores are ranked below every living weight.
 
+    The call is atomic: the arguments are checked before anything changes, and if any
+    round fails (a criterion, ``between``, a keyboard interrupt), the model's parameters,
+    gradients, buffers, masks and train/eval flags and the optimiser's state are put back
+    exactly as they were before the call, and the error is raised again. This keeps one
+    copy of the model and of the optimiser state while it runs.
+
     Args:
         model: the model, changed in place (masks applied via ``gp.apply_masks``).
         criterion: a name in ``gp.CRITERIA``.
-        sparsity: the final fraction of prunable weights to remove, in [0, 1].
-        batches: data for data-driven criteria (re-iterated every round).
+        sparsity: the final fraction of prunable weights to remove, a number in [0, 1].
+        batches: data for data-driven criteria, re-iterated every round: with
+            ``rounds > 1`` it must be a list or a DataLoader, not a generator.
         rounds: number of score → mask rounds (1 = one-shot).
         schedule: ``"exponential"`` (default) or ``"linear"``.
         scope: ``"global"`` (one threshold) or ``"layerwise"`` (same sparsity per layer).
         between: optional ``between(model, round_index)`` called after each round.
         optimizer: optional, passed to ``apply_masks`` so it cannot revive pruned weights.
+        exclude: parameter-name patterns kept dense (fnmatch-style, see
+            ``gp.global_masks``); ``sparsity`` is then the fraction of the other weights.
+        min_density: the smallest fraction kept in every layer (see ``gp.global_masks``).
         **options: passed to the criterion (see ``gp.score``).
 
     Returns:
         the final masks, dict name → bool tensor (True = keep).
+
+    Raises:
+        ValueError: bad arguments (raised before any change), a criterion returning
+            scores that cannot be ranked, or floors that make the count impossible.
     """
     steps = sparsity_schedule(sparsity, rounds, schedule)
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}.")
     if criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {criterion!r}; valid names are {sorted(CRITERIA)}.")
-    select = global_masks if scope == "global" else layerwise_masks
+    if between is not None and not callable(between):
+        raise ValueError(f"between must be a function (model, round_index), got {between!r}.")
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise ValueError(f"optimizer must be a torch.optim.Optimizer, got {optimizer!r}.")
+    check_reiterable(batches, rounds)
     weights = prunable_weights(model)
-    for round_index, step in enumerate(steps):
-        if criterion in WEIGHT_UPDATES:
-            masks = WEIGHT_UPDATES[criterion](model, step, select, batches, options)
+    patterns = check_exclude(exclude)
+    excluded_names(weights, patterns)  # a pattern that matches nothing raises here
+    min_density = check_min_density(min_density)
+    select = global_masks if scope == "global" else layerwise_masks
+
+    restore = snapshot(model, optimizer)
+    try:
+        for round_index, step in enumerate(steps):
+            if criterion in WEIGHT_UPDATES:  # e.g. "obs": it chooses and moves the weights itself
+                select_round = functools.partial(select, exclude=patterns, min_density=min_density)
+                masks = WEIGHT_UPDATES[criterion](model, step, select_round, batches, options)
+                apply_masks(model, masks, optimizer=optimizer)
+                if between is not None:
+                    between(model, round_index)
+                continue
+            scores = _checked_scores(
+                score(model, criterion, batches, **options), weights, criterion
+            )
+            # Dead weights rank below every living one, so they are the first pruned again
+            # and the count of newly pruned weights is exactly what this round adds.
+            for name, mask in current_masks(model).items():
+                scores[name] = scores[name].masked_fill(~mask, _lowest(scores[name].dtype))
+            masks = select(scores, step, exclude=patterns, min_density=min_density)
             apply_masks(model, masks, optimizer=optimizer)
             if between is not None:
                 between(model, round_index)
-            continue
-        scores = score(model, criterion, batches, **options)
-        already = current_masks(model)
-        if already:
-            # Dead weights rank below every living one, so they are the first pruned again
-            # and the count of newly pruned weights is exactly what this round adds.
-            for name, mask in already.items():
-                lowest = torch.finfo(scores[name].dtype).min
-                scores[name] = scores[name].masked_fill(~mask, lowest)
-        masks = select(scores, step)
-        apply_masks(model, masks, optimizer=optimizer)
-        if between is not None:
-            between(model, round_index)
+    except BaseException:
+        restore()
+        raise
     return {
         name: current_masks(model).get(name, torch.ones_like(w, dtype=torch.bool))
         for name, w in weights.items()

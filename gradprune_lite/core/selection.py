@@ -13,8 +13,9 @@ score t, and then a mask ``score > t`` (plus a deterministic tie-break at t).
 4. select within the band. If the band missed (it is checked, never assumed), widen it
    and repeat; the answer is exact either way.
 
-The sweep is the only full pass. On CPU it is a small numba kernel that reads each score
-once on all cores (``_band_kernel``); without numba, and on CUDA, it is a few element-wise
+The sweep is the only full pass. On CPU, with the optional numba extra
+(``gradprune-lite[fast]``), it is a small compiled kernel that reads each score once
+(``_band_kernel``); without numba, and on CUDA, it is a few element-wise
 torch ops over cache-sized chunks. On CUDA the small band is resolved with ``sort``
 because ``kthvalue`` is slow there. The sweep also yields how many scores are <= t, so
 building masks needs just one more pass (``score > t``) and no counting.
@@ -29,7 +30,13 @@ import numpy as np
 import torch
 
 from . import _band_kernel
-from ._validate import check_scores, check_sparsity
+from ._validate import (
+    check_exclude,
+    check_min_density,
+    check_scores,
+    check_sparsity,
+    excluded_names,
+)
 
 #: Below this many scores in total, select directly on the concatenation.
 SMALL_INPUT = 1 << 17
@@ -71,7 +78,7 @@ def _numel(t) -> int:
 
 
 def _locate_torch(tensors: Sequence[torch.Tensor], k: int, total: int):
-    """(k-th smallest, count of values <= it) with torch ops only; any device."""
+    """``_locate`` with torch ops only; any device."""
     generator = torch.Generator().manual_seed(_SEED)
     flats = [t.reshape(-1) for t in tensors]
     picks = []
@@ -85,7 +92,8 @@ def _locate_torch(tensors: Sequence[torch.Tensor], k: int, total: int):
     lo = sample[lo_index] if lo_index >= 0 else None
     hi = sample[hi_index] if hi_index < sample.numel() else None
     while True:
-        below, band = _torch_count_below_and_band(flats, lo, hi)
+        below, parts = _torch_count_below_and_band(flats, lo, hi)
+        band = torch.cat([values for *_, values in parts])
         rank = k - below
         if rank < 1:  # the answer lies under the band: widen downwards
             lo = None
@@ -93,36 +101,45 @@ def _locate_torch(tensors: Sequence[torch.Tensor], k: int, total: int):
             hi = None
         else:
             value = _select_in(band, rank)
-            return value, below + int(torch.count_nonzero(band <= value))
+            at_most = below + int(torch.count_nonzero(band <= value))
+            # One host sync for all parts, not one per part.
+            holds = torch.stack([(values == value).any() for *_, values in parts]).tolist()
+            ties = [part[:3] for part, held in zip(parts, holds) if held]
+            return value, at_most, ties
 
 
-def _torch_count_below_and_band(flats, lo, hi) -> tuple[int, torch.Tensor]:
-    """One sweep: how many values are < lo, and the values in [lo, hi] (None = unbounded)."""
+def _torch_count_below_and_band(flats, lo, hi):
+    """One sweep: how many values are < lo, and the values in [lo, hi] (None = unbounded).
+
+    The values come back as parts ``(tensor index, start, stop, band values found in
+    flat[start:stop])``, like ``_band_kernel.count_below_and_band``.
+    """
     if lo is None and hi is None:
-        return 0, torch.cat(flats)
+        return 0, [(i, 0, flat.numel(), flat) for i, flat in enumerate(flats)]
     below = 0
     parts = []
-    for flat in flats:
+    for index, flat in enumerate(flats):
         # On CUDA one launch per op over the whole tensor is fastest (and syncs once).
         step = TORCH_CHUNK if flat.device.type == "cpu" else max(flat.numel(), 1)
         for start in range(0, flat.numel(), step):
             chunk = flat[start : start + step]
+            where = (index, start, start + chunk.numel())
             if lo is None:
-                parts.append(chunk[chunk <= hi])
+                parts.append((*where, chunk[chunk <= hi]))
                 continue
             under = chunk < lo
             # count_nonzero, not sum: a bool sum widens to int64 and is ~20x slower.
             below += int(torch.count_nonzero(under))
             if hi is None:
-                parts.append(chunk[~under])
+                parts.append((*where, chunk[~under]))
             else:
                 # under ⊂ (chunk <= hi), so xor leaves exactly lo <= x <= hi.
-                parts.append(chunk[(chunk <= hi).logical_xor_(under)])
-    return below, torch.cat(parts)
+                parts.append((*where, chunk[(chunk <= hi).logical_xor_(under)]))
+    return below, parts
 
 
 def _locate_compiled(tensors: Sequence[torch.Tensor], k: int, total: int):
-    """(k-th smallest, count of values <= it) through the numba sweep; CPU float only."""
+    """``_locate`` through the numba sweep; CPU float only."""
     arrays = [t.detach().reshape(-1).numpy() for t in tensors]
     rng = np.random.default_rng(_SEED)
     sample = np.sort(
@@ -138,7 +155,8 @@ def _locate_compiled(tensors: Sequence[torch.Tensor], k: int, total: int):
     lo = float(sample[lo_index]) if lo_index >= 0 else -math.inf
     hi = float(sample[hi_index]) if hi_index < sample.size else math.inf
     while True:
-        below, band = _band_kernel.count_below_and_band(arrays, lo, hi)
+        below, parts = _band_kernel.count_below_and_band(arrays, lo, hi)
+        band = np.concatenate([values for *_, values in parts])
         rank = k - below
         if rank < 1:
             lo = -math.inf
@@ -147,16 +165,26 @@ def _locate_compiled(tensors: Sequence[torch.Tensor], k: int, total: int):
         else:
             value = np.partition(band, rank - 1)[rank - 1]
             at_most = below + int(np.count_nonzero(band <= value))
-            return torch.tensor(value, dtype=tensors[0].dtype), at_most
+            ties = [part[:3] for part in parts if np.any(part[3] == value)]
+            return torch.tensor(value, dtype=tensors[0].dtype), at_most, ties
 
 
 def _locate(tensors: Sequence[torch.Tensor], k: int):
-    """The k-th smallest value (0-dim tensor) and how many values are <= it."""
+    """The k-th smallest value, how many values are <= it, and where its copies lie.
+
+    Returns:
+        (value as a 0-dim tensor, count of values <= value, segments): ``segments`` is a
+        list of ``(tensor index, start, stop)`` flat ranges, in order, that together hold
+        every entry equal to the value. The sweep knows which of its chunks found the
+        value, so ties at the threshold are later looked for there only, not in whole
+        tensors.
+    """
     total = sum(t.numel() for t in tensors)
     if total <= SMALL_INPUT:
         flat = torch.cat([t.reshape(-1) for t in tensors])
         value = _select_in(flat, k)
-        return value, int(torch.count_nonzero(flat <= value))
+        everywhere = [(i, 0, t.numel()) for i, t in enumerate(tensors)]
+        return value, int(torch.count_nonzero(flat <= value)), everywhere
     if _band_kernel.available(tensors):
         return _locate_compiled(tensors, k, total)
     return _locate_torch(tensors, k, total)
@@ -193,17 +221,20 @@ def _masks_for_threshold(tensors: Mapping[str, torch.Tensor], k: int) -> dict[st
         return {name: torch.ones_like(t, dtype=torch.bool) for name, t in tensors.items()}
     if k == total:
         return {name: torch.zeros_like(t, dtype=torch.bool) for name, t in tensors.items()}
-    threshold, at_most = _locate(list(tensors.values()), k)
+    names = list(tensors)
+    threshold, at_most, tie_segments = _locate(list(tensors.values()), k)
     threshold = threshold.to(next(iter(tensors.values())).device)
     masks = {name: t > threshold for name, t in tensors.items()}
     # Everything <= t is pruned now, which is at least k entries; the surplus are ties
-    # at t, and the last of them (in dict order, flat index) are given back.
+    # at t, and the last of them (in dict order, flat index) are given back. Only the
+    # segments where the sweep met t are searched.
     surplus = at_most - k
-    for name in reversed(list(tensors)):
+    for index, start, stop in reversed(tie_segments):
         if surplus == 0:
             break
-        flat = tensors[name].reshape(-1)
-        equal = (flat == threshold).nonzero().squeeze(1)
+        name = names[index]
+        segment = tensors[name].reshape(-1)[start:stop]
+        equal = (segment == threshold).nonzero().squeeze(1) + start
         if equal.numel() == 0:
             continue
         keep_here = equal[-min(surplus, equal.numel()) :]
@@ -216,7 +247,9 @@ def _all_finite(scores: Mapping[str, torch.Tensor]) -> bool:
     """Fast pre-check: min and max propagate NaN and show ±inf, with no full-size temporary."""
     extremes = []
     for tensor in scores.values():
-        if not isinstance(tensor, torch.Tensor):
+        if not isinstance(tensor, torch.Tensor) or tensor.dtype == torch.bool:
+            return False
+        if tensor.is_complex():
             return False
         if tensor.is_floating_point() and tensor.numel():
             # float64 so that stacking layers of mixed dtypes cannot overflow to inf.
@@ -225,38 +258,127 @@ def _all_finite(scores: Mapping[str, torch.Tensor]) -> bool:
     return not extremes or bool(torch.isfinite(torch.stack(extremes)).all())
 
 
-def _prepare(scores: Mapping[str, torch.Tensor], sparsity: float) -> tuple[dict, float]:
+def _prepare(scores: Mapping[str, torch.Tensor], sparsity: float, exclude, min_density):
+    """Validated inputs: (scores to rank, dense names, sparsity, min_density)."""
     sparsity = check_sparsity(sparsity)
+    min_density = check_min_density(min_density)
+    patterns = check_exclude(exclude)
     if not scores or not _all_finite(scores):
         check_scores(scores)  # raises with the message that explains the problem
-    return {name: s.detach() for name, s in scores.items()}, sparsity
+    dense = excluded_names(scores, patterns)
+    ranked = {name: s.detach() for name, s in scores.items() if name not in dense}
+    return ranked, dense, sparsity, min_density
 
 
-def global_masks(scores: Mapping[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
+def _most_prunable(n: int, min_density: float) -> int:
+    """How many of a layer's n entries may go while ceil(min_density·n) stay."""
+    # round() first: 0.1 * 150 is 15.000000000000002 in floats, and its ceiling is not 16.
+    return n - math.ceil(round(min_density * n, 9))
+
+
+def _capped_masks(tensors: dict[str, torch.Tensor], k: int, caps: dict[str, int]) -> dict:
+    """Prune exactly the k lowest entries overall, but at most caps[name] in each layer.
+
+    Water-filling: take one global threshold; every layer that would lose more than its
+    cap loses exactly its cap (its own lowest entries), and the rest of k is shared by
+    the remaining layers with a new, higher threshold. A capped layer stays capped when
+    the threshold rises, so at most one pass per layer is needed.
+    """
+    masks: dict[str, torch.Tensor] = {}
+    pool = dict(tensors)
+    while pool:
+        trial = _masks_for_threshold(pool, k)
+        over = [name for name in pool if trial[name].numel() - int(trial[name].sum()) > caps[name]]
+        if not over:
+            masks.update(trial)
+            break
+        for name in over:
+            masks.update(_masks_for_threshold({name: pool.pop(name)}, caps[name]))
+            k -= caps[name]
+    return {name: masks[name] for name in tensors}
+
+
+def _infeasible(what: str, k: int, total: int, most: int, min_density: float) -> ValueError:
+    return ValueError(
+        f"{what} asks to prune {k} of {total} weights, but min_density={min_density} keeps "
+        f"at least that fraction of every layer, so at most {most} can go "
+        f"(sparsity <= {most / total:.4f}). Lower the sparsity or min_density, or exclude "
+        "fewer layers."
+    )
+
+
+def global_masks(
+    scores: Mapping[str, torch.Tensor],
+    sparsity: float,
+    *,
+    exclude: str | Sequence[str] = (),
+    min_density: float = 0.0,
+) -> dict[str, torch.Tensor]:
     """One threshold for all layers: prune the ``round(sparsity·N)`` lowest scores overall.
 
     Args:
-        scores: dict name → tensor shaped like the weight; higher means keep.
-        sparsity: fraction of all N entries to prune, in [0, 1].
+        scores: dict name → tensor shaped like the weight; higher means keep. Float or
+            integer dtypes.
+        sparsity: fraction of the N ranked entries to prune, in [0, 1] (a number: the
+            string ``"0.9"`` and bools are refused).
+        exclude: parameter-name patterns (fnmatch-style, matched against whole names:
+            ``"fc3.weight"``, ``"classifier.*"``, ``"*.0.weight"``) whose layers stay dense.
+            Their masks are all True and they are *not* counted in N, so the other layers
+            lose ``round(sparsity·N)`` entries among themselves. A pattern that matches no
+            name raises (it is almost always a typo).
+        min_density: the smallest fraction of each (not excluded) layer that is kept, in
+            [0, 1]; every layer keeps at least ``ceil(min_density·n_layer)`` entries. This
+            guards against layer collapse: one global threshold can empty a whole layer
+            whose scores are all small (a classifier, say), which disconnects the network.
+            The exact count ``round(sparsity·N)`` is still pruned: layers that hit their floor stop
+            there and the rest is taken from the other layers, lowest scores first.
 
     Returns:
         dict name → bool tensor shaped like the score (True = keep), on the score's device.
         Exactly ``round(sparsity·N)`` entries are False. Ties at the threshold are pruned
-        in order of (dict order, flat index). On magnitude scores the result equals
+        in order of (dict order, flat index). On magnitude scores, without ``exclude`` and
+        ``min_density``, the result equals
         ``torch.nn.utils.prune.global_unstructured(..., L1Unstructured, amount=sparsity)``.
+
+    Raises:
+        ValueError: bad sparsity, min_density or pattern, non-finite or non-real scores,
+            or when the floors make the exact count impossible (more than
+            ``Σ (n_layer − ceil(min_density·n_layer))`` entries asked for).
     """
-    tensors, sparsity = _prepare(scores, sparsity)
-    total = sum(t.numel() for t in tensors.values())
-    return _masks_for_threshold(tensors, round(sparsity * total))
+    tensors, dense, sparsity, min_density = _prepare(scores, sparsity, exclude, min_density)
+    masks = {name: torch.ones_like(scores[name], dtype=torch.bool) for name in dense}
+    if tensors:
+        total = sum(t.numel() for t in tensors.values())
+        k = round(sparsity * total)
+        if min_density == 0.0:
+            masks.update(_masks_for_threshold(tensors, k))
+        else:
+            caps = {name: _most_prunable(t.numel(), min_density) for name, t in tensors.items()}
+            if k > sum(caps.values()):
+                raise _infeasible("global_masks", k, total, sum(caps.values()), min_density)
+            masks.update(_capped_masks(tensors, k, caps))
+    return {name: masks[name] for name in scores}
 
 
-def layerwise_masks(scores: Mapping[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
+def layerwise_masks(
+    scores: Mapping[str, torch.Tensor],
+    sparsity: float,
+    *,
+    exclude: str | Sequence[str] = (),
+    min_density: float = 0.0,
+) -> dict[str, torch.Tensor]:
     """One threshold per layer: prune ``round(sparsity·n_i)`` lowest scores of each layer.
 
-    Args and Returns as in ``global_masks``; every layer ends with the same sparsity.
+    Args and Returns as in ``global_masks``; every layer not excluded ends with the same
+    sparsity. ``min_density`` is only a check here (each layer already keeps
+    ``1 − sparsity``): it raises when ``sparsity`` would leave a layer below it.
     """
-    tensors, sparsity = _prepare(scores, sparsity)
-    masks = {}
+    tensors, dense, sparsity, min_density = _prepare(scores, sparsity, exclude, min_density)
+    masks = {name: torch.ones_like(scores[name], dtype=torch.bool) for name in dense}
+    for name, t in tensors.items():
+        k, most = round(sparsity * t.numel()), _most_prunable(t.numel(), min_density)
+        if k > most:
+            raise _infeasible(f"layerwise_masks on {name!r}", k, t.numel(), most, min_density)
     for name, t in tensors.items():
         masks.update(_masks_for_threshold({name: t}, round(sparsity * t.numel())))
-    return masks
+    return {name: masks[name] for name in scores}

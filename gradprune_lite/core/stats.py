@@ -1,19 +1,31 @@
 """Gradient decomposition: mean, second moment and variance of per-sample gradients.
 
-The batch gradient is the mean of per-sample gradients g_n. For every prunable weight
-we accumulate, without ever looping over samples in Python,
+The batch gradient is the mean of per-sample gradients g_n (the gradient of sample n's
+own loss). For every prunable weight we accumulate, in at least float32,
 
 * ``mean``    ḡ      = (1/N) Σ_n g_n            (the ordinary batch gradient),
 * ``sq_mean`` E[g²]  = (1/N) Σ_n g_n²           (the diagonal empirical Fisher),
 * ``var``     Var[g] = E[g²] − ḡ²,
 
-from the activations and output gradients of one forward/backward pass per batch.
+without ever looping over samples in Python. What one sample is, how the loss reduces
+and how the model is kept unchanged are set out in ``_scoring.py``.
 
-For ``nn.Linear`` with input X (N×in) and output gradient D (N×out) the per-sample
-gradient is the outer product g_n = d_n x_nᵀ, so Σ_n g_n = DᵀX and Σ_n g_n² = (D²)ᵀ(X²):
-one extra matmul of squares, no N×out×in tensor. ``nn.Conv2d`` goes through
-``unfold``: g_n = D_n U_nᵀ summed over positions, which must be formed per sample
-before squaring; the batch is processed in chunks so memory stays bounded.
+**Fast path** (plain ``nn.Linear`` and ``nn.Conv2d``). For a Linear layer with input X
+(N×in) and output gradient D (N×out) the per-sample gradient is the outer product
+g_n = d_n x_nᵀ, so Σ_n g_n = DᵀX and Σ_n g_n² = (D²)ᵀ(X²): one extra matmul of squares, no
+N×out×in tensor. A Conv2d goes through ``unfold``: g_n = D_n U_nᵀ summed over positions,
+which must be formed per sample before squaring, in chunks. A layer called several times,
+or a weight shared by several layers, gets the per-sample *sum* over its calls before the
+square.
+
+**Fallback** (``_func_fallback.py``): wherever the fast path cannot be exact (see
+``_recording.py``: a weight used outside its module's call, inputs that are not batch-first,
+other layer types), per-sample gradients come from ``torch.func`` ``vmap(grad)``.
+
+**Memory bound.** Every per-sample tensor formed in one chunk (per-sample gradients,
+unfolded convolution inputs) holds at most ``max_elements`` floats
+(``CHUNK_ELEMENTS`` = 16 M, 64 MB in float32), unless one sample alone is larger, in which
+case a chunk is one sample.
 """
 
 from __future__ import annotations
@@ -25,10 +37,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import prunable_modules
+from ._func_fallback import func_per_sample_chunks
+from ._recording import BatchRecord, fast_kind, record_batch
+from ._scoring import (
+    grad_enabled,
+    prepare_batch,
+    resolve_reduction,
+    sample_dims,
+    scoring_state,
+)
+from .layers import prunable_groups
 
-#: Upper bound on floats in one per-sample Conv2d gradient chunk (≈64 MB in float32).
-CONV_CHUNK_ELEMENTS = 16_000_000
+#: Upper bound on floats in one chunk of per-sample tensors (≈64 MB in float32).
+CHUNK_ELEMENTS = 16_000_000
+#: The former name of ``CHUNK_ELEMENTS``.
+CONV_CHUNK_ELEMENTS = CHUNK_ELEMENTS
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Calls = list[tuple[nn.Module, torch.Tensor, torch.Tensor]]
 
 
 @dataclass
@@ -56,153 +83,217 @@ class GradientStats:
         return self.mean.square() / self.var.clamp(min=torch.finfo(self.mean.dtype).tiny)
 
 
-def _linear_sums(x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Σ g_n and Σ g_n² for a Linear layer. x: (N, …, in), d: (N, …, out) → (out, in) twice."""
-    if x.dim() == 2:
-        return d.t() @ x, d.square().t() @ x.square()
-    # Inputs with extra dims (sequences): a sample's gradient sums over positions, so it
-    # must be formed per sample before it is squared, in bounded chunks.
-    total = torch.zeros(d.shape[-1], x.shape[-1], dtype=d.dtype, device=d.device)
-    total_sq = torch.zeros_like(total)
-    for per_sample in _linear_per_sample(x, d):
-        total += per_sample.sum(0)
-        total_sq += per_sample.square_().sum(0)
-    return total, total_sq
+def accumulation_dtype(weight: torch.Tensor) -> torch.dtype:
+    """float32 for float16/bfloat16/float32 weights, float64 for float64 ones."""
+    return torch.promote_types(weight.dtype, torch.float32)
 
 
-def _conv_check(module: nn.Conv2d) -> None:
-    if module.padding_mode != "zeros":
-        raise ValueError(
-            f"gradient_stats supports Conv2d with padding_mode='zeros', "
-            f"got {module.padding_mode!r}."
-        )
-    if isinstance(module.padding, str):
-        raise ValueError("gradient_stats needs numeric Conv2d padding, not 'same' or 'valid'.")
+# ---------------------------------------------------------------------------------------
+# Fast path: per-sample gradients from recorded inputs and output gradients.
 
 
-def _conv_per_sample(
-    module: nn.Conv2d, x: torch.Tensor, d: torch.Tensor, max_elements: int = CONV_CHUNK_ELEMENTS
-) -> Iterator[torch.Tensor]:
-    """Per-sample gradients of a Conv2d weight, in chunks of at most ``max_elements`` floats.
-
-    x: (N, C, H, W) layer inputs, d: (N, O, H', W') output gradients → yields (n, *weight.shape).
-    """
-    _conv_check(module)
-    groups = module.groups
-    out_channels = module.out_channels
-    weight_shape = module.weight.shape
-    chunk = max(1, max_elements // max(weight_shape.numel(), 1))
-    for start in range(0, x.shape[0], chunk):
-        xs = x[start : start + chunk]
-        ds = d[start : start + chunk]
-        n = xs.shape[0]
-        # unfolded: (n, C·kh·kw, L); grouped view: (n, G, C/G·kh·kw, L)
-        unfolded = F.unfold(
-            xs,
-            module.kernel_size,
-            dilation=module.dilation,
-            padding=module.padding,
-            stride=module.stride,
-        )
-        unfolded = unfolded.reshape(n, groups, -1, unfolded.shape[-1])
-        grads = ds.reshape(n, groups, out_channels // groups, -1)
-        yield torch.einsum("ngol,ngil->ngoi", grads, unfolded).reshape(n, *weight_shape)
+def _conv_unfold(module: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """x: (n, C, H, W) → (n, G, C/G·kh·kw, L) patches, L output positions."""
+    unfolded = F.unfold(
+        x,
+        module.kernel_size,
+        dilation=module.dilation,
+        padding=module.padding,
+        stride=module.stride,
+    )
+    return unfolded.reshape(x.shape[0], module.groups, -1, unfolded.shape[-1])
 
 
-def _linear_per_sample(
-    x: torch.Tensor, d: torch.Tensor, max_elements: int = CONV_CHUNK_ELEMENTS
-) -> Iterator[torch.Tensor]:
-    """Per-sample gradients of a Linear weight in bounded chunks. x: (N, …, in), d: (N, …, out)."""
-    x = x.reshape(x.shape[0], -1, x.shape[-1])
-    d = d.reshape(d.shape[0], -1, d.shape[-1])
-    chunk = max(1, max_elements // max(x.shape[-1] * d.shape[-1], 1))
-    for start in range(0, x.shape[0], chunk):
-        yield torch.einsum("nto,nti->noi", d[start : start + chunk], x[start : start + chunk])
+def _call_per_sample(module: nn.Module, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """Per-sample gradients of one call: x, d batch-first → (n, *weight.shape)."""
+    n = x.shape[0]
+    if fast_kind(module) == "conv2d":
+        unfolded = _conv_unfold(module, x)
+        grads = d.reshape(n, module.groups, module.out_channels // module.groups, -1)
+        return torch.einsum("ngol,ngil->ngoi", grads, unfolded).reshape(n, *module.weight.shape)
+    x = x.reshape(n, -1, x.shape[-1])
+    d = d.reshape(n, -1, d.shape[-1])
+    return torch.einsum("nto,nti->noi", d, x)
 
 
-def _conv_sums(
-    module: nn.Conv2d, x: torch.Tensor, d: torch.Tensor
+def _per_sample_floats(module: nn.Module, x: torch.Tensor, d: torch.Tensor) -> int:
+    """Largest per-sample tensor one call forms: the gradient, the unfold, or x and d."""
+    sizes = [module.weight.numel(), x[0].numel(), d[0].numel()]
+    if fast_kind(module) == "conv2d":
+        positions = d[0].numel() // module.out_channels
+        sizes.append(module.weight[0].numel() * module.groups * positions)
+    return max(sizes)
+
+
+def _fast_chunks(calls: Calls, max_elements: int, dtype: torch.dtype) -> Iterator[torch.Tensor]:
+    """Per-sample gradients summed over a weight's calls: (n_chunk, *weight.shape) chunks."""
+    n = calls[0][1].shape[0]
+    per_sample = max(_per_sample_floats(module, x, d) for module, x, d in calls)
+    chunk = max(1, max_elements // per_sample)
+    for start in range(0, n, chunk):
+        total = None
+        for module, x, d in calls:
+            xs = x[start : start + chunk].to(dtype)
+            ds = d[start : start + chunk].to(dtype)
+            grads = _call_per_sample(module, xs, ds)
+            total = grads if total is None else total.add_(grads)
+        yield total
+
+
+def _fast_sums(
+    calls: Calls, max_elements: int, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Σ g_n and Σ g_n² for a Conv2d layer. x: (N, C, H, W), d: (N, O, H', W')."""
-    total = torch.zeros(module.weight.shape, dtype=d.dtype, device=d.device)
+    """Σ_n g_n and Σ_n g_n² of one weight from its recorded calls."""
+    module, x, d = calls[0]
+    if len(calls) == 1 and fast_kind(module) == "linear" and x.dim() == 2:
+        x, d = x.to(dtype), d.to(dtype)
+        return d.t() @ x, d.square().t() @ x.square()
+    total = torch.zeros(module.weight.shape, dtype=dtype, device=x.device)
     total_sq = torch.zeros_like(total)
-    for per_sample in _conv_per_sample(module, x, d):
-        total += per_sample.sum(0)
-        total_sq += per_sample.square_().sum(0)
+    for grads in _fast_chunks(calls, max_elements, dtype):
+        total += grads.sum(0)
+        total_sq += grads.square_().sum(0)
     return total, total_sq
 
 
-class _OutputRecorder:
-    """Forward hooks that remember each prunable layer's input and output for one pass.
+# ---------------------------------------------------------------------------------------
+# The pass shared by gradient_stats and per_sample_gradients.
 
-    Where a layer's output does not require grad (all parameters are frozen during the
-    pass, so the first layer's output does not), the hook hands a fresh leaf downstream:
-    the graph then starts there and autograd never computes input or weight gradients
-    that the statistics do not need.
+
+@dataclass
+class _Batch:
+    record: BatchRecord
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+
+def _recorded_batches(
+    model: nn.Module,
+    batches: Batches,
+    loss_fn: LossFn | None,
+    groups: dict[str, list[nn.Module]],
+    sample_dim: int | tuple[int, int],
+    reduction: str | None,
+) -> Iterator[_Batch]:
+    """Record every non-empty batch in scoring state (eval mode, restored afterwards)."""
+    loss_fn = F.cross_entropy if loss_fn is None else loss_fn
+    dims = sample_dims(sample_dim)
+    device = next(iter(groups.values()))[0].weight.device
+    clone_ids: set[int] = set()
+    resolved = None
+    checked = False
+    with scoring_state(model):
+        for inputs, targets in batches:
+            inputs, targets, n = prepare_batch(inputs, targets, device, dims)
+            if n == 0:
+                continue
+            with grad_enabled():
+                if resolved is None:
+                    resolved = resolve_reduction(model, loss_fn, inputs, targets, dims, reduction)
+                record = record_batch(
+                    model, inputs, targets, n, loss_fn, resolved, groups, dims[0] == 0, clone_ids
+                )
+                if not checked and n >= 2 and record.fast:
+                    first_target = targets.narrow(dims[1], 0, 1)
+                    _check_first_sample_alone(model, record, inputs[:1], first_target, loss_fn)
+                    checked = True
+            yield _Batch(record, inputs, targets)
+
+
+def _check_first_sample_alone(
+    model: nn.Module,
+    record: BatchRecord,
+    first_input: torch.Tensor,
+    first_target: torch.Tensor,
+    loss_fn: LossFn,
+) -> None:
+    """Raise unless sample 0's fast-path gradient equals its gradient computed alone.
+
+    The fast path reads each sample's gradient off the batch pass, which assumes the
+    samples are independent and lie along dimension 0. One extra forward/backward of one
+    sample tests both (once per call, on the first batch): samples that interact (attention
+    across dimension 0 of a sequence-first model, a contrastive loss) or time steps taken
+    for samples give a different gradient. Round-off stays far below the tolerance.
     """
+    names = list(record.fast)
+    # The weight tensors each call used (recomputed per call under torch.nn.utils.prune).
+    used: dict[str, dict[int, torch.Tensor]] = {name: {} for name in names}
+    modules = {id(m): (name, m) for name in names for m, _, _ in record.fast[name]}
 
-    def __init__(self, modules: dict[str, nn.Module]):
-        self.calls: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
-        self.handles = [
-            module.register_forward_hook(self._hook(name)) for name, module in modules.items()
-        ]
-
-    def _hook(self, name: str):
-        def hook(module, inputs, output):
-            if not output.requires_grad:
-                output = output.detach().requires_grad_(True)
-            self.calls.append((name, module, inputs[0].detach(), output))
-            return output
+    def remember(name: str):
+        def hook(module, args, output):
+            used[name].setdefault(id(module.weight), module.weight)
 
         return hook
 
-    def remove(self):
-        for handle in self.handles:
-            handle.remove()
-
-
-def _recorded_passes(
-    model: nn.Module,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
-    modules: dict[str, nn.Module],
-) -> Iterator[tuple[int, list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]]]]:
-    """One forward/backward per batch; yields (n, [(name, module, input, output grad)]).
-
-    Weights are frozen during the pass (restored after), so autograd computes only the
-    output gradients the decomposition needs. The loss is a mean; scaling it by n makes
-    each output-gradient row the gradient of that sample's own loss.
-    """
-    loss_fn = F.cross_entropy if loss_fn is None else loss_fn
-    device = next(model.parameters()).device
-    params = list(model.parameters())
-    saved_flags = [p.requires_grad for p in params]
-    recorder = _OutputRecorder(modules)
+    handles = [module.register_forward_hook(remember(name)) for name, module in modules.values()]
     try:
-        for p in params:
-            p.requires_grad_(False)
-        for inputs, targets in batches:
-            inputs, targets = inputs.to(device), targets.to(device)
-            n = inputs.shape[0]
-            if n == 0:
-                continue
-            recorder.calls.clear()
-            loss = loss_fn(model(inputs), targets) * n
-            outputs = [call[3] for call in recorder.calls]
-            grads = torch.autograd.grad(loss, outputs, allow_unused=True)
-            yield (
-                n,
-                [
-                    (name, module, x, d)
-                    for (name, module, x, _), d in zip(recorder.calls, grads)
-                    if d is not None
-                ],
-            )
+        loss = loss_fn(model(first_input), first_target).sum()
     finally:
-        recorder.remove()
-        recorder.calls.clear()
-        for p, flag in zip(params, saved_flags):
-            p.requires_grad_(flag)
+        for handle in handles:
+            handle.remove()
+    tensors = [(name, t) for name in names for t in used[name].values()]
+    grads = torch.autograd.grad(loss, [t for _, t in tensors], allow_unused=True)
+    for name in names:
+        weight = record.fast[name][0][0].weight
+        dtype = accumulation_dtype(weight)
+        first = [(module, x[:1], d[:1]) for module, x, d in record.fast[name]]
+        got = next(_fast_chunks(first, CHUNK_ELEMENTS, dtype))[0]
+        expected = torch.zeros_like(got)
+        for (owner, _), g in zip(tensors, grads):
+            if owner == name and g is not None:
+                expected += g.to(dtype)
+        tolerance = max(1e-3, 64 * torch.finfo(weight.dtype).eps)
+        difference = float((got - expected).norm())
+        scale = max(float(got.norm()), float(expected.norm()))
+        if difference > tolerance * scale + 1e-30:
+            raise ValueError(
+                f"the gradient of sample 0 computed alone differs from its share of the batch "
+                f"(relative difference {difference / scale:.3g} in {name!r}): the samples "
+                "interact inside the model or the loss, or they are not along dimension 0. "
+                "One sample must be one slice along sample_dim (a sequence-first model needs "
+                "sample_dim=1) and must not depend on the other samples of the batch (no "
+                "attention across the batch dimension, no loss that compares samples)."
+            )
+
+
+def _fallback_chunks(
+    model: nn.Module,
+    batch: _Batch,
+    groups: dict[str, list[nn.Module]],
+    loss_fn: LossFn | None,
+    sample_dim: int | tuple[int, int],
+    max_elements: int,
+) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+    weights = {name: groups[name][0].weight for name in batch.record.fallback}
+    derived = [name for name, weight in weights.items() if not isinstance(weight, nn.Parameter)]
+    if derived:
+        raise ValueError(
+            f"{derived} are computed from other parameters (torch.nn.utils.prune's "
+            "weight_orig, or a parametrization), and these layers need the torch.func "
+            "fallback, which differentiates parameters only. Make the pruning permanent "
+            "first: torch.nn.utils.prune.remove(module, 'weight')."
+        )
+    return func_per_sample_chunks(
+        model,
+        weights,
+        batch.inputs,
+        batch.targets,
+        F.cross_entropy if loss_fn is None else loss_fn,
+        sample_dims(sample_dim),
+        max_elements,
+    )
+
+
+def _selected_groups(model: nn.Module, names: Iterable[str] | None) -> dict[str, list[nn.Module]]:
+    groups = prunable_groups(model)
+    if names is None:
+        return groups
+    wanted = list(names)
+    unknown = [name for name in wanted if name not in groups]
+    if unknown:
+        raise ValueError(f"no prunable weight named {unknown}; choose from {list(groups)}.")
+    return {name: groups[name] for name in wanted}
 
 
 def _no_samples_error() -> ValueError:
@@ -212,97 +303,153 @@ def _no_samples_error() -> ValueError:
     )
 
 
+def _no_gradient_error(missing: list[str]) -> ValueError:
+    return ValueError(
+        f"no gradient reached {missing}: the loss does not depend on these weights in any "
+        "batch (the layer is never used in the forward pass, or its output never reaches the "
+        "loss). Score a model whose prunable layers all contribute to the output."
+    )
+
+
+def _check_max_elements(max_elements: int) -> int:
+    if isinstance(max_elements, bool) or not isinstance(max_elements, int) or max_elements < 1:
+        raise ValueError(f"max_elements must be a positive int, got {max_elements!r}.")
+    return max_elements
+
+
 def per_sample_gradients(
     model: nn.Module,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    batches: Batches,
+    loss_fn: LossFn | None = None,
     *,
     names: Iterable[str] | None = None,
-    max_elements: int = CONV_CHUNK_ELEMENTS,
+    max_elements: int | None = None,
+    sample_dim: int | tuple[int, int] = 0,
+    reduction: str | None = None,
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """Per-sample gradients g_n of prunable weights, streamed in bounded chunks.
 
     The same pass as ``gradient_stats`` (one source of truth), without reducing over samples:
     second-order methods (``obs``) build the empirical Fisher F = (1/N) Σ g_n g_nᵀ from these.
+    A layer called twice gets the per-sample sum over its calls; a tied weight is one entry
+    with its total gradient.
 
     Args:
-        model, batches, loss_fn: as for ``gradient_stats``.
+        model, batches, loss_fn, sample_dim, reduction: as for ``gradient_stats``.
         names: prunable weight names to produce (default: all).
-        max_elements: upper bound on floats in one yielded chunk.
+        max_elements: upper bound on floats in one yielded chunk (default ``CHUNK_ELEMENTS``).
 
     Yields:
-        ``(name, chunk)`` with chunk shaped (n, *weight.shape): the gradients of n samples'
-        own losses. For each name, the chunks cover every sample, in batch order.
+        ``(name, chunk)`` with chunk shaped (n, *weight.shape), in at least float32: the
+        gradients of n samples' own losses. For each name, the chunks cover every sample, in
+        batch order (a weight the loss does not depend on in a batch gets zeros there).
+
+    Raises:
+        ValueError: no samples, no prunable layer, an unknown name, a weight that no batch's
+            loss depends on, or a loss / sample dimension that cannot be decomposed.
     """
-    modules = prunable_modules(model)
-    if names is not None:
-        wanted = list(names)
-        unknown = [name for name in wanted if name not in modules]
-        if unknown:
-            raise ValueError(f"no prunable weight named {unknown}; choose from {list(modules)}.")
-        modules = {name: modules[name] for name in wanted}
+    max_elements = _check_max_elements(CHUNK_ELEMENTS if max_elements is None else max_elements)
+    groups = _selected_groups(model, names)
     count = 0
-    for n, calls in _recorded_passes(model, batches, loss_fn, modules):
-        for name, module, x, d in calls:
-            if isinstance(module, nn.Conv2d):
-                chunks = _conv_per_sample(module, x, d, max_elements)
-            else:
-                chunks = _linear_per_sample(x, d, max_elements)
-            for chunk in chunks:
+    used: set[str] = set()
+    for batch in _recorded_batches(model, batches, loss_fn, groups, sample_dim, reduction):
+        record = batch.record
+        used |= record.used
+        for name, calls in record.fast.items():
+            dtype = accumulation_dtype(groups[name][0].weight)
+            for chunk in _fast_chunks(calls, max_elements, dtype):
                 yield name, chunk
-        count += n
+        if record.fallback:
+            chunks = _fallback_chunks(model, batch, groups, loss_fn, sample_dim, max_elements)
+            for _start, grads in chunks:
+                for name, chunk in grads.items():
+                    yield name, chunk.to(accumulation_dtype(chunk))
+        for name in groups:
+            if name not in record.used:
+                weight = groups[name][0].weight
+                chunk_size = max(1, max_elements // max(weight.numel(), 1))
+                for start in range(0, record.n, chunk_size):
+                    size = min(chunk_size, record.n - start)
+                    shape = (size, *weight.shape)
+                    yield (
+                        name,
+                        torch.zeros(shape, dtype=accumulation_dtype(weight), device=weight.device),
+                    )
+        count += record.n
     if count == 0:
         raise _no_samples_error()
+    missing = [name for name in groups if name not in used]
+    if missing:
+        raise _no_gradient_error(missing)
 
 
 def gradient_stats(
     model: nn.Module,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    batches: Batches,
+    loss_fn: LossFn | None = None,
+    *,
+    sample_dim: int | tuple[int, int] = 0,
+    reduction: str | None = None,
+    max_elements: int | None = None,
 ) -> dict[str, GradientStats]:
     """Decompose the gradient of every prunable weight into per-sample statistics.
 
     Args:
-        model: any ``nn.Module``; its prunable weights are the ``weight`` of every
-            ``nn.Linear`` and ``nn.Conv2d``. It is not modified and ``.grad`` is not touched.
+        model: any ``nn.Module``; its prunable weights are listed in ``gp.PRUNABLE_TYPES``
+            (a tied weight is one entry, under its first name). It is scored in eval mode
+            and left exactly as it was (modes, buffers, ``requires_grad``; ``.grad`` is not
+            touched), also inside ``torch.no_grad()`` or ``torch.inference_mode()``.
         batches: an iterable of ``(inputs, targets)``, a DataLoader included. Inputs are
             moved to the model's device.
-        loss_fn: ``loss_fn(outputs, targets)`` returning the **mean** of per-sample losses
-            (the default is ``F.cross_entropy``). The mean matters: the statistics are of the
-            per-sample gradients, which we recover by scaling the batch loss by its size.
+        loss_fn: ``loss_fn(outputs, targets)``; the default is ``F.cross_entropy``. It may
+            return the mean of the per-sample losses, their sum, or one loss per sample.
+        sample_dim: the dimension of inputs and targets that indexes samples (default 0);
+            a pair ``(input dim, target dim)`` when they differ, e.g. ``1`` for
+            sequence-first (T, N, C) inputs with (T, N) targets.
+        reduction: ``'mean'``, ``'sum'`` or ``'none'``: what ``loss_fn`` returns. By default
+            read from ``loss_fn.reduction`` or measured on two samples.
+        max_elements: the memory bound, floats in one chunk of per-sample tensors
+            (default ``CHUNK_ELEMENTS`` = 16 M).
 
     Returns:
         dict name → ``GradientStats`` with ``.mean``, ``.sq_mean``, ``.var`` (shaped like
-        the weight) and ``.count`` (the number of samples).
+        the weight, float32 or wider) and ``.count`` (the number of samples).
 
     Raises:
-        ValueError: when ``batches`` yields no samples, or the model has no prunable layers.
+        ValueError: when ``batches`` yields no samples, the model has no prunable layers, a
+            prunable weight gets no gradient, or the loss cannot be split into samples.
     """
-    modules = prunable_modules(model)
+    max_elements = _check_max_elements(CHUNK_ELEMENTS if max_elements is None else max_elements)
+    groups = prunable_groups(model)
     sums: dict[str, torch.Tensor] = {}
     sq_sums: dict[str, torch.Tensor] = {}
+
+    def add(name: str, total: torch.Tensor, total_sq: torch.Tensor) -> None:
+        if name in sums:
+            sums[name] += total
+            sq_sums[name] += total_sq
+        else:
+            sums[name], sq_sums[name] = total, total_sq
+
     count = 0
-    for n, calls in _recorded_passes(model, batches, loss_fn, modules):
-        for name, module, x, d in calls:
-            if isinstance(module, nn.Conv2d):
-                total, total_sq = _conv_sums(module, x, d)
-            else:
-                total, total_sq = _linear_sums(x, d)
-            if name in sums:
-                sums[name] += total
-                sq_sums[name] += total_sq
-            else:
-                sums[name], sq_sums[name] = total, total_sq
-        count += n
+    for batch in _recorded_batches(model, batches, loss_fn, groups, sample_dim, reduction):
+        record = batch.record
+        for name, calls in record.fast.items():
+            dtype = accumulation_dtype(groups[name][0].weight)
+            add(name, *_fast_sums(calls, max_elements, dtype))
+        if record.fallback:
+            chunks = _fallback_chunks(model, batch, groups, loss_fn, sample_dim, max_elements)
+            for _start, grads in chunks:
+                for name, chunk in grads.items():
+                    chunk = chunk.to(accumulation_dtype(chunk))
+                    add(name, chunk.sum(0), chunk.square().sum(0))
+        count += record.n
     if count == 0:
         raise _no_samples_error()
-    missing = [name for name in modules if name not in sums]
+    missing = [name for name in groups if name not in sums]
     if missing:
-        raise ValueError(
-            f"no gradient reached {missing}: these layers are not used in the forward pass "
-            "or do not affect the loss."
-        )
+        raise _no_gradient_error(missing)
     return {
         name: GradientStats(mean=sums[name] / count, sq_mean=sq_sums[name] / count, count=count)
-        for name in modules
+        for name in groups
     }

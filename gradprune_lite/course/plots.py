@@ -11,6 +11,24 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator
+
+#: Line styles and markers cycled through by ``curves``, so that two lines that coincide
+#: (taylor and snip rank identically) stay distinguishable.
+LINE_STYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
+
+
+def legend_outside(ax, **options) -> None:
+    """Put the legend to the right of the axes, where it cannot cover data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **options)
+
+
+def plain_log_ticks(axis) -> None:
+    """Label a log axis 1, 2, 5, 10, 20, 50 … in plain numbers instead of 2×10⁰ and 10¹."""
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
 
 
 def images(named: Mapping[str, torch.Tensor], cmap: str = "viridis", width: float = 3.2) -> Figure:
@@ -40,7 +58,7 @@ def grouped_bars(
     ax.set_xticks([x + 0.4 - width / 2 for x in range(len(categories))], categories)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    legend_outside(ax, fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -54,20 +72,31 @@ def curves(
     logx: bool = False,
     logy: bool = False,
 ) -> Figure:
-    """Line chart with markers, one line per entry of ``ys`` (each as long as ``x``)."""
+    """Line chart, one line per entry of ``ys`` (each as long as ``x``), each with its own
+    line style and marker; the legend sits outside the axes, log axes read in plain numbers."""
     fig = Figure(figsize=(6.5, 3.6))
     ax = fig.subplots()
-    for label, values in ys.items():
-        ax.plot(x, values, marker="o", label=label)
+    for i, (label, values) in enumerate(ys.items()):
+        ax.plot(
+            x,
+            values,
+            label=label,
+            linestyle=LINE_STYLES[i % len(LINE_STYLES)],
+            marker=MARKERS[i % len(MARKERS)],
+            markersize=5,
+            alpha=0.85,
+        )
     if logx:
         ax.set_xscale("log")
+        plain_log_ticks(ax.xaxis)
     if logy:
         ax.set_yscale("log")
+        plain_log_ticks(ax.yaxis)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    legend_outside(ax, fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -91,26 +120,117 @@ def confusion(matrix: torch.Tensor, title: str = "confusion matrix") -> Figure:
     return fig
 
 
-def mask_and_precision(mask_image: torch.Tensor, precision: torch.Tensor, title: str) -> Figure:
-    """Left: a 2-D keep-mask (e.g. fraction of fc1 rows kept per pixel, 28×28); right:
-    per-class precision bars (10 values in 0..1)."""
-    fig = Figure(figsize=(7, 3))
-    left, right = fig.subplots(1, 2)
-    left.imshow(mask_image.cpu().float().numpy(), cmap="gray", vmin=0, vmax=1)
-    left.set_title("first layer: kept fraction per pixel", fontsize=9)
-    left.set_axis_off()
-    right.bar(range(len(precision)), precision.cpu().numpy() * 100, color="tab:blue")
-    right.set_ylim(0, 100)
-    right.set_xticks(range(len(precision)))
-    right.set_xlabel("class")
-    right.set_ylabel("precision (%)")
-    fig.suptitle(title, fontsize=10)
+def explorer_curve(
+    levels: Sequence[float],
+    lines: Mapping[str, Mapping[str, Sequence[float]]],
+    cursor: float,
+    points: Mapping[str, float] | None = None,
+) -> Figure:
+    """Test error against sparsity for the explorer, with a cursor at the slider.
+
+    Args:
+        levels: sparsities in [0, 1) (x axis, shown in %).
+        lines: ``lines[label] = {"mean": [...], "low": [...], "high": [...]}``, errors in %
+            at each level; ``low``..``high`` is drawn as a band (the spread over resampled
+            scoring batches), ``mean`` as the line.
+        cursor: the slider's sparsity, one of ``levels`` (a vertical line).
+        points: optional ``label → error`` drawn as stars at the cursor (fine-tuned points).
+    """
+    fig = Figure(figsize=(6.4, 2.9))
+    ax = fig.subplots()
+    # The levels crowd near 100%, so they are spaced evenly and labelled with their values.
+    x = list(range(len(levels)))
+    at_cursor = min(x, key=lambda i: abs(levels[i] - cursor)) if levels else 0
+    for i, (label, line) in enumerate(lines.items()):
+        color = f"C{i}"
+        ax.fill_between(x, line["low"], line["high"], color=color, alpha=0.25, linewidth=0)
+        ax.plot(
+            x,
+            line["mean"],
+            color=color,
+            linestyle=LINE_STYLES[i % len(LINE_STYLES)],
+            marker=MARKERS[i % len(MARKERS)],
+            markersize=4,
+            label=label,
+        )
+    for i, (label, error) in enumerate((points or {}).items()):
+        ax.plot(
+            [at_cursor],
+            [error],
+            marker="*",
+            markersize=12,
+            color=f"C{i}",
+            markeredgecolor="black",
+            linestyle="none",
+            label=label,
+        )
+    ax.axvline(at_cursor, color="black", linewidth=1, label=f"slider: {cursor:.1%}")
+    ax.set_yscale("log")
+    plain_log_ticks(ax.yaxis)
+    ax.set_xticks(x, [f"{100 * s:g}" for s in levels])
+    ax.tick_params(axis="x", labelsize=8)
+    ax.set_xlabel("sparsity (% of weights removed), dense at the left")
+    ax.set_ylabel("test error (%)")
+    ax.grid(alpha=0.3)
+    legend_outside(ax, fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def png_bytes(fig: Figure, dpi: int = 72) -> bytes:
-    """Render ``fig`` with the Agg canvas to PNG bytes (for an ``ipywidgets.Image``)."""
+def layer_sparsity_bars(per_layer: Mapping[str, Mapping[str, float]]) -> Figure:
+    """Horizontal bars of each layer's sparsity (%): ``per_layer[label][layer] = fraction``."""
+    fig = Figure(figsize=(6.4, 2.2))
+    ax = fig.subplots()
+    labels = list(per_layer)
+    layers = list(next(iter(per_layer.values())))
+    height = 0.8 / len(labels)
+    for i, label in enumerate(labels):
+        positions = [y + (i - (len(labels) - 1) / 2) * height for y in range(len(layers))]
+        values = [100 * per_layer[label][layer] for layer in layers]
+        bars = ax.barh(positions, values, height, color=f"C{i}", label=label)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+    ax.set_yticks(range(len(layers)), layers)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 112)
+    ax.set_xlabel("sparsity of the layer (% of its weights removed)")
+    legend_outside(ax, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def mask_images(named: Mapping[str, torch.Tensor]) -> Figure:
+    """First-layer keep-mask pictures side by side (each 2-D, e.g. 28×28 kept fraction per
+    pixel), each auto-scaled to its own range with a colour bar, pixels drawn as squares."""
+    fig = Figure(figsize=(3.2 * len(named), 2.9))
+    axes = fig.subplots(1, len(named), squeeze=False)[0]
+    for ax, (title, image) in zip(axes, named.items()):
+        values = image.detach().cpu().float()
+        low, high = float(values.min()), float(values.max())
+        if high - low < 1e-9:  # flat (e.g. dense: all kept): show it on the full 0..1 scale
+            low, high = min(low, 0.0), max(high, 1.0)
+        shown = ax.imshow(
+            values.numpy(), cmap="viridis", vmin=low, vmax=high, interpolation="nearest"
+        )
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("pixel column", fontsize=8)
+        ax.set_ylabel("pixel row", fontsize=8)
+        ax.tick_params(labelsize=7)
+        bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+        bar.set_label("fraction kept", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
+    """Render ``fig`` with the Agg canvas to PNG bytes (for an ``ipywidgets.Image``), at
+    ``dpi`` pixels per inch: show it at ``pixel_size(fig, dpi)`` so that it is not rescaled."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
+
+
+def pixel_size(fig: Figure, dpi: int = 100) -> tuple[int, int]:
+    """(width, height) in pixels of ``png_bytes(fig, dpi)``: its native display size."""
+    width, height = fig.get_size_inches()
+    return round(width * dpi), round(height * dpi)

@@ -1,4 +1,5 @@
-"""Ranking comparisons for notebook 02: rank correlation of criteria, and ranking speed."""
+"""Ranking comparisons for notebook 02: rank correlation of criteria, the cost of scoring
+by each criterion, and the speed of selecting the kept weights."""
 
 from __future__ import annotations
 
@@ -9,24 +10,11 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
+from ..core.criteria import score
 from ..core.selection import global_masks
+from ..core.stability import ranks, spearman
 
-
-def ranks(values: torch.Tensor) -> torch.Tensor:
-    """Rank (0 … n−1, as float64) of every element of a 1-D tensor; ties in index order."""
-    order = values.argsort(stable=True)
-    result = torch.empty_like(order, dtype=torch.float64)
-    result[order] = torch.arange(len(values), dtype=torch.float64)
-    return result
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Spearman rank correlation of two equally long 1-D tensors (Pearson of the ranks)."""
-    if a.shape != b.shape or a.dim() != 1:
-        raise ValueError(f"spearman needs two 1-D tensors of one length, got {a.shape}, {b.shape}.")
-    ra, rb = ranks(a), ranks(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    return float((ra * rb).sum() / (ra.norm() * rb.norm()))
+__all__ = ["rank_correlations", "ranking_timings", "ranks", "scoring_timings", "spearman"]
 
 
 def rank_correlations(flat: Mapping[str, torch.Tensor]) -> dict[str, dict[str, float]]:
@@ -38,6 +26,28 @@ def rank_correlations(flat: Mapping[str, torch.Tensor]) -> dict[str, dict[str, f
         a: {b: float((centred[a] * centred[b]).sum() / (norm[a] * norm[b])) for b in flat}
         for a in flat
     }
+
+
+def scoring_timings(
+    model: nn.Module, criteria: Sequence[str], batches, repeats: int = 3, **options
+) -> dict[str, float]:
+    """Seconds (best of ``repeats``) for ``gp.score(model, criterion, batches)`` per criterion.
+
+    This is the cost a criterion adds before any selection: a data-free criterion reads the
+    weights, ``gradient``/``taylor``/``fisher`` need one recorded forward/backward pass per
+    batch, ``grasp`` two passes plus a Hessian-gradient product, ``synflow`` one pass of a
+    float64 copy. ``batches`` is materialised once so every criterion sees the same data, and
+    the criteria take turns within each repeat so that a change in machine load affects
+    them alike.
+    """
+    batches = list(batches)
+    best = dict.fromkeys(criteria, float("inf"))
+    for _ in range(repeats):
+        for criterion in criteria:
+            start = time.perf_counter()
+            score(model, criterion, batches, **options)
+            best[criterion] = min(best[criterion], time.perf_counter() - start)
+    return best
 
 
 def _best_of(function, repeats: int) -> float:

@@ -1,18 +1,22 @@
 """The comparison: every criterion at every sparsity, in one protocol, as rows and a plot.
 
-``run_comparison`` trains the dense reference once per seed (cached on disk by its
-configuration), prunes in one of three modes, fine-tunes, evaluates, and returns one row
-per (mode, criterion, sparsity, seed). ``write_outputs`` turns rows into ``results.csv``,
+``run_comparison`` takes the dense reference of ``gp.trained`` per seed (10 epochs at the
+published level, cached on disk and shared with the notebooks), prunes in one of three
+modes, trains, evaluates on validation and test digits, and returns one row per
+(mode, criterion, sparsity, seed). ``write_outputs`` turns rows into ``results.csv``,
 ``results.md`` (mean ± std over seeds) and ``results.png``. The CLI
 (``gradprune-lite compare``) and the notebooks are thin layers over these two.
 
-Modes:
-    init: prune the freshly initialised network, then train it (SNIP's protocol).
-        SynFlow runs its own iterative loop at init (``synflow_rounds`` data-free rounds),
-        as its paper prescribes.
-    after: train dense, prune once, fine-tune (Han et al.'s one-shot protocol).
+Modes, each with the same training budget per pruned network (``epochs`` +
+``finetune_epochs`` epochs, SGD with the reference learning rate, schedule and batch):
+    init: prune the freshly initialised network, then train it for the whole budget
+        (SNIP's protocol). SynFlow runs its own iterative loop at init
+        (``synflow_rounds`` data-free rounds), as its paper prescribes.
+    after: train dense (``epochs``), prune once, fine-tune (``finetune_epochs``) (Han et
+        al.'s one-shot protocol).
     iterative: train dense, then ``rounds`` × (prune a step of the exponential schedule,
-        fine-tune), ending at the target sparsity.
+        fine-tune), ending at the target sparsity; ``finetune_epochs`` are split over the
+        rounds.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import csv
 import hashlib
 import json
 import math
+import os
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -30,19 +35,28 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..core.criteria import CRITERIA
 from ..core.layers import prunable_weights
 from ..core.prune import prune
 from .checkpoint import checkpoint_sizes
 from .data import Digits
 from .evaluate import evaluate
 from .models import MODELS
+from .reference import REFERENCE_BUDGET, VALIDATION_FRACTION, fingerprint, trained
 from .train import fit
 
 MODES = ("init", "after", "iterative")
-ALL_CRITERIA = ("random", "magnitude", "taylor", "snip", "fisher", "grasp", "synflow")
-DATA_FREE = ("random", "magnitude", "synflow")
-#: Learning rate per model for SGD with momentum 0.9 and a cosine schedule.
-DEFAULT_LR = {"lenet_300_100": 0.05, "lenet5": 0.05}
+#: Registered criteria left out of a run that names none: |ḡ| alone ranks by noise.
+LEFT_OUT_BY_DEFAULT = ("gradient",)
+#: Epochs of training after pruning a trained network (spread over the iterative rounds).
+DEFAULT_FINETUNE_EPOCHS = 3
+
+
+def default_criteria() -> list[str]:
+    """Every criterion registered now (``gp.CRITERIA``, so also ones added later, such as
+    ``obs``), in registration order, less ``LEFT_OUT_BY_DEFAULT``."""
+    return [name for name in CRITERIA if name not in LEFT_OUT_BY_DEFAULT]
+
 
 CSV_COLUMNS = (
     "model",
@@ -51,64 +65,136 @@ CSV_COLUMNS = (
     "sparsity",
     "seed",
     "remaining",
+    "validation_error",
     "test_error",
     "macro_precision",
+    "worst_class_precision",
     "macro_recall",
     "macro_f1",
     "seconds_per_epoch",
     "sparse_bytes",
     "dense_bytes",
-    "source",
+    "nonzero_params",
+    "train_epochs",
+    "data",
+    "train_fingerprint",
+    "validation_fingerprint",
+    "test_fingerprint",
+    "run_key",
+)
+#: Columns that hold counts: read back as int (NaN where missing).
+INT_COLUMNS = ("seed", "sparse_bytes", "dense_bytes", "nonzero_params", "train_epochs")
+#: Columns that hold text; every other column is a number.
+TEXT_COLUMNS = (
+    "model",
+    "mode",
+    "criterion",
+    "data",
+    "train_fingerprint",
+    "validation_fingerprint",
+    "test_fingerprint",
+    "run_key",
 )
 
 
-def _fingerprint(config: dict) -> str:
+def data_identity(train: Digits, validation: Digits, test: Digits) -> str:
+    """Which digits, in words that hold on any machine: full MNIST or the shipped subset.
+
+    No folder path: two machines with the same data write the same words, and the
+    fingerprint columns (``gp.experiment.reference.fingerprint``) pin the exact digits.
+    """
+    parts = (train, validation, test)
+    kind = "shipped MNIST subset" if any(d.is_subset for d in parts) else "full MNIST"
+    return (
+        f"{kind}: {len(train):,} training, {len(validation):,} validation, "
+        f"{len(test):,} test digits"
+    )
+
+
+def split_validation(pool: Digits) -> tuple[Digits, Digits]:
+    """(train, validation): the last 1/12 of ``pool`` held out, the rule of ``gp.splits``.
+
+    On the 60,000 training digits of full MNIST this gives exactly ``gp.splits()``'s
+    55,000 / 5,000, so the dense networks are the ones ``gp.trained`` caches for the
+    notebooks; on the first 10,000 (the shipped subset) it gives 9,167 / 833.
+    """
+    n_validation = round(len(pool) * VALIDATION_FRACTION)
+    if n_validation < 1 or n_validation >= len(pool):
+        raise ValueError(
+            f"{len(pool)} training digits are too few to hold out a validation set; "
+            "give at least 12."
+        )
+    n_train = len(pool) - n_validation
+    train = Digits(pool.images[:n_train], pool.labels[:n_train], pool.source, pool.is_subset)
+    validation = Digits(pool.images[n_train:], pool.labels[n_train:], pool.source, pool.is_subset)
+    return train, validation
+
+
+def _protocol_key(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _train_dense(model_name, seed, train, epochs, lr, batch_size, device, cache_dir, progress):
-    """Dense model trained for ``epochs``, loaded from ``cache_dir`` when already trained.
+def run_key(protocol: str, model: str, mode: str, criterion: str, sparsity, seed) -> str:
+    """The identity of one row: protocol hash (budget, options, data), then the grid point."""
+    return f"{protocol}/{model}/{mode}/{criterion}/{float(sparsity):g}/seed{int(seed)}"
 
-    Returns (model, seconds per epoch as measured when it was trained).
+
+def _open_row_log(path: str | Path, protocol: str) -> dict[str, dict]:
+    """The rows already in ``path`` by run key, after creating it or repairing its tail.
+
+    A run killed while writing can leave half a line at the end; it is cut off, so that
+    row runs again.
     """
-    config = {
-        "model": model_name,
-        "seed": seed,
-        "epochs": epochs,
-        "lr": lr,
-        "batch_size": batch_size,
-        "schedule": "cosine",
-        "momentum": 0.9,
-        "data": train.source,
-        "n_train": len(train),
-    }
-    model = MODELS[model_name](seed=seed).to(device)
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"dense-{model_name}-seed{seed}-{_fingerprint(config)}.pt"
-        if path.is_file():
-            cached = torch.load(path, map_location=device, weights_only=True)
-            model.load_state_dict(cached["state"])
-            return model, list(cached["seconds"])
-    history = fit(
-        model,
-        train,
-        epochs,
-        lr,
-        batch_size=batch_size,
-        schedule="cosine",
-        seed=seed,
-        progress=progress,
-    )
-    if path is not None:
+    path = Path(path)
+    header = ",".join(CSV_COLUMNS) + "\n"
+    if not path.is_file() or path.stat().st_size == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {"state": model.state_dict(), "seconds": history["seconds"], "config": config}, path
+        path.write_text(header)
+        return {}
+    text = path.read_text()
+    if not text.startswith(header):
+        raise ValueError(
+            f"{path} was not written by this version of compare (its columns differ); "
+            "give another --out folder (results_csv), or move the file away."
         )
-    return model, history["seconds"]
+    if not text.endswith("\n"):
+        path.write_text(text[: text.rfind("\n") + 1])
+    rows = read_rows(path)
+    others = sorted({r["run_key"].split("/")[0] for r in rows} - {protocol})
+    if others:
+        raise ValueError(
+            f"{path} holds rows of another protocol ({', '.join(others)}; this run is "
+            f"{protocol}): a different budget, option or data set. One file holds one "
+            "protocol, so give another --out folder (results_csv) or move the file away."
+        )
+    return {row["run_key"]: row for row in rows}
 
 
-def _row(model_name, mode, criterion, sparsity, seed, model, test, seconds, source) -> dict:
+def _append_row(path: str | Path, row: dict) -> None:
+    """Append one finished row to the CSV and push it to disk before the next job starts."""
+    with open(path, "a", newline="") as handle:
+        csv.DictWriter(handle, fieldnames=CSV_COLUMNS).writerow({k: row[k] for k in CSV_COLUMNS})
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def epochs_per_round(finetune_epochs: int, rounds: int) -> list[int]:
+    """Fine-tuning epochs after each iterative round: ``finetune_epochs`` split exactly.
+
+    Later rounds (the sparser networks) get the extra epochs: 4 over 3 rounds → [1, 1, 2].
+    """
+    if finetune_epochs < rounds:
+        raise ValueError(
+            f"the iterative mode fine-tunes after each of its {rounds} rounds, so it needs "
+            f"finetune_epochs ≥ rounds; got finetune_epochs={finetune_epochs}. Raise "
+            "finetune_epochs or lower rounds."
+        )
+    base, extra = divmod(finetune_epochs, rounds)
+    return [base + (i >= rounds - extra) for i in range(rounds)]
+
+
+def _row(model_name, mode, criterion, sparsity, seed, model, splits, seconds, epochs, data):
+    _, validation, test = splits
     result = evaluate(model, test)
     weights = list(prunable_weights(model).values())
     remaining = sum(int((w != 0).sum()) for w in weights) / sum(w.numel() for w in weights)
@@ -120,57 +206,73 @@ def _row(model_name, mode, criterion, sparsity, seed, model, test, seconds, sour
         "sparsity": sparsity,
         "seed": seed,
         "remaining": remaining,
+        "validation_error": evaluate(model, validation).error,
         "test_error": result.error,
         "macro_precision": result.macro_precision,
+        "worst_class_precision": float(result.precision.min()),
         "macro_recall": result.macro_recall,
         "macro_f1": result.macro_f1,
         "seconds_per_epoch": statistics.fmean(seconds) if seconds else float("nan"),
         "sparse_bytes": sizes["sparse_bytes"],
         "dense_bytes": sizes["dense_bytes"],
-        "source": source,
+        "nonzero_params": sum(int((p != 0).sum()) for p in model.parameters()),
+        "train_epochs": epochs,
+        **data,
     }
 
 
 def run_comparison(
     train: Digits,
+    validation: Digits,
     test: Digits,
     *,
     model: str = "lenet_300_100",
-    criteria: Sequence[str] = ALL_CRITERIA,
+    criteria: Sequence[str] | None = None,
     sparsities: Sequence[float] = (0.9, 0.95, 0.98, 0.99),
     modes: Sequence[str] = ("init",),
     rounds: int = 3,
-    epochs: int = 3,
-    finetune_epochs: int | None = None,
+    epochs: int = REFERENCE_BUDGET["epochs"],
+    finetune_epochs: int = DEFAULT_FINETUNE_EPOCHS,
     seeds: Sequence[int] = (0,),
-    lr: float | None = None,
-    batch_size: int = 128,
     score_samples: int = 1000,
     synflow_rounds: int = 100,
     device: str | torch.device = "cpu",
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    results_csv: str | Path | None = None,
 ) -> list[dict]:
     """Prune ``model`` by each criterion to each sparsity, train, and evaluate.
 
+    Every network trains with the reference budget of ``gp.trained`` (SGD, momentum 0.9,
+    learning rate 0.05 on a cosine schedule, batch 128), and every pruned network gets the
+    same number of epochs whatever the mode: ``epochs + finetune_epochs``. *init* trains
+    the pruned network that long from scratch; *after* and *iterative* start from the
+    dense reference (``epochs``, from ``gp.trained``) and fine-tune for
+    ``finetune_epochs``, all after the one cut or split over the iterative rounds.
+
     Args:
-        train, test: the digits to train on and to measure test error on.
+        train, validation, test: the digits to train on, to choose on, and to report on
+            (``gp.splits()`` gives full MNIST's 55,000 / 5,000 / 10,000).
         model: a name in ``gp.models.MODELS`` (``"lenet_300_100"`` or ``"lenet5"``).
-        criteria: names in ``gp.CRITERIA``.
+        criteria: names in ``gp.CRITERIA`` (built-in or registered); default
+            ``default_criteria()``.
         sparsities: fractions of weights to remove, each in (0, 1).
         modes: any of ``"init"``, ``"after"``, ``"iterative"`` (see the module docstring).
         rounds: prune/fine-tune rounds of the iterative mode.
-        epochs: training epochs of the dense reference and of networks pruned at init.
-        finetune_epochs: epochs after pruning a trained network (default ``epochs``); the
-            iterative mode spreads them over its rounds (at least one epoch per round).
+        epochs: training epochs of the dense reference (default 10, ``gp.trained``'s).
+        finetune_epochs: epochs after pruning a trained network; the iterative mode
+            splits them over its rounds (so it needs at least ``rounds``).
         seeds: one run per seed (initial weights, batch order, random scores).
-        lr: SGD learning rate (momentum 0.9, cosine schedule); default per model.
-        batch_size: training batch size.
         score_samples: training digits the data-driven criteria see (batches of 100).
         synflow_rounds: SynFlow's own iterative rounds in the init mode.
-        device: where to train.
-        cache_dir: folder caching the dense references (None: no cache).
-        progress: show progress bars.
+        device: where to train the pruned networks (the dense reference trains on CPU).
+        cache_dir: folder caching the dense references (default: ``gp.trained``'s, shared
+            with the notebooks).
+        progress: show a progress bar, counted in training epochs, with the time left.
+        results_csv: a CSV that each row is appended to the moment it is finished. Rows
+            already there with the same ``run_key`` (same protocol, data and grid point)
+            are read back instead of run again, so an interrupted run resumes where it
+            stopped. Rows of another protocol there are an error (one file, one protocol).
 
     Returns:
         a list of dict rows with the keys of ``CSV_COLUMNS``; one ``criterion="dense"``
@@ -178,71 +280,116 @@ def run_comparison(
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose from {sorted(MODELS)}.")
-    unknown = [c for c in criteria if c not in ALL_CRITERIA and c != "gradient"]
+    criteria = default_criteria() if criteria is None else list(criteria)
+    unknown = [c for c in criteria if c not in CRITERIA]
     if unknown:
-        raise ValueError(f"unknown criteria {unknown}; choose from {list(ALL_CRITERIA)}.")
+        raise ValueError(f"unknown criteria {unknown}; choose from {sorted(CRITERIA)}.")
     bad_modes = [m for m in modes if m not in MODES]
     if bad_modes:
         raise ValueError(f"unknown modes {bad_modes}; choose from {list(MODES)}.")
     for s in sparsities:
         if not 0.0 < float(s) < 1.0:
             raise ValueError(f"each sparsity must lie in (0, 1), e.g. 0.95; got {s!r}.")
-    if not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be a positive integer, got {rounds!r}.")
-    lr = DEFAULT_LR[model] if lr is None else lr
-    finetune_epochs = epochs if finetune_epochs is None else finetune_epochs
-    per_round = max(1, math.ceil(finetune_epochs / rounds))
+    for name, value in (("rounds", rounds), ("epochs", epochs)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    if not isinstance(finetune_epochs, int) or finetune_epochs < 0:
+        raise ValueError(f"finetune_epochs must be an integer ≥ 0, got {finetune_epochs!r}.")
+    round_epochs = epochs_per_round(finetune_epochs, rounds) if "iterative" in modes else []
+    lr, batch_size = REFERENCE_BUDGET["lr"], REFERENCE_BUDGET["batch_size"]
     score_batches = list(train.take(min(score_samples, len(train))).to(device).batches(100))
-    source = train.source
+    splits = (train.to(device), validation.to(device), test.to(device))
+    data = {
+        "data": data_identity(train, validation, test),
+        "train_fingerprint": fingerprint(train),
+        "validation_fingerprint": fingerprint(validation),
+        "test_fingerprint": fingerprint(test),
+    }
 
     def train_for(net, n_epochs, seed):
         return fit(
             net,
-            train,
+            splits[0],
             n_epochs,
             lr,
             batch_size=batch_size,
-            schedule="cosine",
+            schedule=REFERENCE_BUDGET["schedule"],
             seed=seed,
             progress=False,
         )["seconds"]
 
-    jobs = [(m, c, s) for m in modes for c in criteria for s in sparsities]
-    rows = []
-    bar = tqdm(total=len(seeds) * (1 + len(jobs)), desc=f"compare {model}", disable=not progress)
-    for seed in seeds:
-        bar.set_postfix_str(f"dense seed {seed}")
-        dense, dense_seconds = _train_dense(
-            model, seed, train, epochs, lr, batch_size, device, cache_dir, progress
-        )
-        rows.append(_row(model, "dense", "dense", 0.0, seed, dense, test, dense_seconds, source))
-        bar.update(1)
-        for mode, criterion, sparsity in jobs:
-            bar.set_postfix_str(f"seed {seed} {mode} {criterion} {sparsity:g}")
-            options = {"seed": seed} if criterion == "random" else {}
-            batches = None if criterion in DATA_FREE else score_batches
-            if criterion == "synflow":
-                options["input_shape"] = tuple(train.images.shape[1:])
-            if mode == "init":
-                net = MODELS[model](seed=seed).to(device)
-                # SynFlow prunes at initialisation in its own data-free rounds, per its paper.
-                init_rounds = synflow_rounds if criterion == "synflow" else 1
-                prune(net, criterion, sparsity, batches, rounds=init_rounds, **options)
-                seconds = train_for(net, epochs, seed)
-            elif mode == "after":
-                net = copy.deepcopy(dense)
-                prune(net, criterion, sparsity, batches, **options)
-                seconds = train_for(net, finetune_epochs, seed)
-            else:
-                net = copy.deepcopy(dense)
-                seconds = []
+    protocol = _protocol_key(
+        {
+            **REFERENCE_BUDGET,
+            "epochs": epochs,
+            "finetune_epochs": finetune_epochs,
+            "rounds": rounds,
+            "score_samples": score_samples,
+            "synflow_rounds": synflow_rounds,
+            **{k: v for k, v in data.items() if k != "data"},
+        }
+    )
+    done = _open_row_log(results_csv, protocol) if results_csv is not None else {}
+    grid = [("dense", "dense", 0.0)] + [
+        (m, c, float(s)) for m in modes for c in criteria for s in sparsities
+    ]
+    # Work is measured in training epochs, so the time left counts a 13-epoch run at init
+    # as 13 short ones; the dense job is the timing epoch plus training when not cached.
+    cost = {"dense": epochs + 1, "init": epochs + finetune_epochs}
+    jobs = [(seed, *job) for seed in seeds for job in grid]
+    keys = [run_key(protocol, model, mode, c, s, seed) for seed, mode, c, s in jobs]
+    epochs_of = [max(1, cost.get(mode, finetune_epochs)) for _, mode, _, _ in jobs]
+    bar = tqdm(
+        total=sum(epochs_of),
+        initial=sum(e for e, key in zip(epochs_of, keys) if key in done),
+        desc=f"compare {model}",
+        unit="epoch",
+        disable=not progress,
+    )
+    rows, dense = [], {}
+    for (seed, mode, criterion, sparsity), key, job_epochs in zip(jobs, keys, epochs_of):
+        if key in done:
+            rows.append(done[key])
+            continue
+        bar.set_postfix_str(f"seed {seed} {mode} {criterion} {sparsity:g}")
+        if mode != "init" and seed not in dense:
+            dense[seed] = trained(
+                model, seed, train=train, epochs=epochs, cache_dir=cache_dir, progress=False
+            ).to(device)
+        options = {"seed": seed} if criterion == "random" else {}
+        if criterion == "synflow":
+            options["input_shape"] = tuple(train.images.shape[1:])
+        if mode == "dense":
+            net = dense[seed]
+            # The cache keeps weights, not timings: one epoch of a copy times a dense epoch.
+            seconds = train_for(copy.deepcopy(net), 1, seed)
+        elif mode == "init":
+            net = MODELS[model](seed=seed).to(device)
+            # SynFlow prunes at initialisation in its own data-free rounds, per its paper.
+            init_rounds = synflow_rounds if criterion == "synflow" else 1
+            prune(net, criterion, sparsity, score_batches, rounds=init_rounds, **options)
+            seconds = train_for(net, epochs + finetune_epochs, seed)
+        elif mode == "after":
+            net = copy.deepcopy(dense[seed])
+            prune(net, criterion, sparsity, score_batches, **options)
+            seconds = train_for(net, finetune_epochs, seed)
+        else:
+            net = copy.deepcopy(dense[seed])
+            seconds = []
 
-                def between(pruned, round_index, seconds=seconds, seed=seed):
-                    seconds.extend(train_for(pruned, per_round, seed + round_index))
+            def between(pruned, round_index, seconds=seconds, seed=seed):
+                seconds.extend(train_for(pruned, round_epochs[round_index], seed + round_index))
 
-                prune(net, criterion, sparsity, batches, rounds=rounds, between=between, **options)
-            rows.append(_row(model, mode, criterion, sparsity, seed, net, test, seconds, source))
-            bar.update(1)
+            prune(
+                net, criterion, sparsity, score_batches, rounds=rounds, between=between, **options
+            )
+        total = epochs if mode == "dense" else epochs + finetune_epochs
+        row = _row(model, mode, criterion, sparsity, seed, net, splits, seconds, total, data)
+        row["run_key"] = key
+        if results_csv is not None:
+            _append_row(results_csv, row)
+        rows.append(row)
+        bar.update(job_epochs)
     bar.close()
     return rows
 
@@ -370,12 +517,48 @@ def write_outputs(rows: Sequence[dict], out: str | Path) -> dict[str, Path]:
     return paths
 
 
+def _same_value(a, b) -> bool:
+    return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
+
+
+def merge_rows(rows: Sequence[dict]) -> list[dict]:
+    """``rows`` of several CSVs with each (model, mode, criterion, sparsity, seed) once.
+
+    Runs that share a dense reference each carry its row: copies with the same run key
+    (same protocol; only the measured seconds may differ) or with identical values
+    collapse to the first. Two other rows for the same point come from different
+    protocols, which one table must not mix, so they are an error.
+    """
+    merged: dict[tuple, dict] = {}
+    for row in rows:
+        point = (row["model"], row["mode"], row["criterion"], float(row["sparsity"]))
+        point += (int(float(row["seed"])),)
+        kept = merged.setdefault(point, row)
+        same_run = bool(row.get("run_key")) and kept.get("run_key") == row.get("run_key")
+        if not same_run and not all(_same_value(kept.get(k), row.get(k)) for k in CSV_COLUMNS):
+            raise ValueError(
+                f"two rows disagree for {point} (model, mode, criterion, sparsity, seed): they "
+                "come from different protocols or data; report them separately."
+            )
+    return list(merged.values())
+
+
 def read_rows(path: str | Path) -> list[dict]:
-    """Rows back from a ``results.csv`` (numbers as floats), e.g. to merge several runs."""
+    """Rows back from a ``results.csv`` (numbers as floats), e.g. to merge several runs.
+
+    Counts (``INT_COLUMNS``) read as int, other numbers as float. A column the file lacks
+    (a CSV written before the column existed) reads as NaN, or as "" for text; an empty
+    numeric cell reads as NaN.
+    """
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     for row in rows:
         for key in CSV_COLUMNS:
-            if key not in ("model", "mode", "criterion", "source"):
-                row[key] = float(row[key])
+            value = row.get(key) or ""
+            if key in TEXT_COLUMNS:
+                row[key] = value
+            elif not value:
+                row[key] = math.nan
+            else:
+                row[key] = int(float(value)) if key in INT_COLUMNS else float(value)
     return rows

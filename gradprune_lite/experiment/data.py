@@ -35,6 +35,10 @@ MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 
 SPLITS = ("train", "test")
+#: Where the data warnings say they come from, in place of a file and a line of source.
+_WARNING_ORIGIN = "gradprune-lite"
+#: warn_explicit's registry: each distinct data warning is shown once per session.
+_WARNED: dict = {}
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -270,6 +274,16 @@ def _check_arrays(pixels: torch.Tensor, labels: torch.Tensor, where: str) -> Non
         raise ValueError(f"{where}: labels outside 0..9.")
 
 
+def _warn(message: str) -> None:
+    """A ``UserWarning`` that names gradprune-lite instead of a file and line.
+
+    ``warnings.warn`` prints the source line of whichever frame ``stacklevel`` points at;
+    from a notebook that is a line of library code (or of the student's cell), which reads
+    as if the code were broken. With no file to quote, only the message is shown.
+    """
+    warnings.warn_explicit(message, UserWarning, _WARNING_ORIGIN, 0, registry=_WARNED)
+
+
 def mnist(
     split: str = "train",
     root: str | os.PathLike | None = None,
@@ -329,20 +343,16 @@ def mnist(
             pixels, labels = _load_subset(split)
             is_subset = True
             source = f"shipped subset {SUBSET_PATH.name} (first {len(labels):,} {split} digits)"
-            warnings.warn(
+            _warn(
                 f"Full MNIST not found ({failure}); using the shipped subset of "
                 f"{len(labels):,} real {split} digits. For the full set, set GRADPRUNE_DATA to a "
                 "folder holding MNIST/raw, or allow the download (network access, "
-                "GRADPRUNE_OFFLINE unset).",
-                stacklevel=2,
+                "GRADPRUNE_OFFLINE unset)."
             )
 
     _check_arrays(pixels, labels, source)
     if not is_subset and len(labels) != _FULL_SIZES[split]:
-        warnings.warn(
-            f"{source} has {len(labels)} digits, not the {_FULL_SIZES[split]} of MNIST.",
-            stacklevel=2,
-        )
+        _warn(f"{source} has {len(labels)} digits, not the {_FULL_SIZES[split]} of MNIST.")
     if limit is not None:
         pixels, labels = pixels[:limit], labels[:limit]
     if verbose:

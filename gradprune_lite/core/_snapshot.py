@@ -1,0 +1,82 @@
+"""Undo for ``gp.prune``: save what a failed run could have changed, and put it back.
+
+``prune`` changes the model over several rounds and calls user code (``between``, custom
+criteria) in between, so an error can come after some rounds were applied. A snapshot
+taken before the first round makes the whole call all-or-nothing: parameters (values and
+``.grad``), buffers (masks and BatchNorm statistics included), train/eval flags, the
+optimiser's state and hyper-parameters, and the mask hook registered on it.
+
+Tensors are restored *in place* where they still exist, so references held elsewhere (an
+optimiser's parameter list, a user's variable) see the old values again. The snapshot
+holds one copy of every parameter, buffer and optimiser state tensor.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .masks import HOOKS_ATTRIBUTE, _refresh_derived_weight
+
+
+def _saved(value):
+    return value.detach().clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
+
+
+def _restore_value(original, saved):
+    """Write ``saved`` back into ``original`` (in place for a tensor); return the result."""
+    if isinstance(original, torch.Tensor) and isinstance(saved, torch.Tensor):
+        with torch.no_grad():
+            original.copy_(saved)
+        return original
+    return saved
+
+
+def snapshot(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> Callable[[], None]:
+    """Save the state of ``model`` (and ``optimizer``); return a function restoring it."""
+    params = [(p, p.detach().clone(), p.grad, _saved(p.grad)) for p in model.parameters()]
+    modules = list(model.modules())
+    buffers = [
+        (m, {name: (b, _saved(b)) for name, b in m._buffers.items()}, m.training) for m in modules
+    ]
+    if optimizer is not None:
+        state = {
+            param: {key: (value, _saved(value)) for key, value in entry.items()}
+            for param, entry in optimizer.state.items()
+        }
+        groups = [
+            {k: _saved(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups
+        ]
+        hooks = list(optimizer.__dict__.get(HOOKS_ATTRIBUTE, []))
+
+    def restore() -> None:
+        with torch.no_grad():
+            for param, value, grad, saved_grad in params:
+                param.copy_(value)
+                param.grad = None if grad is None else _restore_value(grad, saved_grad)
+        for module, saved_buffers, training in buffers:
+            module._buffers.clear()
+            for name, (original, value) in saved_buffers.items():
+                module._buffers[name] = _restore_value(original, value)
+            module.training = training
+        for module in modules:
+            _refresh_derived_weight(module)
+        if optimizer is None:
+            return
+        optimizer.state.clear()
+        for param, entry in state.items():
+            optimizer.state[param] = {
+                key: _restore_value(original, value) for key, (original, value) in entry.items()
+            }
+        for group, saved_group in zip(optimizer.param_groups, groups):
+            group.update({k: copy.deepcopy(v) for k, v in saved_group.items()})
+        registered = optimizer.__dict__.get(HOOKS_ATTRIBUTE, [])
+        for entry in registered:
+            if not any(entry is old for old in hooks):
+                entry[1].remove()
+        registered[:] = hooks
+
+    return restore

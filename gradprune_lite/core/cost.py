@@ -1,0 +1,45 @@
+"""What a model costs: parameters, multiply-accumulates and checkpoint bytes.
+
+MACs are counted by PyTorch's own ``torch.utils.flop_counter.FlopCounterMode`` on a real
+forward pass (it counts 2 FLOPs per multiply-accumulate of every matmul and convolution),
+never from a formula of ours. They are *dense-equivalent*: a masked or CSR weight is
+counted at its full size, because that is what a dense kernel multiplies. A physically
+smaller model (``gp.structured_prune``) is counted at its smaller size.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..experiment.checkpoint import checkpoint_sizes
+from .sparse import to_masked_dense
+
+
+def model_cost(model: nn.Module, example_inputs) -> dict[str, int]:
+    """Cost of ``model`` on one forward pass of ``example_inputs``.
+
+    Args:
+        model: any model; ``gp.to_sparse`` models are counted as their masked dense twin.
+        example_inputs: a tensor (or tuple of tensors); pass a batch of one for per-sample
+            MACs.
+
+    Returns:
+        dict with ``params`` (non-zero parameter entries), ``params_dense`` (all entries),
+        ``macs`` (dense-equivalent multiply-accumulates of the whole pass) and
+        ``checkpoint_bytes`` (size of ``gp.save``'s sparse checkpoint).
+    """
+    dense = to_masked_dense(model)
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        dense(*example_inputs)
+    parameters = list(dense.parameters())
+    return {
+        "params": sum(int(torch.count_nonzero(p)) for p in parameters),
+        "params_dense": sum(p.numel() for p in parameters),
+        "macs": counter.get_total_flops() // 2,
+        "checkpoint_bytes": checkpoint_sizes(dense)["sparse_bytes"],
+    }

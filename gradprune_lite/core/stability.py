@@ -1,0 +1,327 @@
+"""Ranking stability: do two disjoint draws of data give the same mask?
+
+A data-driven criterion scores weights from a finite sample of data. Score the same model
+on ``n_draws`` **disjoint** random draws of ``samples_per_draw`` samples, keep the top
+``1 − sparsity`` by each draw's scores, and compare every pair of draws:
+
+* the **Jaccard overlap** |A ∩ B| / |A ∪ B| of the kept sets (1 = the same mask);
+* the **Spearman rank correlation** of the two score vectors over all weights (1 = the
+  same order), with tied scores given their average rank.
+
+Draws that share samples would flatter the criterion, so the draws never overlap.
+
+References come with every result. ``magnitude`` ignores the data, so its overlap is 1 by
+construction: perfectly *reproducible*, which says nothing about whether it keeps the
+right weights. Two independent ``random`` masks that each keep a fraction p = 1 − s of N
+weights share about p²N of them, so their Jaccard overlap is about
+p²N / (2pN − p²N) = p / (2 − p) = (1 − s) / (1 + s): 0.053 at 90% sparsity, 0.026 at 95%.
+
+Pass several models (say, the same architecture trained from different seeds) to see
+whether a stability figure belongs to one network or to the recipe; their masks are also
+compared with each other on the same draw.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ._validate import check_sparsity
+from .criteria import CRITERIA, score
+from .layers import prunable_weights
+from .masks import mask_overlap
+from .selection import global_masks, layerwise_masks
+
+SCOPES = ("global", "layerwise")
+
+
+def ranks(values: torch.Tensor) -> torch.Tensor:
+    """Rank (0 … n−1, float64) of each element of a 1-D tensor; tied values share their
+    average rank, so ties never order themselves by position."""
+    sorted_values, order = values.sort(stable=True)
+    _, counts = torch.unique_consecutive(sorted_values, return_counts=True)
+    ends = counts.cumsum(0).double()
+    average = ends - (counts.double() + 1) / 2  # mean of positions end−count … end−1
+    result = torch.empty(len(values), dtype=torch.float64, device=values.device)
+    result[order] = torch.repeat_interleave(average, counts)
+    return result
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman rank correlation of two equally long 1-D tensors (Pearson of the ranks).
+
+    Returns 0.0 when either tensor is constant (no order to correlate).
+    """
+    if a.shape != b.shape or a.dim() != 1:
+        raise ValueError(f"spearman needs two 1-D tensors of one length, got {a.shape}, {b.shape}.")
+    ra, rb = ranks(a), ranks(b.to(a.device))
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    norm = ra.norm() * rb.norm()
+    return 0.0 if norm == 0 else float((ra * rb).sum() / norm)
+
+
+def random_overlap_expected(sparsity: float) -> float:
+    """Jaccard overlap of two independent random masks at ``sparsity`` s: (1 − s) / (1 + s)."""
+    s = check_sparsity(sparsity)
+    return (1 - s) / (1 + s)
+
+
+@dataclass
+class RankingStability:
+    """What ``ranking_stability`` measured.
+
+    Attributes:
+        criterion, sparsity, scope, samples_per_draw: the settings.
+        overlaps: (n_models, n_pairs) Jaccard overlap of the kept sets for every model and
+            every pair of draws (pairs in ``itertools.combinations`` order).
+        rank_correlations: (n_models, n_pairs) Spearman correlation of the scores, same order.
+        across_models: (n_model_pairs,) Jaccard overlap between the masks of two different
+            models scored on the same (first) draw; empty for a single model.
+        magnitude_overlap: the same draw-to-draw overlap for ``magnitude`` (1.0: data-free);
+            ``nan`` when references were not asked for.
+        random_overlap: measured overlap of independent ``random`` masks (mean over pairs);
+            ``nan`` when references were not asked for.
+        random_expected: (1 − s) / (1 + s), what ``random_overlap`` should be near.
+        draws: one index tensor per draw into the data given; pairwise disjoint.
+    """
+
+    criterion: str
+    sparsity: float
+    scope: str
+    samples_per_draw: int
+    overlaps: torch.Tensor
+    rank_correlations: torch.Tensor
+    across_models: torch.Tensor
+    magnitude_overlap: float
+    random_overlap: float
+    random_expected: float
+    draws: list[torch.Tensor]
+
+    @property
+    def overlap(self) -> float:
+        """Mean Jaccard overlap over models and pairs of draws."""
+        return float(self.overlaps.mean())
+
+    @property
+    def overlap_spread(self) -> float:
+        """Standard deviation of the overlaps (0.0 when there is a single value)."""
+        return float(self.overlaps.std()) if self.overlaps.numel() > 1 else 0.0
+
+    @property
+    def rank_correlation(self) -> float:
+        """Mean Spearman correlation over models and pairs of draws."""
+        return float(self.rank_correlations.mean())
+
+    @property
+    def rank_correlation_spread(self) -> float:
+        """Standard deviation of the rank correlations (0.0 for a single value)."""
+        n = self.rank_correlations.numel()
+        return float(self.rank_correlations.std()) if n > 1 else 0.0
+
+    def __str__(self) -> str:
+        text = (
+            f"{self.criterion} at {self.sparsity:.0%} ({self.scope}), "
+            f"{self.samples_per_draw:,} samples per draw: overlap {self.overlap:.3f} "
+            f"± {self.overlap_spread:.3f}, rank correlation {self.rank_correlation:.3f} "
+            f"± {self.rank_correlation_spread:.3f} (magnitude {self.magnitude_overlap:.3f}, "
+            f"random {self.random_overlap:.3f}, expected {self.random_expected:.3f})"
+        )
+        if self.across_models.numel():
+            text += f"; across models {float(self.across_models.mean()):.3f}"
+        return text
+
+
+def _as_tensors(data) -> tuple[torch.Tensor, torch.Tensor]:
+    images = getattr(data, "images", None)
+    labels = getattr(data, "labels", None)
+    if images is None and isinstance(data, (tuple, list)) and len(data) == 2:
+        images, labels = data
+    if not (isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor)):
+        raise ValueError(
+            "data must be gp.Digits or a pair of tensors (inputs, targets), got "
+            f"{type(data).__name__}."
+        )
+    if len(images) != len(labels):
+        raise ValueError(
+            f"data has {len(images)} inputs but {len(labels)} targets; give one target per input."
+        )
+    return images, labels
+
+
+def _as_models(model) -> list[nn.Module]:
+    models = [model] if isinstance(model, nn.Module) else list(model)
+    if not models or not all(isinstance(m, nn.Module) for m in models):
+        raise ValueError(
+            "model must be an nn.Module or a non-empty list of them (e.g. one per training "
+            "seed: [gp.trained('lenet_300_100', seed=s) for s in (0, 1)])."
+        )
+    shapes = [{n: tuple(w.shape) for n, w in prunable_weights(m).items()} for m in models]
+    if any(s != shapes[0] for s in shapes[1:]):
+        raise ValueError(
+            "the models must share one architecture (the same prunable weight names and "
+            "shapes) so that their masks can be compared."
+        )
+    return models
+
+
+def _flat(scores: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.cat([s.flatten().double() for s in scores.values()])
+
+
+def _pair_overlaps(
+    scores: Sequence[dict[str, torch.Tensor]], select, sparsity: float
+) -> list[float]:
+    """Jaccard overlap of the masks of every pair of score dicts (combinations order)."""
+    masks = [select(s, sparsity) for s in scores]
+    return [
+        mask_overlap(masks[i], masks[j]) for i, j in itertools.combinations(range(len(masks)), 2)
+    ]
+
+
+def _pair_correlations(scores: Sequence[dict[str, torch.Tensor]]) -> list[float]:
+    """Spearman correlation of every pair of score dicts over all weights."""
+    flats = [_flat(s) for s in scores]
+    return [spearman(flats[i], flats[j]) for i, j in itertools.combinations(range(len(flats)), 2)]
+
+
+def _check_sparsities(sparsity) -> list[float]:
+    values = [sparsity] if not isinstance(sparsity, (list, tuple)) else list(sparsity)
+    if not values:
+        raise ValueError("sparsity is an empty sequence: give one value or several, e.g. 0.95.")
+    checked = [check_sparsity(value) for value in values]
+    for value in checked:
+        if not 0.0 < value < 1.0:
+            raise ValueError(
+                f"sparsity must be strictly between 0 and 1 to compare kept sets, got {value}."
+            )
+    return checked
+
+
+def ranking_stability(
+    model: nn.Module | Sequence[nn.Module],
+    criterion: str,
+    data,
+    sparsity: float | Sequence[float],
+    *,
+    n_draws: int = 2,
+    samples_per_draw: int = 1000,
+    seed: int = 0,
+    scope: str = "global",
+    batch_size: int = 1000,
+    references: bool = True,
+    **options,
+) -> RankingStability | dict[float, RankingStability]:
+    """Score on disjoint random draws of ``data`` and compare the resulting masks.
+
+    Args:
+        model: an ``nn.Module``, or a list of models of one architecture (for example one
+            per training seed). Each is scored on every draw; none is modified.
+        criterion: a name in ``gp.CRITERIA``.
+        data: ``gp.Digits`` or a pair of tensors ``(inputs, targets)`` with N samples.
+        sparsity: fraction of weights pruned, strictly between 0 and 1; or a list of such
+            fractions, all measured from one scoring of each draw (scoring is the costly
+            part, selecting masks is cheap).
+        n_draws: number of disjoint draws (at least 2); every pair is compared.
+        samples_per_draw: samples in each draw; ``n_draws * samples_per_draw`` ≤ N.
+        seed: seeds the random split of ``data`` into draws (and the random reference).
+        scope: ``"global"`` (one threshold) or ``"layerwise"`` (same sparsity per layer).
+        batch_size: samples per forward/backward pass while scoring a draw.
+        references: also measure the magnitude and random references (cheap, but skip them
+            in a sweep that repeats one setting); when False both are ``nan``.
+        **options: passed to ``gp.score`` (e.g. ``loss_fn``, ``temperature``).
+
+    Returns:
+        a ``RankingStability`` (for a list of sparsities: a dict sparsity → one): overlaps
+        and rank correlations per model and pair of draws (``.overlap``,
+        ``.overlap_spread``, ``.rank_correlation`` summarise them), the overlap between
+        models, the magnitude and random references, and the draws.
+
+    Raises:
+        ValueError: on an unknown criterion or scope, a sparsity outside (0, 1), fewer than
+            two draws, or more samples requested than ``data`` holds. Nothing is scored then.
+    """
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion {criterion!r}; valid names are {sorted(CRITERIA)}.")
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}.")
+    sparsities = _check_sparsities(sparsity)
+    for name, value, least in (
+        ("n_draws", n_draws, 2),
+        ("samples_per_draw", samples_per_draw, 1),
+        ("batch_size", batch_size, 1),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ValueError(f"{name} must be an integer ≥ {least}, got {value!r}.")
+    images, labels = _as_tensors(data)
+    models = _as_models(model)
+    needed = n_draws * samples_per_draw
+    if needed > len(labels):
+        raise ValueError(
+            f"{n_draws} disjoint draws of {samples_per_draw:,} samples need {needed:,} samples, "
+            f"but data holds {len(labels):,}. Use fewer or smaller draws, or more data."
+        )
+
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    draws = [order[d * samples_per_draw : (d + 1) * samples_per_draw] for d in range(n_draws)]
+    select = global_masks if scope == "global" else layerwise_masks
+
+    def batches_of(draw: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        parts = draw.split(batch_size)
+        return [(images[p.to(images.device)], labels[p.to(labels.device)]) for p in parts]
+
+    def options_for(name: str, draw_index: int) -> dict:
+        # A random "criterion" must draw independently on each draw, or it would be
+        # perfectly reproducible like magnitude.
+        return {**options, "seed": seed + draw_index} if name == "random" else options
+
+    scores_per_model = [
+        [
+            score(m, criterion, batches_of(draw), **options_for(criterion, d))
+            for d, draw in enumerate(draws)
+        ]
+        for m in models
+    ]
+    correlations = torch.tensor(
+        [_pair_correlations(s) for s in scores_per_model], dtype=torch.float64
+    )
+    reference_scores = (
+        {
+            "magnitude": [score(models[0], "magnitude") for _ in draws],
+            "random": [score(models[0], "random", seed=seed + d) for d in range(n_draws)],
+        }
+        if references
+        else {}
+    )
+
+    def measured_at(value: float) -> RankingStability:
+        overlaps = [_pair_overlaps(s, select, value) for s in scores_per_model]
+        first_draw_masks = [select(s[0], value) for s in scores_per_model]
+        across = [mask_overlap(a, b) for a, b in itertools.combinations(first_draw_masks, 2)]
+
+        def mean_reference_overlap(reference: str) -> float:
+            if reference not in reference_scores:
+                return float("nan")
+            pairs = _pair_overlaps(reference_scores[reference], select, value)
+            return sum(pairs) / len(pairs)
+
+        return RankingStability(
+            criterion=criterion,
+            sparsity=value,
+            scope=scope,
+            samples_per_draw=samples_per_draw,
+            overlaps=torch.tensor(overlaps, dtype=torch.float64),
+            rank_correlations=correlations,
+            across_models=torch.tensor(across, dtype=torch.float64),
+            magnitude_overlap=mean_reference_overlap("magnitude"),
+            random_overlap=mean_reference_overlap("random"),
+            random_expected=random_overlap_expected(value),
+            draws=draws,
+        )
+
+    if isinstance(sparsity, (list, tuple)):
+        return {value: measured_at(value) for value in sparsities}
+    return measured_at(sparsities[0])

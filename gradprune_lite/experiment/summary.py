@@ -1,0 +1,347 @@
+"""The article's four questions in one table, and the tables of ``docs/RESULTS.md``.
+
+The article says gradient-based pruning beats magnitude pruning on MNIST in accuracy,
+precision, training speed and compression. ``summary_table`` answers the four at each
+sparsity, for magnitude and for the best member of each gradient-based family, chosen by
+**validation** error (never by test error), with the published numbers beside.
+
+``docs/RESULTS.md`` marks each generated table with the CSVs it comes from::
+
+    <!-- table: summary lenet_300_100 from results/lenet300/results.csv -->
+    ...the table...
+    <!-- /table -->
+
+``regenerate_doc`` rebuilds every marked block from its CSVs: ``gradprune-lite report
+--doc`` writes it, and a test checks that the committed document equals it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+#: Which family each criterion belongs to; a criterion not named here is its own family.
+FAMILIES = {
+    "magnitude": "magnitude",
+    "random": "random",
+    "gradient": "first-order gradient",
+    "taylor": "first-order gradient",
+    "snip": "first-order gradient",
+    "fisher": "second-order",
+    "obs": "second-order",
+    "grasp": "gradient flow",
+    "synflow": "gradient flow",
+}
+#: Families that are not gradient-based: the baseline under test and the floor.
+NOT_GRADIENT = ("magnitude", "random")
+
+#: Published test errors (%) on MNIST, each with the protocol that produced it.
+PUBLISHED = (
+    ("lenet_300_100", 0.95, 1.6, "SNIP", "pruned at initialisation, then trained"),
+    ("lenet_300_100", 0.98, 2.4, "SNIP", "pruned at initialisation, then trained"),
+    ("lenet5", 0.98, 0.8, "SNIP", "pruned at initialisation, then trained"),
+    ("lenet5", 0.99, 1.1, "SNIP", "pruned at initialisation, then trained"),
+    ("lenet_300_100", 0.92, 1.59, "Han et al.", "iterative magnitude pruning and retraining"),
+    ("lenet5", 0.92, 0.77, "Han et al.", "iterative magnitude pruning and retraining"),
+    ("lenet_300_100", 0.985, 2.0, "L-OBS", "layer-wise OBS after training, then retrained"),
+    ("lenet_300_100", 0.985, 1.92, "Sparse VD", "sparsity learned in training"),
+    ("lenet5", 0.996, 0.75, "Sparse VD", "sparsity learned in training"),
+)
+#: Published dense test errors (%), beside the pruned ones in ``error_table``.
+PUBLISHED_DENSE = {
+    ("lenet_300_100", "SNIP"): 1.7,
+    ("lenet_300_100", "Han et al."): 1.64,
+    ("lenet5", "SNIP"): 0.9,
+    ("lenet5", "Han et al."): 0.80,
+}
+#: Sparsities of the summary table.
+SUMMARY_SPARSITIES = (0.9, 0.95, 0.98)
+
+_MODE_ORDER = {"dense": 0, "init": 1, "after": 2, "iterative": 3}
+
+
+def family(criterion: str) -> str:
+    """The family of ``criterion`` (``FAMILIES``; an unknown name is its own family)."""
+    return FAMILIES.get(criterion, criterion)
+
+
+def _mean(members: Sequence[dict], key: str) -> float:
+    values = [float(m[key]) for m in members if not math.isnan(float(m[key]))]
+    return statistics.fmean(values) if values else math.nan
+
+
+def _std(members: Sequence[dict], key: str) -> float:
+    values = [float(m[key]) for m in members if not math.isnan(float(m[key]))]
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _groups(rows: Sequence[dict], model: str) -> dict[tuple, list[dict]]:
+    """Rows of ``model`` by (mode, criterion, sparsity), one member per seed."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        if row["model"] == model:
+            groups[(row["mode"], row["criterion"], round(float(row["sparsity"]), 6))].append(row)
+    return groups
+
+
+def choose_on_validation(rows: Sequence[dict], model: str, sparsity: float) -> dict:
+    """family → the (mode, criterion) rows of that family with the lowest mean validation
+    error at ``sparsity``; families whose rows hold no validation error are left out."""
+    best: dict[str, tuple[float, list[dict]]] = {}
+    for (mode, criterion, s), members in _groups(rows, model).items():
+        if s != round(sparsity, 6) or mode == "dense":
+            continue
+        error = _mean(members, "validation_error")
+        name = family(criterion)
+        if not math.isnan(error) and (name not in best or error < best[name][0]):
+            best[name] = (error, members)
+    return {name: members for name, (_, members) in best.items()}
+
+
+def _error(members: Sequence[dict]) -> str:
+    """Test error as mean ± std over seeds; one seed has no spread, so none is shown."""
+    if len(members) < 2:
+        return f"{_mean(members, 'test_error'):.2f}"
+    return f"{_mean(members, 'test_error'):.2f} ± {_std(members, 'test_error'):.2f}"
+
+
+def _cells(members: Sequence[dict]) -> list[str]:
+    """validation error, test error, precisions, epoch time, bytes, nonzero, seeds."""
+
+    def number(key, fmt):
+        value = _mean(members, key)
+        return "–" if math.isnan(value) else fmt.format(value)
+
+    return [
+        number("validation_error", "{:.2f}"),
+        _error(members),
+        number("macro_precision", "{:.2%}"),
+        number("worst_class_precision", "{:.2%}"),
+        number("seconds_per_epoch", "{:.2f}"),
+        number("sparse_bytes", "{:,.0f}"),
+        number("nonzero_params", "{:,.0f}"),
+        str(len(members)),
+    ]
+
+
+def _published_at(model: str, sparsity: float) -> list[tuple]:
+    return [p for p in PUBLISHED if p[0] == model and abs(p[1] - sparsity) < 1e-9]
+
+
+def _label(members: Sequence[dict]) -> str:
+    return f"{members[0]['criterion']}, {members[0]['mode']}"
+
+
+def _verdict(sparsity: float, chosen: dict, model: str) -> str:
+    """One sentence: magnitude against the best gradient-based choice, and the anchors."""
+    gradient = {n: m for n, m in chosen.items() if n not in NOT_GRADIENT}
+    text = f"- **{sparsity:.0%}**: "
+    if "magnitude" not in chosen or not gradient:
+        text += "magnitude and a gradient-based family are not both in the data."
+    else:
+        # The best gradient-based entry is chosen on validation error too.
+        best = min(gradient.values(), key=lambda m: _mean(m, "validation_error"))
+        magnitude = chosen["magnitude"]
+        ours, theirs = _mean(best, "test_error"), _mean(magnitude, "test_error")
+        spread = max(_std(best, "test_error"), _std(magnitude, "test_error"))
+        seeds = min(len(best), len(magnitude))
+        pair = (
+            f"magnitude ({magnitude[0]['mode']}) {theirs:.2f} against the best gradient-based "
+            f"on validation, {best[0]['criterion']} ({best[0]['mode']}) {ours:.2f}"
+        )
+        if abs(ours - theirs) <= spread:
+            text += f"a tie within the seed-to-seed spread (±{spread:.2f}): {pair}."
+        else:
+            winner = "gradient-based" if ours < theirs else "magnitude"
+            text += f"{winner} wins by {abs(ours - theirs):.2f} points of test error: {pair}"
+            text += " (one seed: no spread measured)." if seeds < 2 else "."
+        for _, _, error, method, protocol in _published_at(model, sparsity):
+            gap = ours - error
+            where = f"{gap:.2f} points above" if gap > 0 else "at or below"
+            text += f" Published {method} ({protocol}): {error:g}; ours is {where} it."
+    return text
+
+
+def summary_table(
+    rows: Sequence[dict], model: str, sparsities: Sequence[float] = SUMMARY_SPARSITIES
+) -> str:
+    """The four questions at each sparsity: magnitude against each gradient-based family.
+
+    Each family's entry is its (mode, criterion) with the lowest mean validation error at
+    that sparsity; its test error (mean ± std over seeds) answers accuracy, macro and
+    worst-class precision answer precision, seconds per training epoch of the pruned
+    network answer speed, and the sparse checkpoint's bytes and the nonzero parameters
+    answer compression. One sentence per sparsity says who wins and by how much.
+    """
+    header = [
+        "sparsity",
+        "family",
+        "chosen on validation",
+        "validation error",
+        "test error",
+        "macro precision",
+        "worst-class precision",
+        "s / epoch",
+        "checkpoint bytes",
+        "nonzero params",
+        "seeds",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    dense = _groups(rows, model).get(("dense", "dense", 0.0))
+    if dense:
+        lines.append("| 0% | dense | – | " + " | ".join(_cells(dense)) + " |")
+    verdicts = []
+    for sparsity in sparsities:
+        chosen = choose_on_validation(rows, model, sparsity)
+        order = sorted(chosen, key=lambda n: (n != "magnitude", n in NOT_GRADIENT, n))
+        for name in order:
+            if name == "random":
+                continue
+            members = chosen[name]
+            cells = [f"{sparsity:.0%}", name, _label(members), *_cells(members)]
+            lines.append("| " + " | ".join(cells) + " |")
+        if not chosen:
+            cells = [f"{sparsity:.0%}", "–", "no rows with a validation error"] + ["–"] * 8
+            lines.append("| " + " | ".join(cells) + " |")
+        verdicts.append(_verdict(sparsity, chosen, model))
+    lines += [
+        "",
+        "Test and validation error in %, mean ± std over seeds; precision of the test "
+        "predictions (macro: mean over the 10 classes; worst class: the lowest); seconds per "
+        "training epoch of the pruned network (masks held on dense kernels); bytes of the "
+        "sparse checkpoint (`gp.save`); nonzero parameters, biases included.",
+        "",
+        *verdicts,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def published_table(rows: Sequence[dict], model: str) -> str:
+    """Each published number for ``model`` beside ours at the same sparsity.
+
+    Ours is the best gradient-based entry and the magnitude entry, each chosen on
+    validation error; "not run" where our runs have no row at that sparsity, "no
+    validation error" where they have rows but nothing to choose by.
+    """
+    lines = [
+        "| published | protocol | sparsity | published error | ours, best gradient-based "
+        "| ours, magnitude | gap (ours − published) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for _, sparsity, error, method, protocol in (p for p in PUBLISHED if p[0] == model):
+        chosen = choose_on_validation(rows, model, sparsity)
+        gradient = [m for n, m in chosen.items() if n not in NOT_GRADIENT]
+        ran = any(abs(float(r["sparsity"]) - sparsity) < 1e-9 for r in rows if r["model"] == model)
+        missing = "no validation error" if ran else "not run"
+        best = min(gradient, key=lambda m: _mean(m, "validation_error")) if gradient else None
+        magnitude = chosen.get("magnitude")
+        cells = [
+            method,
+            protocol,
+            f"{sparsity:.1%}",
+            f"{error:g}",
+            f"{_error(best)} ({_label(best)})" if best else missing,
+            f"{_error(magnitude)} ({_label(magnitude)})" if magnitude else missing,
+            f"{_mean(best, 'test_error') - error:+.2f}" if best else "–",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def error_table(rows: Sequence[dict], model: str, sparsities: Sequence[float]) -> str:
+    """Test error (mean ± std) of every (mode, criterion) of ``model`` at ``sparsities``,
+    published numbers first: the full record, nothing chosen."""
+    groups = _groups(rows, model)
+    columns = [round(s, 6) for s in sparsities]
+    header = ["", "dense", *(f"{s:.1%}".replace(".0%", "%") for s in sparsities)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method, protocol in dict.fromkeys((p[3], p[4]) for p in PUBLISHED if p[0] == model):
+        values = {
+            round(p[1], 6): f"{p[2]:g}" for p in PUBLISHED if p[0] == model and p[3] == method
+        }
+        if any(c in values for c in columns):
+            dense_error = PUBLISHED_DENSE.get((model, method))
+            cells = [
+                f"**published** {method} ({protocol})",
+                f"{dense_error:g}" if dense_error else "",
+            ]
+            lines.append("| " + " | ".join(cells + [values.get(c, "–") for c in columns]) + " |")
+    dense = groups.get(("dense", "dense", 0.0))
+    if dense:
+        lines.append("| ours, dense | " + _error(dense) + " |" + " |" * len(columns))
+    pairs = sorted(
+        {(mode, c) for mode, c, _ in groups if mode != "dense"},
+        key=lambda mc: (_MODE_ORDER.get(mc[0], 9), mc[1]),
+    )
+    for mode, criterion in pairs:
+        values = [groups.get((mode, criterion, c)) for c in columns]
+        if any(values):
+            cells = [f"ours, {criterion} ({mode})", ""]
+            cells += [_error(v) if v else "–" for v in values]
+            lines.append("| " + " | ".join(cells) + " |")
+    seeds = max((len(m) for m in groups.values()), default=0)
+    lines += ["", f"Test error in %, mean ± std over up to {seeds} seed(s)."]
+    return "\n".join(lines) + "\n"
+
+
+_BLOCK = re.compile(
+    r"(<!-- table: (?P<kind>\w+)(?: (?P<model>\w+))?(?: at (?P<at>[\d.,]+))? "
+    r"from (?P<paths>[^>]+?) -->\n)(?P<body>.*?)(?P<end><!-- /table -->)",
+    re.DOTALL,
+)
+
+
+def render_block(kind: str, rows: Sequence[dict], model: str | None, at: str | None) -> str:
+    """The markdown of one marked block of ``docs/RESULTS.md``."""
+    from .comparison import markdown_table
+
+    sparsities = [float(s) / 100 for s in at.split(",")] if at else None
+    if kind == "full":
+        return markdown_table(rows)
+    if model is None:
+        raise ValueError(f"a '{kind}' table needs a model: <!-- table: {kind} lenet5 from ...")
+    if kind == "summary":
+        return summary_table(rows, model, sparsities or SUMMARY_SPARSITIES)
+    if kind == "published":
+        return published_table(rows, model)
+    if kind == "errors":
+        if not sparsities:
+            raise ValueError("an 'errors' table needs sparsities: <!-- table: errors M at 92,95 …")
+        return error_table(rows, model, sparsities)
+    raise ValueError(f"unknown table kind {kind!r}; use full, summary, published or errors.")
+
+
+def regenerate_doc(text: str, base: str | Path) -> str:
+    """``text`` with every marked table rebuilt from its CSVs (paths relative to ``base``).
+
+    Marker: ``<!-- table: KIND [MODEL] [at 90,95] from a.csv[, b.csv] -->`` … ``<!-- /table -->``.
+    """
+    from .comparison import merge_rows, read_rows
+
+    def rebuild(match: re.Match) -> str:
+        paths = [Path(base) / p.strip() for p in match["paths"].split(",")]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise ValueError(f"a table of the document names missing CSVs: {', '.join(missing)}.")
+        rows = merge_rows([row for path in paths for row in read_rows(path)])
+        body = render_block(match["kind"], rows, match["model"], match["at"])
+        return match.group(1) + body + match["end"]
+
+    return _BLOCK.sub(rebuild, text)
+
+
+def doc_blocks(text: str) -> list[tuple[str, str]]:
+    """(marker line, body) of each marked table in ``text``, in order."""
+    return [(m.group(1).strip(), m["body"]) for m in _BLOCK.finditer(text)]
+
+
+def summary_markdown(rows: Sequence[dict]) -> str:
+    """``summary_table`` and ``published_table`` of every model in ``rows``."""
+    parts = []
+    for model in dict.fromkeys(row["model"] for row in rows):
+        parts += [f"## {model}", "", summary_table(rows, model), published_table(rows, model)]
+    return "\n".join(parts)

@@ -1,0 +1,50 @@
+"""docs/RESULTS.md cannot drift from its data: every marked table is what its CSVs give."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from gradprune_lite.experiment.summary import doc_blocks, regenerate_doc
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+RESULTS = DOCS / "RESULTS.md"
+
+
+def test_every_marked_table_equals_what_its_csvs_give():
+    text = RESULTS.read_text()
+    committed, fresh = doc_blocks(text), doc_blocks(regenerate_doc(text, DOCS))
+    assert [marker for marker, _ in committed] == [marker for marker, _ in fresh]
+    for (marker, body), (_, rebuilt) in zip(committed, fresh):
+        assert body == rebuilt, (
+            f"{marker} no longer matches its CSVs; rebuild the document with "
+            "`gradprune-lite report <its CSVs> --out <folder> --doc docs/RESULTS.md`."
+        )
+
+
+def test_the_document_marks_its_tables():
+    markers = " ".join(marker for marker, _ in doc_blocks(RESULTS.read_text()))
+    for table in (
+        "summary lenet_300_100",
+        "published lenet_300_100",
+        "published lenet5",
+        "errors lenet_300_100",
+        "errors lenet5",
+        "table: full",
+    ):
+        assert table in markers
+    assert all(body.strip() for _, body in doc_blocks(RESULTS.read_text()))
+
+
+def test_a_changed_number_in_a_csv_shows_up_as_drift(tmp_path):
+    copy = tmp_path / "docs"
+    shutil.copytree(DOCS / "results", copy / "results")
+    csv_path = copy / "results" / "lenet300" / "results.csv"
+    lines = csv_path.read_text().splitlines(keepends=True)
+    fields = lines[2].split(",")
+    column = lines[0].split(",").index("test_error")
+    fields[column] = str(float(fields[column]) + 1.0)  # one seed's error one point worse
+    lines[2] = ",".join(fields)
+    csv_path.write_text("".join(lines))
+    text = RESULTS.read_text()
+    assert regenerate_doc(text, copy) != text

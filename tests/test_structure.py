@@ -1,0 +1,319 @@
+"""gp.structured_prune and the group criteria: physically smaller models, exactly."""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import gradprune_lite as gp
+from gradprune_lite.core.structure import GroupContext
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = gp.mnist("train", limit=256, verbose=False)
+    return [(data.images[i : i + 64], data.labels[i : i + 64]) for i in range(0, 256, 64)]
+
+
+def weight_shapes(model):
+    return {n: tuple(p.shape) for n, p in model.named_parameters() if n.endswith("weight")}
+
+
+def same_state(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_layerwise_shapes_lenet_300_100():
+    model = gp.models.lenet_300_100(seed=0)
+    small = gp.structured_prune(
+        model, "magnitude", 0.5, example_inputs=torch.zeros(1, 1, 28, 28), scope="layerwise"
+    )
+    assert weight_shapes(small) == {
+        "fc1.weight": (150, 784),
+        "fc2.weight": (50, 150),
+        "fc3.weight": (10, 50),
+    }
+    assert small.fc1.bias.shape == (150,) and small.fc2.bias.shape == (50,)
+    assert small(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_conv_channels_reach_the_flattened_linear(digits):
+    model = gp.models.lenet5(seed=0)
+    small = gp.structured_prune(
+        model, "taylor", 0.3, digits, example_inputs=digits[0][0][:1], scope="layerwise"
+    )
+    conv1, conv2 = small.conv1.out_channels, small.conv2.out_channels
+    assert (conv1, conv2) == (20 - 6, 50 - 15)
+    assert small.conv2.in_channels == conv1
+    assert small.fc1.in_features == conv2 * 4 * 4
+    assert small.fc1.out_features == 500 - 150 and small.fc2.out_features == 10
+
+
+def test_global_amount_removes_exact_count():
+    model = gp.models.lenet_300_100(seed=0)
+    small = gp.structured_prune(model, "magnitude", 0.25, example_inputs=torch.zeros(1, 784))
+    assert small.fc1.out_features + small.fc2.out_features == 400 - 100
+    assert small.fc3.out_features == 10
+
+
+@pytest.mark.parametrize("criterion", ["magnitude", "taylor", "fisher"])
+def test_removing_all_zero_neurons_leaves_outputs_unchanged(criterion, digits):
+    model = gp.models.lenet_300_100(seed=0)
+    dead1, dead2 = torch.arange(0, 300, 10), torch.arange(3, 100, 10)  # 30 + 10 units
+    with torch.no_grad():
+        model.fc1.weight[dead1] = 0
+        model.fc1.bias[dead1] = 0
+        model.fc2.weight[dead2] = 0
+        model.fc2.bias[dead2] = 0
+    small = gp.structured_prune(model, criterion, 40 / 400, digits, example_inputs=digits[0][0][:1])
+    assert small.fc1.out_features + small.fc2.out_features == 360
+    inputs = torch.cat([x for x, _ in digits])
+    torch.testing.assert_close(small(inputs), model(inputs), rtol=0, atol=1e-5)
+    if criterion == "magnitude":  # zero norm is strictly lowest: exactly these go
+        kept = [i for i in range(300) if i not in set(dead1.tolist())]
+        torch.testing.assert_close(small.fc1.weight, model.fc1.weight[kept], rtol=0, atol=0)
+
+
+def test_taylor_group_equals_activation_taylor_reference(digits):
+    """Σ over a unit's weights and bias of g·w telescopes to Σ_samples ∂L/∂z · z."""
+    model = gp.models.lenet5(seed=0)
+    layers = {"conv1.weight": model.conv1, "conv2.weight": model.conv2, "fc1.weight": model.fc1}
+    scores = gp.GROUP_CRITERIA["taylor"](GroupContext(model, layers, digits, {}))
+    reference = {name: torch.zeros(m.weight.shape[0]) for name, m in layers.items()}
+    outputs = {}
+    for inputs, targets in digits:
+        outputs.clear()
+        handles = [
+            m.register_forward_hook(lambda _m, _i, out, name=name: outputs.__setitem__(name, out))
+            for name, m in layers.items()
+        ]
+        loss = F.cross_entropy(model(inputs), targets)
+        for handle in handles:
+            handle.remove()
+        grads = torch.autograd.grad(loss, list(outputs.values()))
+        for (name, z), d in zip(outputs.items(), grads):
+            dims = [0, 2, 3] if z.dim() == 4 else [0]
+            reference[name] += (d * z).sum(dims).detach().square()
+    for name in layers:
+        torch.testing.assert_close(scores[name], reference[name], rtol=1e-4, atol=1e-12)
+
+
+def test_fisher_group_is_the_row_sum_of_the_fisher_scores(digits):
+    model = gp.models.lenet_300_100(seed=0)
+    layers = {"fc1.weight": model.fc1, "fc2.weight": model.fc2}
+    groups = gp.GROUP_CRITERIA["fisher"](GroupContext(model, layers, digits, {}))
+    weights = gp.score(model, "fisher", digits)
+    for name in layers:
+        torch.testing.assert_close(groups[name], weights[name].sum(1))
+
+
+def test_magnitude_group_is_the_l2_norm_of_row_and_bias():
+    model = gp.models.lenet_300_100(seed=0)
+    groups = gp.GROUP_CRITERIA["magnitude"](
+        GroupContext(model, {"fc1.weight": model.fc1}, None, {})
+    )
+    expected = torch.cat([model.fc1.weight, model.fc1.bias[:, None]], 1).norm(dim=1)
+    torch.testing.assert_close(groups["fc1.weight"], expected.detach())
+
+
+def test_input_model_is_unchanged_masks_included(digits):
+    model = gp.models.lenet_300_100(seed=0)
+    gp.apply_masks(model, gp.global_masks(gp.score(model, "magnitude"), 0.5))
+    before = copy.deepcopy(model.state_dict())
+    masks = {n: m.clone() for n, m in gp.current_masks(model).items()}
+    small = gp.structured_prune(model, "taylor", 0.5, digits, example_inputs=digits[0][0][:1])
+    assert small is not model
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(torch.equal(masks[n], m) for n, m in gp.current_masks(model).items())
+    assert gp.current_masks(small) == {}
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_state_dict_round_trip_of_the_small_model(digits):
+    model = gp.models.lenet5(seed=0)
+    x = digits[0][0][:1]
+    small = gp.structured_prune(model, "magnitude", 0.5, example_inputs=x, scope="layerwise")
+    buffer = io.BytesIO()
+    torch.save(small.state_dict(), buffer)
+    buffer.seek(0)
+    # Same shapes by a different criterion: layerwise allocation fixes every width.
+    twin = gp.structured_prune(model, "random", 0.5, example_inputs=x, scope="layerwise")
+    assert not same_state(small, twin)
+    twin.load_state_dict(torch.load(buffer, weights_only=True), strict=True)
+    assert same_state(small, twin)
+    torch.testing.assert_close(twin(digits[0][0]), small(digits[0][0]), rtol=0, atol=0)
+
+
+def test_exclude_keeps_parameters_whole(digits):
+    model = gp.models.lenet5(seed=0)
+    small = gp.structured_prune(
+        model, "magnitude", 0.5, example_inputs=digits[0][0][:1], exclude=["fc1.*"]
+    )
+    # fc1 keeps its shape, so neither its own outputs nor conv2's channels (its inputs) go.
+    assert small.fc1.weight.shape == model.fc1.weight.shape
+    assert small.conv2.out_channels == 50
+    assert small.conv1.out_channels == 10 and small.conv2.in_channels == 10
+
+
+def test_exclude_pattern_matching_nothing_is_an_error():
+    model = gp.models.lenet_300_100(seed=0)
+    with pytest.raises(ValueError, match="matches no parameter"):
+        gp.structured_prune(
+            model, "magnitude", 0.5, example_inputs=torch.zeros(1, 784), exclude=["fc9.*"]
+        )
+
+
+def test_excluding_everything_is_an_error():
+    model = gp.models.lenet_300_100(seed=0)
+    with pytest.raises(ValueError, match="nothing to prune"):
+        gp.structured_prune(
+            model, "magnitude", 0.5, example_inputs=torch.zeros(1, 784), exclude=["fc2.*"]
+        )
+
+
+@pytest.mark.parametrize("scope, amount", [("global", 0.8), ("layerwise", 0.9)])
+def test_min_width_is_respected(scope, amount):
+    model = gp.models.lenet_300_100(seed=0)
+    small = gp.structured_prune(
+        model, "magnitude", amount, example_inputs=torch.zeros(1, 784), scope=scope, min_width=40
+    )
+    assert small.fc1.out_features >= 40 and small.fc2.out_features >= 40
+    if scope == "layerwise":
+        assert (small.fc1.out_features, small.fc2.out_features) == (40, 40)
+    else:
+        assert (small.fc1.out_features, small.fc2.out_features) == (40, 40)  # 400 - 320
+
+
+def test_min_width_that_forbids_the_amount_is_an_error():
+    model = gp.models.lenet_300_100(seed=0)
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ValueError, match="min_width"):
+        gp.structured_prune(
+            model, "magnitude", 0.9, example_inputs=torch.zeros(1, 784), min_width=90
+        )
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("amount", [1.0, -0.1, 50, float("nan"), "half", None])
+def test_bad_amount_is_an_error(amount):
+    model = gp.models.lenet_300_100(seed=0)
+    with pytest.raises(ValueError, match="amount"):
+        gp.structured_prune(model, "magnitude", amount, example_inputs=torch.zeros(1, 784))
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        nn.Sequential(
+            nn.Embedding(10, 8), nn.Flatten(), nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2)
+        ),
+        nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.Flatten(), nn.Linear(4, 2)),
+        nn.Sequential(nn.Conv1d(2, 4, 3), nn.Flatten(), nn.Linear(4, 2)),
+    ],
+    ids=["embedding", "grouped-conv", "conv1d"],
+)
+def test_unsupported_layers_are_an_error(model):
+    with pytest.raises(ValueError, match="cannot slice"):
+        gp.structured_prune(model, "magnitude", 0.5, example_inputs=torch.zeros(1, 4, 3, 3))
+
+
+def test_unknown_criterion_and_missing_data_are_errors():
+    model = gp.models.lenet_300_100(seed=0)
+    with pytest.raises(ValueError, match="unknown group criterion"):
+        gp.structured_prune(model, "snip", 0.5, example_inputs=torch.zeros(1, 784))
+    with pytest.raises(ValueError, match="needs data"):
+        gp.structured_prune(model, "taylor", 0.5, example_inputs=torch.zeros(1, 784))
+
+
+def test_batchnorm_follows_its_convolution():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 3)
+    ).eval()
+    with torch.no_grad():
+        model[0].weight[[1, 5]] = 0
+        model[0].bias[[1, 5]] = 0
+        model[1].weight[[1, 5]] = 0  # a channel whose BN output is exactly 0
+        model[1].bias[[1, 5]] = 0
+    x = torch.randn(4, 1, 6, 6)
+    small = gp.structured_prune(model, "magnitude", 2 / 8, example_inputs=x[:1])
+    assert small[0].out_channels == 6 and small[1].num_features == 6
+    assert small[1].running_mean.shape == (6,) and small[4].in_features == 6 * 16
+    torch.testing.assert_close(small(x), model(x), rtol=0, atol=1e-5)
+
+
+def test_registered_group_criterion_is_used():
+    @gp.register_group_criterion("keep_high_index")
+    def keep_high_index(ctx):
+        return {
+            n: torch.arange(m.weight.shape[0], dtype=torch.float) for n, m in ctx.layers.items()
+        }
+
+    try:
+        model = gp.models.lenet_300_100(seed=0)
+        small = gp.structured_prune(
+            model, "keep_high_index", 0.5, example_inputs=torch.zeros(1, 784), scope="layerwise"
+        )
+        torch.testing.assert_close(small.fc1.weight, model.fc1.weight[150:], rtol=0, atol=0)
+    finally:
+        del gp.GROUP_CRITERIA["keep_high_index"]
+
+
+def test_criterion_with_wrong_shape_is_an_error():
+    gp.register_group_criterion("scalar", lambda ctx: {n: torch.tensor(1.0) for n in ctx.layers})
+    try:
+        with pytest.raises(ValueError, match="one score per output"):
+            gp.structured_prune(
+                gp.models.lenet_300_100(seed=0), "scalar", 0.5, example_inputs=torch.zeros(1, 784)
+            )
+    finally:
+        del gp.GROUP_CRITERIA["scalar"]
+
+
+def test_rounds_call_between_and_reach_the_amount(digits):
+    model = gp.models.lenet_300_100(seed=0)
+    widths = []
+    small = gp.structured_prune(
+        model,
+        "taylor",
+        0.6,
+        digits,
+        example_inputs=digits[0][0][:1],
+        rounds=3,
+        between=lambda m: widths.append(m.fc1.out_features + m.fc2.out_features),
+    )
+    assert widths == [400 - 80, 400 - 160]
+    assert small.fc1.out_features + small.fc2.out_features == 400 - 240
+
+
+def test_removing_the_weakest_taylor_channel_of_conv1_by_hand(digits):
+    """The exercise's hand removal: conv1 rows and bias, conv2 input channels."""
+    model = gp.models.lenet5(seed=0)
+    importance = torch.zeros(20)
+    for inputs, targets in digits:
+        loss = F.cross_entropy(model(inputs), targets)
+        grad_w, grad_b = torch.autograd.grad(loss, [model.conv1.weight, model.conv1.bias])
+        first_order = (grad_w * model.conv1.weight).sum((1, 2, 3)) + grad_b * model.conv1.bias
+        importance += first_order.detach().square()
+    weakest = int(importance.argmin())
+    keep = [c for c in range(20) if c != weakest]
+    by_hand = copy.deepcopy(model)
+    with torch.no_grad():
+        by_hand.conv1 = nn.Conv2d(1, 19, 5)
+        by_hand.conv1.weight.copy_(model.conv1.weight[keep])
+        by_hand.conv1.bias.copy_(model.conv1.bias[keep])
+        by_hand.conv2 = nn.Conv2d(19, 50, 5)
+        by_hand.conv2.weight.copy_(model.conv2.weight[:, keep])
+        by_hand.conv2.bias.copy_(model.conv2.bias)
+    # exclude fc1 so only conv1 can lose outputs; one of its 20 channels goes.
+    small = gp.structured_prune(
+        model, "taylor", 1 / 20, digits, example_inputs=digits[0][0][:1], exclude=["fc1.*"]
+    )
+    assert same_state(small, by_hand)
+    torch.testing.assert_close(small(digits[0][0]), by_hand(digits[0][0]), rtol=0, atol=0)

@@ -1,0 +1,149 @@
+"""The four-question summary: choices made on validation error, verdicts, published anchors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from gradprune_lite.experiment.comparison import merge_rows
+from gradprune_lite.experiment.summary import (
+    choose_on_validation,
+    error_table,
+    family,
+    published_table,
+    regenerate_doc,
+    summary_table,
+)
+
+
+def row(mode, criterion, sparsity, seed, test_error, validation_error, **extra):
+    return {
+        "model": "lenet_300_100",
+        "mode": mode,
+        "criterion": criterion,
+        "sparsity": sparsity,
+        "seed": seed,
+        "validation_error": validation_error,
+        "test_error": test_error,
+        "macro_precision": 0.98,
+        "worst_class_precision": 0.96,
+        "seconds_per_epoch": 1.0,
+        "sparse_bytes": 1000.0,
+        "nonzero_params": 500.0,
+        "run_key": "",
+        **extra,
+    }
+
+
+def rows_where_test_and_validation_disagree():
+    """taylor after: best on test, worst on validation; fisher iterative the reverse."""
+    rows = []
+    for seed in (0, 1):
+        rows += [
+            row("dense", "dense", 0.0, seed, 1.6, 1.5),
+            row("after", "magnitude", 0.95, seed, 2.0 + seed / 10, 1.9),
+            row("after", "taylor", 0.95, seed, 1.0, 3.0),
+            row("iterative", "snip", 0.95, seed, 2.5, 2.5),
+            row("iterative", "fisher", 0.95, seed, 2.4, 1.0),
+            row("after", "random", 0.95, seed, 9.0, 0.5),
+        ]
+    return rows
+
+
+def test_each_family_is_chosen_on_validation_error_never_on_test():
+    chosen = choose_on_validation(rows_where_test_and_validation_disagree(), "lenet_300_100", 0.95)
+    assert {name: (m[0]["criterion"], m[0]["mode"]) for name, m in chosen.items()} == {
+        "magnitude": ("magnitude", "after"),
+        "first-order gradient": ("snip", "iterative"),  # taylor has the better *test* error
+        "second-order": ("fisher", "iterative"),
+        "random": ("random", "after"),
+    }
+
+
+def test_rows_without_a_validation_error_are_not_chosen():
+    rows = [row("after", "taylor", 0.9, 0, 1.0, math.nan)]
+    assert choose_on_validation(rows, "lenet_300_100", 0.9) == {}
+    assert "no rows with a validation error" in summary_table(rows, "lenet_300_100", [0.9])
+    assert "no validation error" in published_table(
+        [row("after", "taylor", 0.95, 0, 1.0, math.nan)], "lenet_300_100"
+    )
+
+
+def test_unknown_criteria_are_their_own_family():
+    assert family("obs") == "second-order" and family("channel_l1") == "channel_l1"
+
+
+def test_summary_answers_the_four_questions_and_says_who_wins():
+    table = summary_table(rows_where_test_and_validation_disagree(), "lenet_300_100", [0.95])
+    assert "| 95% | magnitude | magnitude, after | 1.90 | 2.05 ± 0.07 | 98.00% | 96.00% |" in table
+    assert "| 95% | second-order | fisher, iterative | 1.00 | 2.40 ± 0.00 |" in table
+    assert "| random |" not in table  # the floor is not a contender
+    # fisher (best on validation among gradient families) against magnitude on test error:
+    assert "gradient-based wins by" not in table
+    assert (
+        "magnitude wins by 0.35 points of test error: magnitude (after) 2.05 against the best "
+        "gradient-based on validation, fisher (iterative) 2.40." in table
+    )
+    assert "Published SNIP (pruned at initialisation, then trained): 1.6" in table
+
+
+def test_published_table_labels_protocols_and_gaps():
+    table = published_table(rows_where_test_and_validation_disagree(), "lenet_300_100")
+    assert (
+        "| SNIP | pruned at initialisation, then trained | 95.0% | 1.6 | 2.40 ± 0.00 "
+        "(fisher, iterative) | 2.05 ± 0.07 (magnitude, after) | +0.80 |" in table
+    )
+    assert "| Han et al. | iterative magnitude pruning and retraining | 92.0% | 1.59 | not run" in (
+        table
+    )
+
+
+def test_error_table_lists_every_configuration_with_the_published_rows_first():
+    table = error_table(rows_where_test_and_validation_disagree(), "lenet_300_100", [0.95])
+    lines = table.splitlines()
+    assert lines[2].startswith("| **published** SNIP")
+    assert "| ours, taylor (after) |  | 1.00 ± 0.00 |" in table
+
+
+def test_merge_collapses_shared_dense_rows_and_refuses_disagreeing_ones():
+    dense = row("dense", "dense", 0.0, 0, 1.6, 1.5)
+    assert merge_rows([dense, dict(dense)]) == [dense]
+    keyed = [dict(dense, run_key="p/x", seconds_per_epoch=s) for s in (1.0, 2.0)]
+    assert merge_rows(keyed) == keyed[:1]  # same run: only the timing differs
+    with pytest.raises(ValueError, match="disagree"):
+        merge_rows([dense, dict(dense, test_error=1.7)])
+
+
+def test_doc_blocks_are_rebuilt_from_the_csvs_they_name(tmp_path):
+    from gradprune_lite.experiment.comparison import CSV_COLUMNS, write_outputs
+
+    rows = [
+        {k: r.get(k, "") for k in CSV_COLUMNS} for r in rows_where_test_and_validation_disagree()
+    ]
+    for r in rows:
+        r.update(remaining=0.05, macro_recall=0.9, macro_f1=0.9, dense_bytes=2000, train_epochs=13)
+    write_outputs(rows, tmp_path / "run")
+    stale = (
+        "<!-- table: summary lenet_300_100 at 95 from run/results.csv -->\nold\n<!-- /table -->\n"
+    )
+    fresh = regenerate_doc("intro\n" + stale + "outro\n", tmp_path)
+    assert fresh.startswith("intro\n<!-- table: summary") and fresh.endswith(
+        "<!-- /table -->\noutro\n"
+    )
+    assert "old" not in fresh and "magnitude wins by 0.35" in fresh
+    assert regenerate_doc(fresh, tmp_path) == fresh
+    with pytest.raises(ValueError, match="missing CSVs"):
+        regenerate_doc(stale.replace("run/", "gone/"), tmp_path)
+
+
+def test_a_difference_within_the_seed_spread_is_called_a_tie():
+    rows = []
+    for seed, (magnitude, taylor) in enumerate([(2.0, 2.1), (2.4, 2.2)]):
+        rows += [
+            row("after", "magnitude", 0.9, seed, magnitude, 1.0),
+            row("after", "taylor", 0.9, seed, taylor, 1.1),
+        ]
+    table = summary_table(rows, "lenet_300_100", [0.9])
+    assert "**90%**: a tie within the seed-to-seed spread (±0.28)" in table
+    assert "wins by" not in table
