@@ -295,7 +295,7 @@ for block in (1, 100, 1000):
 # (and, section 2, it is dominated by a few uncertain digits), so
 # `gp.prune(model, "obs", sparsity, batches)` prunes in `steps` smaller steps
 # (WoodFisher's multi-step), recomputing $F$ at the moved weights after each. It costs
-# a minute or more per sparsity, so we load the measured table instead of recomputing it
+# 20 s or more per sparsity on one core, so we load the measured table instead of recomputing it
 # here: `docs/results/second_order/oneshot-test.csv`, made by
 # `python scripts/second_order_results.py oneshot` (test error, no fine-tuning, the dense
 # net of this notebook, 1,000 scoring digits; other seeds are in `docs/RESULTS.md`).
