@@ -126,6 +126,28 @@ def check_models(device: torch.device) -> None:
             )
 
 
+def check_obs(device: torch.device) -> None:
+    """gp.prune(..., "obs") on the device against the CPU: same masks, same moved weights."""
+    x, y = data(128)
+    for label, build in MODELS:
+        print(f"{label}: obs prune (OBS update, 2 steps), CPU against {device}", flush=True)
+        cpu_model = build(seed=0).double()
+        dev_model = copy.deepcopy(cpu_model).to(device)
+        options = {"steps": 2, "block_size": 32}
+        cpu_masks = gp.prune(cpu_model, "obs", SPARSITY, [(x, y)], **options)
+        dev_masks = gp.prune(dev_model, "obs", SPARSITY, [(x.to(device), y.to(device))], **options)
+        cpu_weights, dev_weights = gp.prunable_weights(cpu_model), gp.prunable_weights(dev_model)
+        for name, mask in cpu_masks.items():
+            dev_w = dev_weights[name].detach()
+            check(
+                dev_w.device.type == device.type
+                and torch.equal(dev_masks[name].cpu(), mask)
+                and bool((dev_w[~dev_masks[name]] == 0).all())
+                and torch.allclose(dev_w.cpu(), cpu_weights[name].detach(), rtol=1e-5, atol=1e-8),
+                f"obs prune {label} {name}",
+            )
+
+
 def timings(device: torch.device, quick: bool) -> str:
     sections = []
     rows = []
@@ -216,6 +238,7 @@ def main(argv=None) -> int:
     print("\n".join(f"{k}: {v}" for k, v in machine_details(str(device)).items()), flush=True)
     check_selection(device)
     check_models(device)
+    check_obs(device)
     if not args.no_timings:
         print("\n" + timings(device, args.quick))
     if failures:

@@ -21,6 +21,7 @@ from .core.masks import (
     sparsity_report,
 )
 from .core.prune import prune, sparsity_schedule
+from .core.second_order import obs_scores as _registers_obs  # noqa: F401  ("obs" criterion)
 from .core.selection import global_masks, kth_smallest, layerwise_masks
 from .core.sparse import to_sparse
 from .core.stability import RankingStability, ranking_stability

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import torch
@@ -23,6 +24,12 @@ from .selection import global_masks, layerwise_masks
 
 SCHEDULES = ("exponential", "linear")
 SCOPES = ("global", "layerwise")
+
+#: Criteria that move the surviving weights as they prune (second order, e.g. "obs"):
+#: name → fn(model, sparsity, select, batches, options) → masks. Such a function chooses
+#: the weights with ``select`` itself, writes the updated weights into the model only
+#: after every check passed, and returns the masks for ``apply_masks``.
+WEIGHT_UPDATES: dict[str, Callable] = {}
 
 
 def sparsity_schedule(target: float, rounds: int, schedule: str = "exponential") -> list[float]:
@@ -134,6 +141,13 @@ def prune(
     restore = snapshot(model, optimizer)
     try:
         for round_index, step in enumerate(steps):
+            if criterion in WEIGHT_UPDATES:  # e.g. "obs": it chooses and moves the weights itself
+                select_round = functools.partial(select, exclude=patterns, min_density=min_density)
+                masks = WEIGHT_UPDATES[criterion](model, step, select_round, batches, options)
+                apply_masks(model, masks, optimizer=optimizer)
+                if between is not None:
+                    between(model, round_index)
+                continue
             scores = _checked_scores(
                 score(model, criterion, batches, **options), weights, criterion
             )
