@@ -11,6 +11,8 @@ from urllib.parse import unquote, urlparse
 
 import torch
 
+import gradprune_lite as gp
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 CI_SCRIPT = (ROOT / ".ci" / "run").read_text()
@@ -92,7 +94,7 @@ def test_command_line_tool_is_installed_under_the_readme_name():
 
 
 def test_five_line_example_runs_and_prunes_ninety_percent():
-    setup, example = fenced_blocks("python")
+    setup, example, _ = fenced_blocks("python")
     code_lines = [line for line in example.splitlines() if line.strip()]
     assert len(code_lines) <= 5, f"the example has {len(code_lines)} lines, not five or fewer"
     namespace: dict = {}
@@ -113,6 +115,22 @@ def test_five_line_example_runs_and_prunes_ninety_percent():
         torch.nn.functional.cross_entropy(model(inputs), targets).backward()
         optimizer.step()
     assert all(bool((w.detach()[p] == 0).all()) for w, p in zip(weights, pruned))
+
+
+def test_beyond_masks_example_runs_and_does_what_it_says():
+    setup, example, beyond = fenced_blocks("python")
+    namespace: dict = {}
+    torch.manual_seed(0)
+    for name, code in (("setup", setup), ("example", example), ("beyond", beyond)):
+        exec(compile(code, f"README {name}", "exec"), namespace)
+    model, small, cost, x = (namespace[k] for k in ("model", "small", "cost", "x"))
+    dense_params = sum(p.numel() for p in model.parameters())
+    assert cost["params_dense"] < dense_params, "structured_prune did not shrink the model"
+    assert small[1].out_features < model[1].out_features
+    assert abs(gp.sparsity(model) - 0.95) < 1e-3
+    torch.testing.assert_close(namespace["fast"](x), model(x), rtol=1e-5, atol=1e-5)
+    overlaps = namespace["stable"].overlaps
+    assert overlaps.shape == (1, 1) and 0.0 <= float(overlaps.min()) <= 1.0
 
 
 def relative_targets() -> list[str]:
