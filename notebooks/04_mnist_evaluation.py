@@ -184,7 +184,8 @@ gp.plots.curves(
 # asks for: $|w|$ small means removing $w$ barely moves the output. This matches the
 # 3-seed runs in `docs/RESULTS.md`. It does *not* mean gradients are useless: at
 # initialisation, where weights carry no information yet, the gradient criteria win by a
-# wide margin and magnitude collapses (notebook 03 and `docs/RESULTS.md`).
+# wide margin and magnitude collapses (`docs/RESULTS.md`, 3 seeds: at 98% SNIP reaches 6.1%
+# test error and magnitude 88.7%).
 
 # %%
 data_driven = ["gradient", "taylor", "snip", "fisher", "grasp"]

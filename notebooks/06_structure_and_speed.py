@@ -273,6 +273,9 @@ plt.show()
 #
 # - A mask shrinks the checkpoint, not the compute: dense kernels multiply the zeros.
 # - Removing whole neurons (`gp.structured_prune`) gives a smaller dense model that is
-#   faster everywhere; Taylor group importance ranks neurons by what the loss would lose.
+#   faster everywhere. Choosing the neurons by Taylor group importance lost to plain
+#   magnitude here (validation error 7.60% against 4.52% right after removal, 2.08% against
+#   1.64% after fine-tuning): many single removals *lower* the loss, which a squared score
+#   cannot see.
 # - Sparse (CSR) kernels win only at high sparsity and large batches; below that they are
 #   slower than dense.
