@@ -40,3 +40,14 @@ def test_trained_is_cached_and_reloaded_exactly(tmp_path, real_digits):
 def test_trained_rejects_unknown_models():
     with pytest.raises(ValueError, match="unknown model"):
         gp.trained("resnet")
+
+
+def test_trained_weights_do_not_depend_on_the_callers_thread_count(tmp_path, real_digits):
+    train, _ = real_digits(600, 10)
+    results = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        results.append(gp.trained(train=train, epochs=1, cache=False))
+        assert torch.get_num_threads() == threads  # restored after training
+    for a, b in zip(results[0].state_dict().values(), results[1].state_dict().values()):
+        assert torch.equal(a, b)
