@@ -23,12 +23,11 @@ from .experiment.comparison import (
     merge_rows,
     read_rows,
     run_comparison,
-    split_validation,
     write_outputs,
 )
 from .experiment.data import Digits, mnist
 from .experiment.models import MODELS
-from .experiment.reference import REFERENCE_BUDGET
+from .experiment.reference import REFERENCE_BUDGET, split_validation
 from .experiment.summary import regenerate_doc, summary_markdown
 
 #: What ``--quick`` uses for every option the user did not set (under a minute on 2 cores).

@@ -12,10 +12,9 @@ from gradprune_lite.experiment.comparison import (
     epochs_per_round,
     markdown_table,
     read_rows,
-    split_validation,
     summarise,
 )
-from gradprune_lite.experiment.reference import fingerprint
+from gradprune_lite.experiment.reference import fingerprint, split_validation
 
 
 @pytest.fixture(scope="module")

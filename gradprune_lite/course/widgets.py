@@ -337,10 +337,7 @@ def sparsity_explorer(
         train=train,
         test=test,
         levels=levels,
-        score_draws=[
-            list(_slice(train, d * score_samples, (d + 1) * score_samples).batches(250))
-            for d in range(draws)
-        ],
+        score_draws=[list(_draw(train, d, score_samples).batches(250)) for d in range(draws)],
         finetune_samples=finetune_samples,
     )
     for control in (slider, dropdown_a, dropdown_b, toggle):
@@ -349,13 +346,7 @@ def sparsity_explorer(
     return explorer
 
 
-def _slice(digits, start: int, stop: int):
-    """Digits ``start`` to ``stop`` of ``digits`` (a view, no copy)."""
-    from ..experiment.data import Digits
-
-    return Digits(
-        digits.images[start:stop],
-        digits.labels[start:stop],
-        f"{digits.source}, digits {start:,} to {stop:,}",
-        digits.is_subset,
-    )
+def _draw(digits, index: int, size: int):
+    """The ``index``-th disjoint block of ``size`` digits (a view, no copy)."""
+    start, stop = index * size, (index + 1) * size
+    return digits.slice(start, stop, f"digits {start:,} to {stop:,}")

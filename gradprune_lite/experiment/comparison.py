@@ -42,7 +42,7 @@ from .checkpoint import checkpoint_sizes
 from .data import Digits
 from .evaluate import evaluate
 from .models import MODELS
-from .reference import REFERENCE_BUDGET, VALIDATION_FRACTION, fingerprint, trained
+from .reference import REFERENCE_BUDGET, fingerprint, trained
 from .train import fit
 
 MODES = ("init", "after", "iterative")
@@ -109,25 +109,6 @@ def data_identity(train: Digits, validation: Digits, test: Digits) -> str:
         f"{kind}: {len(train):,} training, {len(validation):,} validation, "
         f"{len(test):,} test digits"
     )
-
-
-def split_validation(pool: Digits) -> tuple[Digits, Digits]:
-    """(train, validation): the last 1/12 of ``pool`` held out, the rule of ``gp.splits``.
-
-    On the 60,000 training digits of full MNIST this gives exactly ``gp.splits()``'s
-    55,000 / 5,000, so the dense networks are the ones ``gp.trained`` caches for the
-    notebooks; on the first 10,000 (the shipped subset) it gives 9,167 / 833.
-    """
-    n_validation = round(len(pool) * VALIDATION_FRACTION)
-    if n_validation < 1 or n_validation >= len(pool):
-        raise ValueError(
-            f"{len(pool)} training digits are too few to hold out a validation set; "
-            "give at least 12."
-        )
-    n_train = len(pool) - n_validation
-    train = Digits(pool.images[:n_train], pool.labels[:n_train], pool.source, pool.is_subset)
-    validation = Digits(pool.images[n_train:], pool.labels[n_train:], pool.source, pool.is_subset)
-    return train, validation
 
 
 def _protocol_key(config: dict) -> str:

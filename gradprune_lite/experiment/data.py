@@ -102,6 +102,11 @@ class Digits:
                     self.labels[start : start + batch_size],
                 )
 
+    def slice(self, start: int, stop: int | None, note: str | None = None) -> Digits:
+        """Digits ``start`` to ``stop`` (a view, no copy); ``note`` is added to the source."""
+        source = self.source if note is None else f"{self.source}, {note}"
+        return Digits(self.images[start:stop], self.labels[start:stop], source, self.is_subset)
+
     def take(self, n: int) -> Digits:
         """The first ``n`` digits (all of them when ``n`` ≥ len), as a new ``Digits``."""
         if not isinstance(n, int) or n < 1:
