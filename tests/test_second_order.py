@@ -249,3 +249,41 @@ def test_obs_beats_magnitude_one_shot_at_95_percent_on_real_mnist():
     magnitude_error = gp.evaluate(magnitude, validation).error
     assert gp.sparsity(obs) == pytest.approx(0.95, abs=1e-5)
     assert obs_error < magnitude_error, (obs_error, magnitude_error)
+
+
+class _InplaceBatchNormReused(nn.Module):
+    """In-place ReLUs, BatchNorm, and one Linear called twice in the forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin1 = nn.Linear(64, 6)
+        self.bn = nn.BatchNorm1d(6)
+        self.shared = nn.Linear(6, 6)
+        self.head = nn.Linear(6, 10)
+
+    def forward(self, x):
+        h = torch.relu_(self.bn(self.lin1(x.flatten(1))))
+        h = torch.relu_(self.shared(h))
+        return self.head(self.shared(h))
+
+
+def test_saliency_is_exact_obs_on_inplace_batchnorm_and_a_reused_layer(mlp_batches):
+    torch.manual_seed(6)
+    model = _InplaceBatchNormReused()
+    with torch.no_grad():  # non-trivial running statistics, then score as gp.score does: eval
+        for x, _ in mlp_batches:
+            model(x)
+    model.eval()
+    damping = 1e-2
+    biggest = max(w.numel() for w in gp.prunable_weights(model).values())
+    scores = gp.score(model, "obs", mlp_batches, block_size=biggest, damping=damping)
+    reference = per_sample_reference(model, mlp_batches)
+    assert set(scores) == {"lin1.weight", "shared.weight", "head.weight"}
+    for name, w in gp.prunable_weights(model).items():
+        g = reference[name]
+        fisher = g.t() @ g / len(g)
+        fisher += damping * fisher.diagonal().mean() * torch.eye(len(fisher), dtype=fisher.dtype)
+        expected = w.detach().reshape(-1).double() ** 2 / (2 * torch.linalg.inv(fisher).diagonal())
+        torch.testing.assert_close(
+            scores[name].reshape(-1).double(), expected, rtol=1e-3, atol=1e-9
+        )
