@@ -2,13 +2,16 @@
 
     python benchmarks/speed.py                       # both models, writes docs/results/speed/
     python benchmarks/speed.py --model lenet_300_100 --finetune-digits 55000
+    python benchmarks/speed.py --seeds 0          # one seed: a quick look, no spread
 
 For each model (the dense start is ``gp.trained(model, seed)``) the rows are: dense; masked
 unstructured magnitude pruning at 90/95/98%; the same models through ``gp.to_sparse``;
 structured ``gp.structured_prune`` (layerwise) at about 2×, 4× and 8× fewer MACs, by
 ``magnitude`` and by ``taylor`` group importance. Every pruned row gets the same fine-tuning
 (SGD, cosine, one pass over ``--finetune-digits`` training digits); the CSR rows are built
-from the fine-tuned masked models, so they share their error.
+from the fine-tuned masked models, so they share their error. The test error is the mean ±
+std over ``--seeds`` (default 0,1,2): each seed has its own dense reference, pruning and
+fine-tuning; the speed, size and cost columns are measured on the first seed's models.
 
 Timings use one thread and this process's CPU time, every row in turn per round (order
 rotating), so all rows run under the same load; we report ratios against dense. Epoch time
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -107,27 +111,29 @@ def inference(model, inputs, repeats: int):
     return run
 
 
-def measure(name: str, args) -> tuple[str, list[dict]]:
-    torch.manual_seed(args.seed)
-    train, _, test = gp.splits()
-    finetune = gp.Digits(
-        train.images[: args.finetune_digits],
-        train.labels[: args.finetune_digits],
-        train.source,
-        train.is_subset,
-    )
+def pruned_rows(name: str, seed: int, args, train, example) -> dict[str, torch.nn.Module]:
+    """Every row of one seed, fine-tuned, with the CSR copies of the masked rows."""
+    torch.manual_seed(seed)
+    finetune = train.slice(0, args.finetune_digits)
     scoring = [(train.images[i : i + 256], train.labels[i : i + 256]) for i in range(0, 2560, 256)]
-    example = test.images[:1]
-    rows = build_rows(name, args.seed, args.reference_epochs, scoring, example)
-    fine_tune(rows, finetune, args.seed)
+    rows = build_rows(name, seed, args.reference_epochs, scoring, example)
+    fine_tune(rows, finetune, seed)
     for sparsity in SPARSITIES:
         rows[f"CSR {sparsity:.0%}"] = gp.to_sparse(rows[f"masked {sparsity:.0%}"])
+    return rows
+
+
+def measure(name: str, args) -> tuple[str, list[dict]]:
+    train, _, test = gp.splits()
+    example = test.images[:1]
+    first, *others = args.seeds
+    rows = pruned_rows(name, first, args, train, example)
+    errors = {label: [gp.evaluate(model, test).error] for label, model in rows.items()}
+    for seed in others:  # the error column only: each seed's own reference, pruning, tuning
+        for label, model in pruned_rows(name, seed, args, train, example).items():
+            errors[label].append(gp.evaluate(model, test).error)
     results = {
-        label: {
-            "row": label,
-            "error": gp.evaluate(model, test).error,
-            **gp.model_cost(model, example),
-        }
+        label: {"row": label, "errors": errors[label], **gp.model_cost(model, example)}
         for label, model in rows.items()
     }
     one, batch = test.images[:1], test.images[:256]
@@ -160,7 +166,7 @@ def table(name: str, results: list[dict]) -> str:
         "latency b=1 ×",
         "latency b=256 ×",
         "epoch ×",
-        "test error %",
+        f"test error % ({seeds_note(results)})",
     ]
     lines = []
     for r in results:
@@ -175,7 +181,7 @@ def table(name: str, results: list[dict]) -> str:
                 f"{dense['latency_1'] / r['latency_1']:.2f}",
                 f"{dense['latency_256'] / r['latency_256']:.2f}",
                 epoch,
-                f"{r['error']:.2f}",
+                error_cell(r["errors"]),
             ]
         )
     absolute = (
@@ -184,6 +190,17 @@ def table(name: str, results: list[dict]) -> str:
         "(1 thread, process CPU time)."
     )
     return f"### {name}\n\n{markdown_table(header, lines)}\n\n{absolute}\n"
+
+
+def seeds_note(results: list[dict]) -> str:
+    count = len(results[0]["errors"])
+    return "1 seed" if count == 1 else f"mean ± std, {count} seeds"
+
+
+def error_cell(errors: list[float]) -> str:
+    if len(errors) == 1:
+        return f"{errors[0]:.2f}"
+    return f"{statistics.mean(errors):.2f} ± {statistics.stdev(errors):.2f}"
 
 
 def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -244,7 +261,12 @@ def group_importance_check(seed: int = 0) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=sorted(gp.models.MODELS), action="append")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=[0, 1, 2],
+        help="comma-separated seeds of the error column; timings use the first (default 0,1,2)",
+    )
     parser.add_argument("--finetune-digits", type=int, default=55_000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=20)
@@ -256,7 +278,7 @@ def main(argv=None) -> None:
     parser.add_argument("--diagnose", action="store_true", help="only the group-importance check")
     args = parser.parse_args(argv)
     if args.diagnose:
-        print(group_importance_check(args.seed))
+        print(group_importance_check(args.seeds[0]))
         return
     # One thread throughout: on a shared machine a second OpenMP thread spins against other
     # processes and makes training many times slower (see docs/RESULTS.md).
@@ -271,10 +293,10 @@ def main(argv=None) -> None:
     details["load average (1, 5, 15 min) at end"] = load_average()
     details["fine-tuning"] = (
         f"1 pass over {args.finetune_digits:,} training digits (SGD lr 0.01, cosine), "
-        f"seed {args.seed}"
+        f"seeds {', '.join(map(str, args.seeds))} (speed and size: seed {args.seeds[0]})"
     )
     if args.reference_epochs is not None:
-        details["dense start"] = f"gp.trained(model, {args.seed}, epochs={args.reference_epochs})"
+        details["dense start"] = f"gp.trained(model, seed, epochs={args.reference_epochs})"
     header = "\n".join(f"- {k}: {v}" for k, v in details.items())
     args.out.mkdir(parents=True, exist_ok=True)
     names = "-".join(args.model or ["lenet_300_100", "lenet5"])
