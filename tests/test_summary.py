@@ -11,6 +11,7 @@ from gradprune_lite.experiment.summary import (
     choose_on_validation,
     error_table,
     family,
+    matched_table,
     published_table,
     regenerate_doc,
     summary_table,
@@ -96,6 +97,19 @@ def test_published_table_labels_protocols_and_gaps():
     )
     assert "| Han et al. | iterative magnitude pruning and retraining | 92.0% | 1.59 | not run" in (
         table
+    )
+
+
+def test_matched_table_sets_each_published_number_beside_the_same_method_only():
+    rows = rows_where_test_and_validation_disagree()
+    rows += [row("init", "snip", 0.95, seed, 3.0 + seed, 9.0) for seed in (0, 1)]
+    table = matched_table(rows, "lenet_300_100")
+    # SNIP's number meets our snip at init, however badly it does on validation.
+    assert "| SNIP | pruned at initialisation, then trained | 95.0% | 1.6 | snip, init | " in table
+    assert "| 3.50 ± 0.71 | 2 | +1.90 |" in table
+    assert "| 98.0% | 2.4 | snip, init | not run | 0 | – |" in table
+    assert (
+        "| Sparse VD | sparsity learned in training | 98.5% | 1.92 | no counterpart | – |" in table
     )
 
 
