@@ -317,3 +317,74 @@ def test_removing_the_weakest_taylor_channel_of_conv1_by_hand(digits):
     )
     assert same_state(small, by_hand)
     torch.testing.assert_close(small(digits[0][0]), by_hand(digits[0][0]), rtol=0, atol=0)
+
+
+class InplaceBatchNormReused(nn.Module):
+    """In-place ReLUs, BatchNorm, and one Linear called twice: what users bring."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 6, 5, stride=2)
+        self.norm = nn.BatchNorm2d(6)
+        self.fc = nn.Linear(6 * 12 * 12, 32)
+        self.shared = nn.Linear(32, 32)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = F.relu(self.norm(self.conv(x)), inplace=True).flatten(1)
+        x = F.relu(self.fc(x), inplace=True)
+        x = F.relu(self.shared(x), inplace=True)
+        return self.head(self.shared(x))
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_taylor_group_matches_torch_func_on_inplace_batchnorm_and_reused_layers(digits, mode):
+    """The group sum of g·w uses the full gradient of a layer used twice, checked against
+    torch.func.grad (an independent reference), with BatchNorm in either mode."""
+    torch.manual_seed(0)
+    model = InplaceBatchNormReused().train(mode == "train")
+    layers = {"conv.weight": model.conv, "fc.weight": model.fc, "shared.weight": model.shared}
+    context_model = copy.deepcopy(model)
+    context_layers = {name: context_model.get_submodule(name[: -len(".weight")]) for name in layers}
+    scores = gp.GROUP_CRITERIA["taylor"](GroupContext(context_model, context_layers, digits, {}))
+
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    reference = {name: torch.zeros(m.weight.shape[0]) for name, m in layers.items()}
+    for inputs, targets in digits:
+
+        def loss(p, b, inputs=inputs, targets=targets):  # b: BatchNorm may update it
+            out = torch.func.functional_call(model, (p, b), (inputs,))
+            return F.cross_entropy(out, targets)
+
+        grads = torch.func.grad(loss)(params, buffers)
+        for name in layers:
+            prefix = name[: -len(".weight")]
+            weight, bias = params[f"{prefix}.weight"], params[f"{prefix}.bias"]
+            term = (grads[name] * weight).reshape(len(weight), -1).sum(1)
+            reference[name] += (term + grads[f"{prefix}.bias"] * bias).square()
+    for name in layers:
+        torch.testing.assert_close(scores[name], reference[name], rtol=1e-4, atol=1e-10)
+
+
+def test_structured_taylor_on_inplace_relu_and_batchnorm_keeps_the_model_working(digits):
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 5),
+        nn.BatchNorm2d(8),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(4),
+        nn.Flatten(),
+        nn.Linear(8 * 6 * 6, 24),
+        nn.ReLU(inplace=True),
+        nn.Linear(24, 10),
+    ).eval()
+    before = copy.deepcopy(model.state_dict())
+    small = gp.structured_prune(
+        model, "taylor", 0.5, digits, example_inputs=digits[0][0][:1], scope="layerwise"
+    )
+    assert small[0].out_channels == 4 and small[1].num_features == 4
+    assert small[5].in_features == 4 * 36 and small[5].out_features == 12
+    assert small[7].out_features == 10
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.isfinite(small(digits[0][0])).all()
