@@ -243,25 +243,41 @@ print(f"its test error: {tuned[chosen][at_95]:.2f}%")
 # rows of different protocols are not a contest.
 
 # %%
+import statistics
+from pathlib import Path
+
+from gradprune_lite.experiment.comparison import merge_rows, read_rows
+from gradprune_lite.experiment.summary import matched_rows
+
+# The full protocol of docs/RESULTS.md (scripts/reproduce_results.sh): dense reference of
+# 10 epochs, every pruned network trained 13 epochs in all, seeds 0, 1 and 2.
+protocol_runs = merge_rows(read_rows(Path("../docs/results/summary/results.csv")))
+
+
+def mean_std(members):
+    errors = [float(m["test_error"]) for m in members]
+    return f"{statistics.mean(errors):.2f} ± {statistics.stdev(errors):.2f} ({len(errors)} seeds)"
+
+
+dense_runs = [r for r in protocol_runs if r["model"] == "lenet_300_100" and r["mode"] == "dense"]
 rows = [
     # (source, protocol, sparsity, test error %)
     ("Han et al. 2015", "dense", 0.0, "1.64"),
     ("SNIP, Table 1", "dense", 0.0, "1.7"),
-    ("ours (this notebook)", "dense, gp.trained: 10 epochs", 0.0, f"{dense_eval.error:.2f}"),
-    ("SNIP, Table 1", "SNIP at init, then full training", 0.95, "1.6"),
-    ("SNIP, Table 1", "SNIP at init, then full training", 0.98, "2.4"),
-    ("docs/RESULTS.md", "SNIP at init, then 3 epochs (3 seeds)", 0.95, "3.75 ± 0.21"),
-    ("docs/RESULTS.md", "SNIP at init, then 3 epochs (3 seeds)", 0.98, "6.07 ± 0.30"),
-    ("Han et al. 2015", "iterative magnitude, long retraining", 0.92, "1.59"),
-    ("docs/RESULTS.md", "iterative magnitude, 3 × 1 epoch (3 seeds)", 0.95, "2.12 ± 0.08"),
+    ("docs/RESULTS.md", "dense, gp.trained: 10 epochs", 0.0, mean_std(dense_runs)),
 ]
+for match in matched_rows(protocol_runs, "lenet_300_100"):
+    rows.append((match["method"], match["protocol"], match["sparsity"], f"{match['published']:g}"))
+    if match["members"]:
+        ours = f"{match['ours']}, 13 epochs in all"
+        rows.append(("docs/RESULTS.md", ours, match["sparsity"], mean_std(match["members"])))
 for criterion in ("magnitude", "snip"):
     for sparsity, error in zip(levels, tuned[criterion]):
         protocol = f"{criterion} once after training, 1 epoch on 5,500"
         rows.append(("ours (this notebook)", protocol, sparsity, f"{error:.2f}"))
-print(f"LeNet-300-100 on MNIST\n{'source':21s} {'protocol':43s} {'sparsity':>8s}  test error (%)")
+print(f"LeNet-300-100 on MNIST\n{'source':16s} {'protocol':46s} {'sparsity':>8s}  test error (%)")
 for source, protocol, sparsity, error in rows:
-    print(f"{source:21s} {protocol:43s} {sparsity:8.0%}  {error}")
+    print(f"{source:16s} {protocol[:46]:46s} {sparsity:8.1%}  {error}")
 
 # %% [markdown]
 # How to read it:
