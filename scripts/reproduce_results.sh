@@ -52,11 +52,11 @@ part lenet300-trained --model lenet_300_100 --sparsity 90,95,98,99 --mode after,
 part lenet300-published --model lenet_300_100 --sparsity 92,98.5 --mode after,iterative
 
 # LeNet-5-Caffe: the rows with published numbers. SNIP at init at 98/99% (SNIP's own
-# protocol); magnitude, taylor, snip, synflow and obs pruned after training at 98/99%;
+# protocol); magnitude, taylor, synflow and obs pruned after training at 98/99%;
 # iterative magnitude at 92/98/99% (Han et al.) and taylor at 92%. An epoch of LeNet-5
 # costs about 20 times one of LeNet-300-100, so this is a selection, not the full grid.
 part lenet5-init --model lenet5 --criteria snip --sparsity 98,99 --mode init
-part lenet5-trained --model lenet5 --criteria "$(registered magnitude taylor snip synflow obs)" \
+part lenet5-trained --model lenet5 --criteria "$(registered magnitude taylor synflow obs)" \
   --sparsity 98,99 --mode after
 part lenet5-iterative --model lenet5 --criteria magnitude --sparsity 92,98,99 --mode iterative
 part lenet5-iterative --model lenet5 --criteria taylor --sparsity 92 --mode iterative
