@@ -433,20 +433,32 @@ def markdown_table(rows: Sequence[dict]) -> str:
 
 
 def plot_results(rows: Sequence[dict]):
-    """A matplotlib ``Figure``: test error against remaining weights (log x), per criterion.
+    """A matplotlib ``Figure``: test error against remaining weights, per criterion.
 
-    One panel per (model, mode); the dense reference is a dashed horizontal line.
+    One panel per (model, mode), modes in the order init, after, iterative; each
+    criterion keeps its colour in every panel; both axes are logarithmic, so errors near
+    the dense one (a dashed horizontal line) stay readable beside collapsed runs near 90%.
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     summary = summarise(rows)
-    panels = sorted({(s["model"], s["mode"]) for s in summary if s["criterion"] != "dense"})
+    order = {"dense": 0, "init": 1, "after": 2, "iterative": 3}
+    panels = sorted(
+        {(s["model"], s["mode"]) for s in summary if s["criterion"] != "dense"},
+        key=lambda panel: (panel[0], order.get(panel[1], 9), panel[1]),
+    )
+    criteria = [c for c in dict.fromkeys(s["criterion"] for s in summary) if c != "dense"]
+    colour = {criterion: f"C{i % 10}" for i, criterion in enumerate(criteria)}
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+
+    def some(digits):  # label the minor ticks that start with one of ``digits``
+        return FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}".lstrip("0.")[:1] in digits else "")
+
     figure = Figure(figsize=(5.0 * max(1, len(panels)), 4.0), layout="constrained")
     axes = figure.subplots(1, max(1, len(panels)), squeeze=False)[0]
     for ax, (model, mode) in zip(axes, panels):
-        for criterion in dict.fromkeys(s["criterion"] for s in summary):
-            if criterion == "dense":
-                continue
+        for criterion in criteria:
             points = sorted(
                 (
                     s
@@ -463,14 +475,19 @@ def plot_results(rows: Sequence[dict]):
                 yerr=[p["error_std"] for p in points],
                 marker="o",
                 capsize=3,
+                color=colour[criterion],
                 label=criterion,
             )
         for s in summary:
             if s["model"] == model and s["criterion"] == "dense":
                 ax.axhline(s["error_mean"], color="black", linestyle="--", label="dense")
         ax.set_xscale("log")
+        ax.set_yscale("log")
+        for axis, digits in ((ax.xaxis, "25"), (ax.yaxis, "235")):
+            axis.set_major_formatter(plain)
+            axis.set_minor_formatter(some(digits))
         ax.set_xlabel("remaining weights (%)")
-        ax.set_ylabel("test error (%)")
+        ax.set_ylabel("test error (%), log scale")
         ax.set_title(f"{model}, prune {mode}")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small")
