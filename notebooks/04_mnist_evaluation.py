@@ -244,14 +244,14 @@ print(f"its test error: {tuned[chosen][at_95]:.2f}%")
 
 # %%
 import statistics
-from pathlib import Path
 
 from gradprune_lite.experiment.comparison import merge_rows, read_rows
-from gradprune_lite.experiment.summary import matched_rows
+from gradprune_lite.experiment.summary import matched_rows, results_file
 
 # The full protocol of docs/RESULTS.md (scripts/reproduce_results.sh): dense reference of
-# 10 epochs, every pruned network trained 13 epochs in all, seeds 0, 1 and 2.
-protocol_runs = merge_rows(read_rows(Path("../docs/results/summary/results.csv")))
+# 10 epochs, every pruned network trained 13 epochs in all, seeds 0, 1 and 2. The file is
+# docs/results/summary/results.csv of the repository.
+protocol_runs = merge_rows(read_rows(results_file("summary/results.csv")))
 
 
 def mean_std(members):

@@ -14,6 +14,7 @@ from gradprune_lite.experiment.summary import (
     matched_table,
     published_table,
     regenerate_doc,
+    results_file,
     summary_table,
 )
 
@@ -161,3 +162,13 @@ def test_a_difference_within_the_seed_spread_is_called_a_tie():
     table = summary_table(rows, "lenet_300_100", [0.9])
     assert "**90%**: a tie within the seed-to-seed spread (±0.28)" in table
     assert "wins by" not in table
+
+
+def test_results_file_is_found_from_a_copy_of_the_notebooks_and_named_when_missing(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # outside the repository: found through the source tree
+    found = results_file()
+    assert found.parts[-4:] == ("docs", "results", "summary", "results.csv") and found.is_file()
+    with pytest.raises(FileNotFoundError, match="docs/results/nothing.csv was not found"):
+        results_file("nothing.csv")

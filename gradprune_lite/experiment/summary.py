@@ -71,6 +71,26 @@ SUMMARY_SPARSITIES = (0.9, 0.95, 0.98)
 _MODE_ORDER = {"dense": 0, "init": 1, "after": 2, "iterative": 3}
 
 
+def results_file(relative: str = "summary/results.csv") -> Path:
+    """A file of the committed results, ``docs/results/<relative>``, found from anywhere.
+
+    Looks in ``docs/results`` of the working directory and of each folder above it (a
+    notebook runs in ``notebooks/``), then of the source tree this package was installed
+    from (``pip install -e``). Raises ``FileNotFoundError`` saying where it looked.
+    """
+    here = Path.cwd().resolve()
+    source_tree = Path(__file__).resolve().parents[2]
+    places = [folder / "docs" / "results" for folder in (here, *here.parents, source_tree)]
+    for place in places:
+        if (place / relative).is_file():
+            return place / relative
+    raise FileNotFoundError(
+        f"docs/results/{relative} was not found in this folder, any folder above it, or the "
+        f"source tree of gradprune_lite ({source_tree}). It is part of the repository: run "
+        "from a clone (git clone, then pip install -e .), or read docs/RESULTS.md online."
+    )
+
+
 def family(criterion: str) -> str:
     """The family of ``criterion`` (``FAMILIES``; an unknown name is its own family)."""
     return FAMILIES.get(criterion, criterion)
