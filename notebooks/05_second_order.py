@@ -31,7 +31,6 @@
 import copy
 import csv
 import warnings
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
@@ -39,6 +38,7 @@ import torch.nn.functional as F
 
 import gradprune_lite as gp
 from gradprune_lite.core.second_order import obs_update
+from gradprune_lite.experiment.summary import results_file
 
 torch.set_num_threads(2)
 torch.manual_seed(0)
@@ -304,7 +304,7 @@ for block in (1, 100, 1000):
 # magnitude's? And fisher's?
 
 # %%
-table = Path("../docs/results/second_order/oneshot-test.csv")
+table = results_file("second_order/oneshot-test.csv")  # docs/results/ of the repository
 rows = [r for r in csv.DictReader(table.open()) if r["seed"] == "0"]
 methods = ["magnitude", "fisher", "obs block 1", "obs"]
 styles = {"magnitude": "o-", "fisher": "s--", "obs block 1": "^:", "obs": "D-"}
