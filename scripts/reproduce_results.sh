@@ -64,7 +64,7 @@ part lenet5-iterative --model lenet5 --criteria taylor --sparsity 92 --mode iter
 # Merge every part into docs/results/summary (CSV, tables, plot, summary.md), which the
 # summary tables of docs/RESULTS.md read; then rebuild every marked table of the document.
 # LeNet-300-100 alone again in docs/results/summary-lenet300, for the README's figure.
-if wanted report || [[ ${#parts[@]} -eq 0 ]]; then
+if wanted report; then
   python -m gradprune_lite report "$out"/*/results.csv --out docs/results/summary \
     --doc docs/RESULTS.md
   python -m gradprune_lite report "$out"/lenet300-*/results.csv --out docs/results/summary-lenet300

@@ -43,6 +43,7 @@ from .data import Digits
 from .evaluate import evaluate
 from .models import MODELS
 from .reference import REFERENCE_BUDGET, fingerprint, trained
+from .summary import MODE_ORDER
 from .train import fit
 
 MODES = ("init", "after", "iterative")
@@ -443,10 +444,9 @@ def plot_results(rows: Sequence[dict]):
     from matplotlib.ticker import FuncFormatter
 
     summary = summarise(rows)
-    order = {"dense": 0, "init": 1, "after": 2, "iterative": 3}
     panels = sorted(
         {(s["model"], s["mode"]) for s in summary if s["criterion"] != "dense"},
-        key=lambda panel: (panel[0], order.get(panel[1], 9), panel[1]),
+        key=lambda panel: (panel[0], MODE_ORDER.get(panel[1], 9), panel[1]),
     )
     criteria = [c for c in dict.fromkeys(s["criterion"] for s in summary) if c != "dense"]
     colour = {criterion: f"C{i % 10}" for i, criterion in enumerate(criteria)}

@@ -68,7 +68,8 @@ SAME_METHOD = {
 #: Sparsities of the summary table.
 SUMMARY_SPARSITIES = (0.9, 0.95, 0.98)
 
-_MODE_ORDER = {"dense": 0, "init": 1, "after": 2, "iterative": 3}
+#: The order modes are listed and plotted in (an unknown mode goes last).
+MODE_ORDER = {"dense": 0, "init": 1, "after": 2, "iterative": 3}
 
 
 def results_file(relative: str = "summary/results.csv") -> Path:
@@ -352,7 +353,7 @@ def error_table(rows: Sequence[dict], model: str, sparsities: Sequence[float]) -
         lines.append("| ours, dense | " + _error(dense) + " |" + " |" * len(columns))
     pairs = sorted(
         {(mode, c) for mode, c, _ in groups if mode != "dense"},
-        key=lambda mc: (_MODE_ORDER.get(mc[0], 9), mc[1]),
+        key=lambda mc: (MODE_ORDER.get(mc[0], 9), mc[1]),
     )
     for mode, criterion in pairs:
         values = [groups.get((mode, criterion, c)) for c in columns]
