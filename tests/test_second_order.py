@@ -47,13 +47,10 @@ def test_curvature_blocks_match_torch_func_outer_products(mlp, mlp_batches):
             torch.testing.assert_close(blocks[name][b].double(), part, rtol=1e-4, atol=1e-7)
 
 
-def test_saliency_is_exact_obs_when_one_block_holds_the_layer(mlp_batches):
-    torch.manual_seed(5)
-    tiny = nn.Sequential(nn.Flatten(), nn.Linear(64, 3), nn.ReLU(), nn.Linear(3, 10))
-    damping = 1e-2
-    scores = gp.score(tiny, "obs", mlp_batches, block_size=192, damping=damping)
-    reference = per_sample_reference(tiny, mlp_batches)
-    for name, w in gp.prunable_weights(tiny).items():
+def assert_exact_obs_saliency(model, scores, reference, damping):
+    """Each layer's obs scores equal w²/(2·[F⁻¹]ᵢᵢ), F the damped empirical Fisher of the
+    layer's per-sample gradients ``reference`` (torch.func), one block per layer."""
+    for name, w in gp.prunable_weights(model).items():
         g = reference[name]
         fisher = g.t() @ g / len(g)
         fisher += damping * fisher.diagonal().mean() * torch.eye(len(fisher), dtype=fisher.dtype)
@@ -61,6 +58,14 @@ def test_saliency_is_exact_obs_when_one_block_holds_the_layer(mlp_batches):
         torch.testing.assert_close(
             scores[name].reshape(-1).double(), expected, rtol=1e-3, atol=1e-9
         )
+
+
+def test_saliency_is_exact_obs_when_one_block_holds_the_layer(mlp_batches):
+    torch.manual_seed(5)
+    tiny = nn.Sequential(nn.Flatten(), nn.Linear(64, 3), nn.ReLU(), nn.Linear(3, 10))
+    damping = 1e-2
+    scores = gp.score(tiny, "obs", mlp_batches, block_size=192, damping=damping)
+    assert_exact_obs_saliency(tiny, scores, per_sample_reference(tiny, mlp_batches), damping)
 
 
 def test_block_size_one_is_the_damped_diagonal_fisher_formula(mlp, mlp_batches):
@@ -277,13 +282,5 @@ def test_saliency_is_exact_obs_on_inplace_batchnorm_and_a_reused_layer(mlp_batch
     damping = 1e-2
     biggest = max(w.numel() for w in gp.prunable_weights(model).values())
     scores = gp.score(model, "obs", mlp_batches, block_size=biggest, damping=damping)
-    reference = per_sample_reference(model, mlp_batches)
     assert set(scores) == {"lin1.weight", "shared.weight", "head.weight"}
-    for name, w in gp.prunable_weights(model).items():
-        g = reference[name]
-        fisher = g.t() @ g / len(g)
-        fisher += damping * fisher.diagonal().mean() * torch.eye(len(fisher), dtype=fisher.dtype)
-        expected = w.detach().reshape(-1).double() ** 2 / (2 * torch.linalg.inv(fisher).diagonal())
-        torch.testing.assert_close(
-            scores[name].reshape(-1).double(), expected, rtol=1e-3, atol=1e-9
-        )
+    assert_exact_obs_saliency(model, scores, per_sample_reference(model, mlp_batches), damping)
