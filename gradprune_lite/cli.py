@@ -163,6 +163,24 @@ def build_parser() -> argparse.ArgumentParser:
         f"budget (default {DEFAULT_FINETUNE_EPOCHS}; 1 in --quick)",
     )
     add("--seeds", help="comma-separated seeds, one run each (default 0)")
+    recipe = (
+        "of the pruned networks' training (the dense reference is always gp.trained's); "
+        "a value other than the default is part of the protocol"
+    )
+    add("--lr", type=float, help=f"base learning rate {recipe} (default {REFERENCE_BUDGET['lr']})")
+    add(
+        "--batch-size",
+        type=int,
+        help=f"digits per step {recipe} (default {REFERENCE_BUDGET['batch_size']})",
+    )
+    add(
+        "--schedule",
+        choices=["cosine", "step", "constant"],
+        help=f"learning-rate schedule {recipe}: cosine, step (×0.1 at 50%% and 75%%, or every "
+        "--step-every epochs) or constant (default cosine)",
+    )
+    add("--step-every", type=int, help="with --schedule step: ×0.1 after every N epochs")
+    add("--weight-decay", type=float, help=f"SGD's weight decay {recipe} (default 0)")
     add("--device", default="cpu", help="torch device, e.g. cpu or cuda (default %(default)s)")
     add(
         "--out",
@@ -268,6 +286,21 @@ def _load_digits(args) -> tuple[Digits, Digits, Digits]:
     return train, validation, test
 
 
+def _training_options(args) -> dict:
+    """The ``run_comparison(training=...)`` options the command line gave, and only those."""
+    options = {
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "schedule": args.schedule,
+        "step_every": args.step_every,
+        "weight_decay": args.weight_decay,
+    }
+    options = {key: value for key, value in options.items() if value is not None}
+    if options.get("schedule") == "constant":
+        options["schedule"] = None  # gp.fit's name for a constant rate
+    return options
+
+
 def _compare(args, parser) -> int:
     preset = QUICK if args.quick else DEFAULTS
     for key, value in preset.items():
@@ -329,6 +362,7 @@ def _compare(args, parser) -> int:
         cache_dir=Path(args.cache) if args.cache else None,
         progress=not args.no_progress,
         results_csv=results_csv,
+        training=_training_options(args),
     )
     # The table and plot show every row of the file: this run's and earlier runs' of the
     # same protocol (other criteria, sparsities or seeds added to the same folder).

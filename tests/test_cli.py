@@ -151,6 +151,11 @@ def test_module_entry_point_documents_every_option():
         "--out",
         "--quick",
         "--finetune-epochs",
+        "--lr",
+        "--batch-size",
+        "--schedule",
+        "--step-every",
+        "--weight-decay",
     ):
         assert option in result.stdout
     help_text = " ".join(result.stdout.split())
@@ -159,3 +164,29 @@ def test_module_entry_point_documents_every_option():
         in help_text
     )
     assert "lr 0.05, cosine schedule, batch 128, as gp.trained" in help_text
+
+
+def test_training_recipe_options_reach_run_comparison(monkeypatch, tmp_path):
+    from gradprune_lite import cli
+
+    seen = {}
+
+    def record(*args, training=None, **kwargs):
+        seen["training"] = training
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(cli, "run_comparison", record)
+    recipe = ["--lr", "0.1", "--batch-size", "100", "--schedule", "step", "--step-every", "45"]
+    status = main(["compare", "--quick", "--out", str(tmp_path), *recipe, "--weight-decay", "5e-4"])
+    assert status == 1  # the recorded ValueError, reported as an error
+    assert seen["training"] == {
+        "lr": 0.1,
+        "batch_size": 100,
+        "schedule": "step",
+        "step_every": 45,
+        "weight_decay": 5e-4,
+    }
+    main(["compare", "--quick", "--out", str(tmp_path), "--schedule", "constant"])
+    assert seen["training"] == {"schedule": None}
+    main(["compare", "--quick", "--out", str(tmp_path)])
+    assert seen["training"] == {}  # nothing given: the default recipe, the default protocol

@@ -242,8 +242,40 @@ def test_write_outputs_makes_three_files(tmp_path):
         ({"sparsities": [95]}, "sparsity"),
         ({"model": "vgg"}, "unknown model"),
         ({"modes": ["iterative"], "rounds": 3, "finetune_epochs": 2}, "finetune_epochs ≥ rounds"),
+        ({"training": {"learning_rate": 0.1}}, "unknown training options"),
+        ({"training": {"lr": -1.0}}, "lr must be positive"),
+        ({"training": {"step_every": 45}}, "needs schedule='step'"),
     ],
 )
 def test_bad_arguments_are_errors(tiny, kwargs, match):
     with pytest.raises(ValueError, match=match):
         gp.run_comparison(*tiny, progress=False, **kwargs)
+
+
+def test_a_training_recipe_reaches_every_fit_and_is_part_of_the_protocol(
+    tiny, tmp_path, monkeypatch
+):
+    recipe = {"lr": 0.1, "batch_size": 100, "schedule": "step", "step_every": 1}
+    recipe["weight_decay"] = 5e-4
+    calls = []
+    real_fit = comparison.fit
+
+    def recording_fit(*args, **kwargs):
+        calls.append(kwargs)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(comparison, "fit", recording_fit)
+    kwargs = dict(criteria=["magnitude"], sparsities=[0.9], epochs=1, finetune_epochs=2)
+    kwargs |= dict(modes=["init", "after"], cache_dir=tmp_path, progress=False)
+    results_csv = tmp_path / "results.csv"
+    rows = gp.run_comparison(*tiny, training=recipe, results_csv=results_csv, **kwargs)
+    # The check of the options, the dense timing epoch, init and fine-tuning: all the recipe.
+    assert len(calls) == 4 and all({k: c[k] for k in recipe} == recipe for c in calls)
+    # The recipe is in the run key, so these rows cannot mix with default-recipe rows.
+    default_rows = gp.run_comparison(*tiny, **kwargs)
+    assert {r["run_key"] for r in rows}.isdisjoint(r["run_key"] for r in default_rows)
+    with pytest.raises(ValueError, match="another protocol"):
+        gp.run_comparison(*tiny, results_csv=results_csv, **kwargs)
+    # Spelling out the default recipe is the default protocol: old CSVs keep their keys.
+    spelled = gp.run_comparison(*tiny, training=dict(comparison.DEFAULT_TRAINING), **kwargs)
+    assert [r["run_key"] for r in spelled] == [r["run_key"] for r in default_rows]

@@ -60,6 +60,8 @@ def test_loss_falls_over_epochs(digits):
         ({"batch_size": 0}, "batch_size"),
         ({"lr": 0.0}, "lr"),
         ({"schedule": "exp"}, "schedule"),
+        ({"step_every": 2}, "step_every"),  # needs schedule="step"
+        ({"schedule": "step", "step_every": 0}, "step_every"),
     ],
 )
 def test_bad_arguments_are_errors_and_change_nothing(digits, kwargs, match):
@@ -69,3 +71,13 @@ def test_bad_arguments_are_errors_and_change_nothing(digits, kwargs, match):
     with pytest.raises(ValueError, match=match):
         gp.fit(model, train.take(10), progress=False, **kwargs)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_step_every_divides_the_rate_by_ten_after_each_period():
+    from gradprune_lite.experiment.train import _lr_factor
+
+    factors = [_lr_factor("step", step, 100, step_every=30) for step in (0, 29, 30, 59, 60, 99)]
+    assert factors == pytest.approx([1.0, 1.0, 0.1, 0.1, 0.01, 0.001])
+    # without it, the steps stay at half and three quarters of training
+    assert _lr_factor("step", 49, 100) == 1.0 and _lr_factor("step", 50, 100) == 0.1
+    assert _lr_factor("step", 75, 100) == pytest.approx(0.01)

@@ -8,7 +8,8 @@ modes, trains, evaluates on validation and test digits, and returns one row per
 (``gradprune-lite compare``) and the notebooks are thin layers over these two.
 
 Modes, each with the same training budget per pruned network (``epochs`` +
-``finetune_epochs`` epochs, SGD with the reference learning rate, schedule and batch):
+``finetune_epochs`` epochs, SGD with the reference learning rate, schedule and batch, or
+the recipe given as ``training``):
     init: prune the freshly initialised network, then train it for the whole budget
         (SNIP's protocol). SynFlow runs its own iterative loop at init
         (``synflow_rounds`` data-free rounds), as its paper prescribes.
@@ -51,6 +52,16 @@ MODES = ("init", "after", "iterative")
 LEFT_OUT_BY_DEFAULT = ("gradient",)
 #: Epochs of training after pruning a trained network (spread over the iterative rounds).
 DEFAULT_FINETUNE_EPOCHS = 3
+#: How a pruned network trains unless ``run_comparison(training=...)`` says otherwise:
+#: ``gp.fit``'s options, the dense reference's recipe, no weight decay.
+DEFAULT_TRAINING = {
+    "lr": REFERENCE_BUDGET["lr"],
+    "batch_size": REFERENCE_BUDGET["batch_size"],
+    "schedule": REFERENCE_BUDGET["schedule"],
+    "step_every": None,
+    "weight_decay": 0.0,
+    "momentum": 0.9,
+}
 
 
 def default_criteria() -> list[str]:
@@ -222,6 +233,7 @@ def run_comparison(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     results_csv: str | Path | None = None,
+    training: dict | None = None,
 ) -> list[dict]:
     """Prune ``model`` by each criterion to each sparsity, train, and evaluate.
 
@@ -255,6 +267,12 @@ def run_comparison(
             already there with the same ``run_key`` (same protocol, data and grid point)
             are read back instead of run again, so an interrupted run resumes where it
             stopped. Rows of another protocol there are an error (one file, one protocol).
+        training: how the pruned networks train, as ``gp.fit`` options overriding
+            ``DEFAULT_TRAINING`` (keys ``lr``, ``batch_size``, ``schedule``,
+            ``step_every``, ``weight_decay``, ``momentum``), e.g. SNIP's MNIST recipe
+            ``{"lr": 0.1, "batch_size": 100, "schedule": "step", "step_every": 45,
+            "weight_decay": 5e-4}``. The dense reference is always ``gp.trained``'s. Options
+            that differ from the default are part of the protocol (``run_key``).
 
     Returns:
         a list of dict rows with the keys of ``CSV_COLUMNS``; one ``criterion="dense"``
@@ -278,7 +296,14 @@ def run_comparison(
     if not isinstance(finetune_epochs, int) or finetune_epochs < 0:
         raise ValueError(f"finetune_epochs must be an integer ≥ 0, got {finetune_epochs!r}.")
     round_epochs = epochs_per_round(finetune_epochs, rounds) if "iterative" in modes else []
-    lr, batch_size = REFERENCE_BUDGET["lr"], REFERENCE_BUDGET["batch_size"]
+    unknown_options = sorted(set(training or {}) - set(DEFAULT_TRAINING))
+    if unknown_options:
+        raise ValueError(
+            f"unknown training options {unknown_options}; choose from {sorted(DEFAULT_TRAINING)}."
+        )
+    recipe = {**DEFAULT_TRAINING, **(training or {})}
+    # gp.fit checks the values; a dry call on no epochs does so before any work is done.
+    fit(MODELS[model](seed=0), train.take(1), 0, progress=False, **recipe)
     score_batches = list(train.take(min(score_samples, len(train))).to(device).batches(100))
     splits = (train.to(device), validation.to(device), test.to(device))
     data = {
@@ -289,16 +314,7 @@ def run_comparison(
     }
 
     def train_for(net, n_epochs, seed):
-        return fit(
-            net,
-            splits[0],
-            n_epochs,
-            lr,
-            batch_size=batch_size,
-            schedule=REFERENCE_BUDGET["schedule"],
-            seed=seed,
-            progress=False,
-        )["seconds"]
+        return fit(net, splits[0], n_epochs, seed=seed, progress=False, **recipe)["seconds"]
 
     protocol = _protocol_key(
         {
@@ -309,6 +325,9 @@ def run_comparison(
             "score_samples": score_samples,
             "synflow_rounds": synflow_rounds,
             **{k: v for k, v in data.items() if k != "data"},
+            # Only what differs from the default, so rows run before the option existed
+            # keep their run keys.
+            **{k: v for k, v in recipe.items() if v != DEFAULT_TRAINING[k]},
         }
     )
     done = _open_row_log(results_csv, protocol) if results_csv is not None else {}
