@@ -15,6 +15,7 @@ from gradprune_lite.experiment.summary import (
     published_table,
     regenerate_doc,
     results_file,
+    runs_table,
     summary_table,
 )
 
@@ -172,3 +173,32 @@ def test_results_file_is_found_from_a_copy_of_the_notebooks_and_named_when_missi
     assert found.parts[-4:] == ("docs", "results", "summary", "results.csv") and found.is_file()
     with pytest.raises(FileNotFoundError, match="docs/results/nothing.csv was not found"):
         results_file("nothing.csv")
+
+
+def test_runs_table_keeps_each_run_apart_and_shows_only_shared_methods(tmp_path):
+    short = [
+        row("init", "snip", 0.95, seed, 2.6 + seed / 10, 2.0, train_epochs=13) for seed in (0, 1)
+    ]
+    short += [row("init", "magnitude", 0.95, 0, 9.0, 9.0, train_epochs=13)]
+    long = [row("init", "snip", 0.95, 0, 1.9, 1.8, train_epochs=135)]  # same grid point
+    table = runs_table([("short", short), ("long", long)], "lenet_300_100", [0.95, 0.98])
+    lines = table.splitlines()
+    assert lines[0] == "| run | method | epochs | seeds | 95% | 98% |"
+    assert lines[2].startswith("| **published** SNIP") and "| 1.6 | 2.4 |" in lines[2]
+    assert "| short | snip, init | 13 | 2 | 2.65 ± 0.07 | – |" in lines
+    assert "| long | snip, init | 135 | 1 | 1.90 | – |" in lines
+    assert "magnitude" not in table  # only in one run: nothing to set beside it
+    # In a document, each CSV is a run named by its folder, and the same grid point in two
+    # CSVs is no conflict (a merged table would refuse it).
+    from gradprune_lite.experiment.comparison import CSV_COLUMNS, write_outputs
+
+    filled = dict(remaining=0.05, macro_recall=0.9, macro_f1=0.9, dense_bytes=2000)
+    for name, rows in (("short", short), ("long", long)):
+        write_outputs(
+            [{k: {**r, **filled}.get(k, "") for k in CSV_COLUMNS} for r in rows], tmp_path / name
+        )
+    marker = "<!-- table: runs lenet_300_100 at 95 from short/results.csv, long/results.csv -->"
+    doc = regenerate_doc(marker + "\nold\n<!-- /table -->\n", tmp_path)
+    assert "| long | snip, init | 135 | 1 | 1.90 |" in doc and "old" not in doc
+    with pytest.raises(ValueError, match="needs a model and sparsities"):
+        regenerate_doc(marker.replace(" at 95", "") + "\n<!-- /table -->\n", tmp_path)

@@ -335,19 +335,10 @@ def error_table(rows: Sequence[dict], model: str, sparsities: Sequence[float]) -
     published numbers first: the full record, nothing chosen."""
     groups = _groups(rows, model)
     columns = [round(s, 6) for s in sparsities]
-    header = ["", "dense", *(f"{s:.1%}".replace(".0%", "%") for s in sparsities)]
+    header = ["", "dense", *_percent_headers(sparsities)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for method, protocol in dict.fromkeys((p[3], p[4]) for p in PUBLISHED if p[0] == model):
-        values = {
-            round(p[1], 6): f"{p[2]:g}" for p in PUBLISHED if p[0] == model and p[3] == method
-        }
-        if any(c in values for c in columns):
-            dense_error = PUBLISHED_DENSE.get((model, method))
-            cells = [
-                f"**published** {method} ({protocol})",
-                f"{dense_error:g}" if dense_error else "",
-            ]
-            lines.append("| " + " | ".join(cells + [values.get(c, "–") for c in columns]) + " |")
+    for cells, values in _published_cells(model, columns):
+        lines.append("| " + " | ".join(cells + values) + " |")
     dense = groups.get(("dense", "dense", 0.0))
     if dense:
         lines.append("| ours, dense | " + _error(dense) + " |" + " |" * len(columns))
@@ -363,6 +354,67 @@ def error_table(rows: Sequence[dict], model: str, sparsities: Sequence[float]) -
             lines.append("| " + " | ".join(cells) + " |")
     seeds = max((len(m) for m in groups.values()), default=0)
     lines += ["", f"Test error in %, mean ± std over up to {seeds} seed(s)."]
+    return "\n".join(lines) + "\n"
+
+
+def _percent_headers(sparsities: Sequence[float]) -> list[str]:
+    return [f"{s:.1%}".replace(".0%", "%") for s in sparsities]
+
+
+def _published_cells(model: str, columns: Sequence[float]) -> list[tuple[list[str], list[str]]]:
+    """([label, dense error], [error per column]) of each published method of ``model``
+    with a number at one of ``columns`` (sparsities rounded to 6 places)."""
+    found = []
+    for method, protocol in dict.fromkeys((p[3], p[4]) for p in PUBLISHED if p[0] == model):
+        values = {
+            round(p[1], 6): f"{p[2]:g}" for p in PUBLISHED if p[0] == model and p[3] == method
+        }
+        if any(c in values for c in columns):
+            dense_error = PUBLISHED_DENSE.get((model, method))
+            label = [
+                f"**published** {method} ({protocol})",
+                f"{dense_error:g}" if dense_error else "",
+            ]
+            found.append((label, [values.get(c, "–") for c in columns]))
+    return found
+
+
+def runs_table(
+    runs: Sequence[tuple[str, Sequence[dict]]], model: str, sparsities: Sequence[float]
+) -> str:
+    """Test error of several runs side by side, one CSV each, never merged.
+
+    For runs of different protocols (another training recipe or length) that one table
+    of merged rows must not mix: each run keeps its own rows. Only the (mode, criterion)
+    pairs that every run holds are shown, so that like is compared with like; the
+    published numbers at ``sparsities`` come first.
+
+    Args:
+        runs: (name, rows) per run, in the order of the table.
+        model: the model whose rows are shown.
+        sparsities: the columns, as fractions.
+    """
+    columns = [round(s, 6) for s in sparsities]
+    grouped = [(name, _groups(rows, model)) for name, rows in runs]
+    shared = set.intersection(
+        *({(mode, c) for mode, c, _ in groups if mode != "dense"} for _, groups in grouped)
+    )
+    header = ["run", "method", "epochs", "seeds", *_percent_headers(sparsities)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (label, dense), values in _published_cells(model, columns):
+        lines.append("| " + " | ".join([label, "", dense, ""] + values) + " |")
+    for mode, criterion in sorted(shared, key=lambda mc: (MODE_ORDER.get(mc[0], 9), mc[1])):
+        for name, groups in grouped:
+            members = [groups.get((mode, criterion, c), []) for c in columns]
+            present = [m for m in members if m]
+            if not present:
+                continue
+            epochs = sorted({int(float(r["train_epochs"])) for m in present for r in m})
+            seeds = sorted({len(m) for m in present})
+            cells = [name, f"{criterion}, {mode}", "/".join(map(str, epochs))]
+            cells += ["/".join(map(str, seeds))] + [_error(m) if m else "–" for m in members]
+            lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Test error in %, mean ± std over the seeds; epochs: training epochs in all."]
     return "\n".join(lines) + "\n"
 
 
@@ -393,7 +445,7 @@ def render_block(kind: str, rows: Sequence[dict], model: str | None, at: str | N
             raise ValueError("an 'errors' table needs sparsities: <!-- table: errors M at 92,95 …")
         return error_table(rows, model, sparsities)
     raise ValueError(
-        f"unknown table kind {kind!r}; use full, summary, published, matched or errors."
+        f"unknown table kind {kind!r}; use full, summary, published, matched, errors or runs."
     )
 
 
@@ -401,6 +453,8 @@ def regenerate_doc(text: str, base: str | Path) -> str:
     """``text`` with every marked table rebuilt from its CSVs (paths relative to ``base``).
 
     Marker: ``<!-- table: KIND [MODEL] [at 90,95] from a.csv[, b.csv] -->`` … ``<!-- /table -->``.
+    KIND ``runs`` shows each CSV as its own run (``runs_table``), named by its folder; the
+    others merge the CSVs' rows into one table (``render_block``).
     """
     from .comparison import merge_rows, read_rows
 
@@ -409,8 +463,17 @@ def regenerate_doc(text: str, base: str | Path) -> str:
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise ValueError(f"a table of the document names missing CSVs: {', '.join(missing)}.")
-        rows = merge_rows([row for path in paths for row in read_rows(path)])
-        body = render_block(match["kind"], rows, match["model"], match["at"])
+        if match["kind"] == "runs":  # each CSV its own run, never merged
+            if not (match["model"] and match["at"]):
+                raise ValueError(
+                    "a 'runs' table needs a model and sparsities: <!-- table: runs M at 95,98 …"
+                )
+            runs = [(path.parent.name, read_rows(path)) for path in paths]
+            sparsities = [float(s) / 100 for s in match["at"].split(",")]
+            body = runs_table(runs, match["model"], sparsities)
+        else:
+            rows = merge_rows([row for path in paths for row in read_rows(path)])
+            body = render_block(match["kind"], rows, match["model"], match["at"])
         return match.group(1) + body + match["end"]
 
     return _BLOCK.sub(rebuild, text)
