@@ -401,8 +401,8 @@ def runs_table(
     )
     header = ["run", "method", "epochs", "seeds", *_percent_headers(sparsities)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for (label, dense), values in _published_cells(model, columns):
-        lines.append("| " + " | ".join([label, "", dense, ""] + values) + " |")
+    for (label, _dense), values in _published_cells(model, columns):
+        lines.append("| " + " | ".join([label, "", "", ""] + values) + " |")
     for mode, criterion in sorted(shared, key=lambda mc: (MODE_ORDER.get(mc[0], 9), mc[1])):
         for name, groups in grouped:
             members = [groups.get((mode, criterion, c), []) for c in columns]
