@@ -12,6 +12,8 @@
 #
 #   retrain-long     magnitude and obs, after training and iterative, 92 and 98.5%,
 #                    fine-tuned 30 epochs instead of 3 (3 seeds)    -> docs/results/retrain-long
+#   retrain-long-decay  the same after training, with weight decay 0.0005
+#                                                                   -> docs/results/retrain-long-decay
 #
 #   GRADPRUNE_DATA=/folder/holding/MNIST scripts/published_gap_runs.sh              # all
 #   GRADPRUNE_DATA=... scripts/published_gap_runs.sh recipe long-cosine            # some
@@ -58,3 +60,6 @@ part recipe docs/results/snip-recipe/recipe "${long[@]}" "${snip_recipe[@]}" --w
 # 3 rounds) on top of the 10-epoch reference: 40 in all, against 13 in the protocol runs.
 part retrain-long docs/results/retrain-long --criteria magnitude,obs --sparsity 92,98.5 \
   --mode after,iterative --rounds 3 --seeds 0,1,2 --epochs 10 --finetune-epochs 30
+part retrain-long-decay docs/results/retrain-long-decay --criteria magnitude,obs \
+  --sparsity 92,98.5 --mode after --rounds 3 --seeds 0,1,2 --epochs 10 --finetune-epochs 30 \
+  --weight-decay 5e-4
