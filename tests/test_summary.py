@@ -190,6 +190,8 @@ def test_runs_table_keeps_each_run_apart_and_shows_only_shared_methods(tmp_path)
     assert "| short | snip, init | 13 | 2 | 2.65 ± 0.07 | – |" in lines
     assert "| long | snip, init | 135 | 1 | 1.90 | – |" in lines
     assert "magnitude" not in table  # only in one run: nothing to set beside it
+    with pytest.raises(ValueError, match="at least one"):
+        runs_table([], "lenet_300_100", [0.95])
     # In a document, each CSV is a run named by its folder, and the same grid point in two
     # CSVs is no conflict (a merged table would refuse it).
     from gradprune_lite.experiment.comparison import CSV_COLUMNS, write_outputs

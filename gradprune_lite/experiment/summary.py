@@ -394,6 +394,8 @@ def runs_table(
         model: the model whose rows are shown.
         sparsities: the columns, as fractions.
     """
+    if not runs:
+        raise ValueError("runs_table needs at least one (name, rows) run.")
     columns = [round(s, 6) for s in sparsities]
     grouped = [(name, _groups(rows, model)) for name, rows in runs]
     shared = set.intersection(
