@@ -291,7 +291,8 @@ for source, protocol, sparsity, error in rows:
 #   0.0005, batch 100, learning rate 0.1 divided by 10 every 25,000 iterations; 135
 #   epochs) SNIP at init reaches 2.02% and 2.83% (3 seeds). The same recipe without weight
 #   decay gives 2.68% and 3.62%, and our own recipe for 135 epochs 2.59% and 3.88%: length
-#   alone buys little. About 0.4 points remain unexplained (`docs/RESULTS.md`, "Why").
+#   alone buys little. About 0.4 points remain unexplained; SNIP's initialisation is not
+#   it (`docs/RESULTS.md`, "Why").
 # - **Han et al.'s protocol** (iterative magnitude pruning, retraining after each round)
 #   at 92%: ours is 0.24 points above with 3 rounds of 1 epoch each. Han et al. retrain
 #   far longer after every round; with 10 epochs after each round ours is 1.71%, 0.12
