@@ -44,7 +44,7 @@ from .data import Digits
 from .evaluate import evaluate
 from .models import MODELS
 from .reference import REFERENCE_BUDGET, fingerprint, trained
-from .summary import MODE_ORDER
+from .summary import by_mode
 from .train import fit
 
 MODES = ("init", "after", "iterative")
@@ -465,7 +465,7 @@ def plot_results(rows: Sequence[dict]):
     summary = summarise(rows)
     panels = sorted(
         {(s["model"], s["mode"]) for s in summary if s["criterion"] != "dense"},
-        key=lambda panel: (panel[0], MODE_ORDER.get(panel[1], 9), panel[1]),
+        key=lambda panel: (panel[0], *by_mode(panel[1])),
     )
     criteria = [c for c in dict.fromkeys(s["criterion"] for s in summary) if c != "dense"]
     colour = {criterion: f"C{i % 10}" for i, criterion in enumerate(criteria)}

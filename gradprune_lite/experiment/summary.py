@@ -72,6 +72,11 @@ SUMMARY_SPARSITIES = (0.9, 0.95, 0.98)
 MODE_ORDER = {"dense": 0, "init": 1, "after": 2, "iterative": 3}
 
 
+def by_mode(mode: str, *rest) -> tuple:
+    """Sort key: ``mode`` by ``MODE_ORDER`` (an unknown mode last), then ``rest``."""
+    return (MODE_ORDER.get(mode, 9), mode, *rest)
+
+
 def results_file(relative: str = "summary/results.csv") -> Path:
     """A file of the committed results, ``docs/results/<relative>``, found from anywhere.
 
@@ -344,7 +349,7 @@ def error_table(rows: Sequence[dict], model: str, sparsities: Sequence[float]) -
         lines.append("| ours, dense | " + _error(dense) + " |" + " |" * len(columns))
     pairs = sorted(
         {(mode, c) for mode, c, _ in groups if mode != "dense"},
-        key=lambda mc: (MODE_ORDER.get(mc[0], 9), mc[1]),
+        key=lambda mode_criterion: by_mode(*mode_criterion),
     )
     for mode, criterion in pairs:
         values = [groups.get((mode, criterion, c)) for c in columns]
@@ -405,7 +410,7 @@ def runs_table(
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (label, _dense), values in _published_cells(model, columns):
         lines.append("| " + " | ".join([label, "", "", ""] + values) + " |")
-    for mode, criterion in sorted(shared, key=lambda mc: (MODE_ORDER.get(mc[0], 9), mc[1])):
+    for mode, criterion in sorted(shared, key=lambda mode_criterion: by_mode(*mode_criterion)):
         for name, groups in grouped:
             members = [groups.get((mode, criterion, c), []) for c in columns]
             present = [m for m in members if m]
@@ -427,11 +432,24 @@ _BLOCK = re.compile(
 )
 
 
-def render_block(kind: str, rows: Sequence[dict], model: str | None, at: str | None) -> str:
-    """The markdown of one marked block of ``docs/RESULTS.md``."""
-    from .comparison import markdown_table
+def render_block(
+    kind: str, runs: Sequence[tuple[str, Sequence[dict]]], model: str | None, at: str | None
+) -> str:
+    """The markdown of one marked block of ``docs/RESULTS.md``.
+
+    ``runs`` holds (name, rows) per CSV the marker names. Kind ``runs`` sets them side by
+    side (``runs_table``); every other kind merges their rows into one table first.
+    """
+    from .comparison import markdown_table, merge_rows
 
     sparsities = [float(s) / 100 for s in at.split(",")] if at else None
+    if kind == "runs":  # each CSV its own run, never merged
+        if not (model and sparsities):
+            raise ValueError(
+                "a 'runs' table needs a model and sparsities: <!-- table: runs M at 95,98 …"
+            )
+        return runs_table(runs, model, sparsities)
+    rows = merge_rows([row for _, run_rows in runs for row in run_rows])
     if kind == "full":
         return markdown_table(rows)
     if model is None:
@@ -455,27 +473,18 @@ def regenerate_doc(text: str, base: str | Path) -> str:
     """``text`` with every marked table rebuilt from its CSVs (paths relative to ``base``).
 
     Marker: ``<!-- table: KIND [MODEL] [at 90,95] from a.csv[, b.csv] -->`` … ``<!-- /table -->``.
-    KIND ``runs`` shows each CSV as its own run (``runs_table``), named by its folder; the
-    others merge the CSVs' rows into one table (``render_block``).
+    KIND ``runs`` shows each CSV as its own run, named by its folder; the others merge the
+    CSVs' rows into one table (``render_block``).
     """
-    from .comparison import merge_rows, read_rows
+    from .comparison import read_rows
 
     def rebuild(match: re.Match) -> str:
         paths = [Path(base) / p.strip() for p in match["paths"].split(",")]
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise ValueError(f"a table of the document names missing CSVs: {', '.join(missing)}.")
-        if match["kind"] == "runs":  # each CSV its own run, never merged
-            if not (match["model"] and match["at"]):
-                raise ValueError(
-                    "a 'runs' table needs a model and sparsities: <!-- table: runs M at 95,98 …"
-                )
-            runs = [(path.parent.name, read_rows(path)) for path in paths]
-            sparsities = [float(s) / 100 for s in match["at"].split(",")]
-            body = runs_table(runs, match["model"], sparsities)
-        else:
-            rows = merge_rows([row for path in paths for row in read_rows(path)])
-            body = render_block(match["kind"], rows, match["model"], match["at"])
+        runs = [(path.parent.name, read_rows(path)) for path in paths]
+        body = render_block(match["kind"], runs, match["model"], match["at"])
         return match.group(1) + body + match["end"]
 
     return _BLOCK.sub(rebuild, text)
