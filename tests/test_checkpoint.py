@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -119,3 +122,22 @@ def test_tampered_values_count_is_an_error(tmp_path):
 def test_missing_file_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no checkpoint"):
         gp.load(tmp_path / "absent.pt", gp.models.lenet_300_100())
+
+
+def test_a_file_written_by_release_0_1_0_still_loads():
+    """tests/data/checkpoint_v1.pt was written by gp.save of 0.1.0 (make_checkpoint_fixture.py)
+    and is never rewritten; every later release must restore it bit-exactly, masks included."""
+    data = Path(__file__).resolve().parent / "data"
+    spec = importlib.util.spec_from_file_location("fixture", data / "make_checkpoint_fixture.py")
+    fixture = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixture)
+    expected = torch.load(data / "checkpoint_v1_expected.pt", weights_only=True)
+    model = gp.load(data / "checkpoint_v1.pt", fixture.fixture_model())
+    state = model.state_dict()
+    assert state.keys() == expected["state"].keys()
+    assert all(torch.equal(state[k], expected["state"][k]) for k in state)
+    masks = gp.current_masks(model)
+    assert sorted(expected["masks"]) == ["0.weight", "2.weight"]
+    for name, mask in masks.items():  # a layer saved unmasked may come back with a keep-all mask
+        assert torch.equal(mask, expected["masks"].get(name, torch.ones_like(mask)))
+    assert set(expected["masks"]) <= set(masks)
