@@ -9,6 +9,7 @@ gp.apply_masks(model, masks, optimizer)            # pruned weights stay exactly
 from .core.cost import model_cost
 from .core.criteria import CRITERIA, ScoringContext, register_criterion, score
 from .core.interop import from_torch_prune, to_torch_prune
+from .core.io import checkpoint_sizes, load, save
 from .core.layers import PRUNABLE_TYPES, prunable_weights
 from .core.masks import (
     apply_masks,
@@ -29,7 +30,6 @@ from .core.stats import GradientStats, gradient_stats, per_sample_gradients
 from .core.structure import GROUP_CRITERIA, register_group_criterion, structured_prune
 from .course import checks, plots, ranking, widgets
 from .experiment import models
-from .experiment.checkpoint import checkpoint_sizes, load, save
 from .experiment.comparison import run_comparison, write_outputs
 from .experiment.data import Digits, mnist
 from .experiment.evaluate import Evaluation, evaluate

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import gradprune_lite as gp
-from gradprune_lite.experiment import checkpoint
+from gradprune_lite.core import io as checkpoint
 
 
 def pruned(build, sparsity, seed=0):

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..experiment.checkpoint import checkpoint_sizes
+from .io import checkpoint_sizes
 from .sparse import to_masked_dense
 
 

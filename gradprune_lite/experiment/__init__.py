@@ -6,3 +6,7 @@ respects masks (``train``), accuracy and per-class precision (``evaluate``), the
 sweep behind ``gradprune-lite compare`` (``comparison``) and sparse checkpoints
 (``checkpoint``).
 """
+
+# The sparse checkpoint format lives in the core now (``core/io.py``); the old module name
+# ``gradprune_lite.experiment.checkpoint`` stays importable as an attribute.
+from ..core import io as checkpoint  # noqa: F401

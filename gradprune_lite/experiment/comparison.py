@@ -37,9 +37,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.criteria import CRITERIA
+from ..core.io import checkpoint_sizes
 from ..core.layers import prunable_weights
 from ..core.prune import prune
-from .checkpoint import checkpoint_sizes
 from .data import Digits
 from .evaluate import evaluate
 from .models import MODELS

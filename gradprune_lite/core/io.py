@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.layers import prunable_modules
-from ..core.masks import apply_masks, current_masks, remove_masks
+from .layers import prunable_modules
+from .masks import apply_masks, current_masks, remove_masks
 
 FORMAT = "gradprune-lite-sparse"
 VERSION = 1
