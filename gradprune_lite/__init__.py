@@ -6,6 +6,8 @@ masks = gp.global_masks(scores, sparsity=0.9)      # dict name -> bool tensor
 gp.apply_masks(model, masks, optimizer)            # pruned weights stay exactly zero
 """
 
+import importlib
+
 from .core.cost import model_cost
 from .core.criteria import CRITERIA, ScoringContext, register_criterion, score
 from .core.interop import from_torch_prune, to_torch_prune
@@ -28,14 +30,46 @@ from .core.sparse import to_sparse
 from .core.stability import RankingStability, ranking_stability
 from .core.stats import GradientStats, gradient_stats, per_sample_gradients
 from .core.structure import GROUP_CRITERIA, register_group_criterion, structured_prune
-from .course import checks, plots, ranking, widgets
-from .experiment import models
-from .experiment.comparison import run_comparison, write_outputs
-from .experiment.data import Digits, mnist
-from .experiment.evaluate import Evaluation, evaluate
-from .experiment.reference import splits, trained
-from .experiment.summary import summary_table
-from .experiment.train import fit
+
+#: Public names of the layers above the core, loaded on first use (``__getattr__``), so
+#: that ``import gradprune_lite`` pays for neither matplotlib, tqdm nor the MNIST code:
+#: name → (module, attribute), attribute None for the module itself.
+_LAZY = {
+    "checks": ("gradprune_lite.course.checks", None),
+    "plots": ("gradprune_lite.course.plots", None),
+    "ranking": ("gradprune_lite.course.ranking", None),
+    "widgets": ("gradprune_lite.course.widgets", None),
+    "models": ("gradprune_lite.experiment.models", None),
+    "run_comparison": ("gradprune_lite.experiment.comparison", "run_comparison"),
+    "write_outputs": ("gradprune_lite.experiment.report", "write_outputs"),
+    "Digits": ("gradprune_lite.experiment.data", "Digits"),
+    "mnist": ("gradprune_lite.experiment.data", "mnist"),
+    "Evaluation": ("gradprune_lite.experiment.evaluate", "Evaluation"),
+    "evaluate": ("gradprune_lite.experiment.evaluate", "evaluate"),
+    "splits": ("gradprune_lite.experiment.reference", "splits"),
+    "trained": ("gradprune_lite.experiment.reference", "trained"),
+    "summary_table": ("gradprune_lite.experiment.summary", "summary_table"),
+    "fit": ("gradprune_lite.experiment.train", "fit"),
+}
+#: Subpackages reachable as attributes (``gp.experiment``) without an import statement.
+_SUBPACKAGES = ("core", "course", "experiment", "cli")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module_name, attribute = _LAZY[name]
+        module = importlib.import_module(module_name)
+        value = module if attribute is None else getattr(module, attribute)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __version__ = "0.1.0"
 

@@ -30,15 +30,18 @@ import copy
 import fnmatch
 import math
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-import torch_pruning as tp
 from torch import nn
 
 from .layers import prunable_modules
 from .masks import current_masks, remove_masks
 from .stats import gradient_stats
+
+if TYPE_CHECKING:  # Torch-Pruning loads when a model is pruned, not with the package
+    import torch_pruning as tp
 
 GroupScores = dict[str, torch.Tensor]
 GroupCriterion = Callable[["GroupContext"], GroupScores]
@@ -227,6 +230,8 @@ def _run_order(model: nn.Module, example_inputs, modules: dict[str, nn.Module]) 
 
 def _removal(graph: tp.DependencyGraph, module: nn.Module, indices: Sequence[int]):
     """Torch-Pruning group that removes ``indices`` of ``module``'s outputs everywhere."""
+    import torch_pruning as tp
+
     fn = (
         tp.prune_conv_out_channels
         if isinstance(module, nn.Conv2d)
@@ -373,6 +378,8 @@ def structured_prune(
     _check_supported(model)
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
+    import torch_pruning as tp
+
     small = copy.deepcopy(model)
     if current_masks(small):
         remove_masks(small)

@@ -23,13 +23,7 @@ the recipe given as ``training``):
 from __future__ import annotations
 
 import copy
-import csv
-import hashlib
-import json
-import math
-import os
 import statistics
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,7 +38,21 @@ from .data import Digits
 from .evaluate import evaluate
 from .models import MODELS
 from .reference import REFERENCE_BUDGET, fingerprint, trained
-from .summary import by_mode
+
+# The row log and the reporting moved to rows.py and report.py; the names that lived here
+# before stay importable from here.
+from .report import markdown_table, plot_results, summarise, write_outputs  # noqa: F401
+from .rows import (  # noqa: F401
+    CSV_COLUMNS,
+    INT_COLUMNS,
+    TEXT_COLUMNS,
+    append_row,
+    merge_rows,
+    open_row_log,
+    protocol_key,
+    read_rows,
+    run_key,
+)
 from .train import fit
 
 MODES = ("init", "after", "iterative")
@@ -70,45 +78,6 @@ def default_criteria() -> list[str]:
     return [name for name in CRITERIA if name not in LEFT_OUT_BY_DEFAULT]
 
 
-CSV_COLUMNS = (
-    "model",
-    "mode",
-    "criterion",
-    "sparsity",
-    "seed",
-    "remaining",
-    "validation_error",
-    "test_error",
-    "macro_precision",
-    "worst_class_precision",
-    "macro_recall",
-    "macro_f1",
-    "seconds_per_epoch",
-    "sparse_bytes",
-    "dense_bytes",
-    "nonzero_params",
-    "train_epochs",
-    "data",
-    "train_fingerprint",
-    "validation_fingerprint",
-    "test_fingerprint",
-    "run_key",
-)
-#: Columns that hold counts: read back as int (NaN where missing).
-INT_COLUMNS = ("seed", "sparse_bytes", "dense_bytes", "nonzero_params", "train_epochs")
-#: Columns that hold text; every other column is a number.
-TEXT_COLUMNS = (
-    "model",
-    "mode",
-    "criterion",
-    "data",
-    "train_fingerprint",
-    "validation_fingerprint",
-    "test_fingerprint",
-    "run_key",
-)
-
-
 def data_identity(train: Digits, validation: Digits, test: Digits) -> str:
     """Which digits, in words that hold on any machine: full MNIST or the shipped subset.
 
@@ -121,54 +90,6 @@ def data_identity(train: Digits, validation: Digits, test: Digits) -> str:
         f"{kind}: {len(train):,} training, {len(validation):,} validation, "
         f"{len(test):,} test digits"
     )
-
-
-def _protocol_key(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def run_key(protocol: str, model: str, mode: str, criterion: str, sparsity, seed) -> str:
-    """The identity of one row: protocol hash (budget, options, data), then the grid point."""
-    return f"{protocol}/{model}/{mode}/{criterion}/{float(sparsity):g}/seed{int(seed)}"
-
-
-def _open_row_log(path: str | Path, protocol: str) -> dict[str, dict]:
-    """The rows already in ``path`` by run key, after creating it or repairing its tail.
-
-    A run killed while writing can leave half a line at the end; it is cut off, so that
-    row runs again.
-    """
-    path = Path(path)
-    header = ",".join(CSV_COLUMNS) + "\n"
-    if not path.is_file() or path.stat().st_size == 0:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(header)
-        return {}
-    text = path.read_text()
-    if not text.startswith(header):
-        raise ValueError(
-            f"{path} was not written by this version of compare (its columns differ); "
-            "give another --out folder (results_csv), or move the file away."
-        )
-    if not text.endswith("\n"):
-        path.write_text(text[: text.rfind("\n") + 1])
-    rows = read_rows(path)
-    others = sorted({r["run_key"].split("/")[0] for r in rows} - {protocol})
-    if others:
-        raise ValueError(
-            f"{path} holds rows of another protocol ({', '.join(others)}; this run is "
-            f"{protocol}): a different budget, option or data set. One file holds one "
-            "protocol, so give another --out folder (results_csv) or move the file away."
-        )
-    return {row["run_key"]: row for row in rows}
-
-
-def _append_row(path: str | Path, row: dict) -> None:
-    """Append one finished row to the CSV and push it to disk before the next job starts."""
-    with open(path, "a", newline="") as handle:
-        csv.DictWriter(handle, fieldnames=CSV_COLUMNS).writerow({k: row[k] for k in CSV_COLUMNS})
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def epochs_per_round(finetune_epochs: int, rounds: int) -> list[int]:
@@ -316,7 +237,7 @@ def run_comparison(
     def train_for(net, n_epochs, seed):
         return fit(net, splits[0], n_epochs, seed=seed, progress=False, **recipe)["seconds"]
 
-    protocol = _protocol_key(
+    protocol = protocol_key(
         {
             **REFERENCE_BUDGET,
             "epochs": epochs,
@@ -330,7 +251,7 @@ def run_comparison(
             **{k: v for k, v in recipe.items() if v != DEFAULT_TRAINING[k]},
         }
     )
-    done = _open_row_log(results_csv, protocol) if results_csv is not None else {}
+    done = open_row_log(results_csv, protocol) if results_csv is not None else {}
     grid = [("dense", "dense", 0.0)] + [
         (m, c, float(s)) for m in modes for c in criteria for s in sparsities
     ]
@@ -388,194 +309,8 @@ def run_comparison(
         row = _row(model, mode, criterion, sparsity, seed, net, splits, seconds, total, data)
         row["run_key"] = key
         if results_csv is not None:
-            _append_row(results_csv, row)
+            append_row(results_csv, row)
         rows.append(row)
         bar.update(job_epochs)
     bar.close()
-    return rows
-
-
-def summarise(rows: Sequence[dict]) -> list[dict]:
-    """Mean and std (over seeds) of each (model, mode, criterion, sparsity) group."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for row in rows:
-        groups[(row["model"], row["mode"], row["criterion"], float(row["sparsity"]))].append(row)
-    summary = []
-    for (model, mode, criterion, sparsity), members in groups.items():
-        errors = [float(r["test_error"]) for r in members]
-        summary.append(
-            {
-                "model": model,
-                "mode": mode,
-                "criterion": criterion,
-                "sparsity": sparsity,
-                "remaining": statistics.fmean(float(r["remaining"]) for r in members),
-                "error_mean": statistics.fmean(errors),
-                "error_std": statistics.stdev(errors) if len(errors) > 1 else 0.0,
-                "macro_f1": statistics.fmean(float(r["macro_f1"]) for r in members),
-                "seconds_per_epoch": statistics.fmean(
-                    float(r["seconds_per_epoch"]) for r in members
-                ),
-                "sparse_bytes": statistics.fmean(float(r["sparse_bytes"]) for r in members),
-                "dense_bytes": statistics.fmean(float(r["dense_bytes"]) for r in members),
-                "seeds": len(members),
-            }
-        )
-    return summary
-
-
-def markdown_table(rows: Sequence[dict]) -> str:
-    """Test error (%) as mean ± std over seeds: one line per model/mode/criterion."""
-    summary = summarise(rows)
-    sparsities = sorted({s["sparsity"] for s in summary if s["criterion"] != "dense"})
-    header = ["model", "mode", "criterion"] + [f"{100 * s:g}%" for s in sparsities]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    cells: dict[tuple, dict] = defaultdict(dict)
-    for s in summary:
-        cells[(s["model"], s["mode"], s["criterion"])][s["sparsity"]] = s
-    for (model, mode, criterion), by_sparsity in cells.items():
-        if criterion == "dense":
-            dense = by_sparsity[0.0]
-            values = [f"{dense['error_mean']:.2f} ± {dense['error_std']:.2f} (dense)"]
-            values += [""] * (len(sparsities) - 1)
-        else:
-            values = [
-                f"{by_sparsity[s]['error_mean']:.2f} ± {by_sparsity[s]['error_std']:.2f}"
-                if s in by_sparsity
-                else "–"
-                for s in sparsities
-            ]
-        lines.append("| " + " | ".join([model, mode, criterion, *values]) + " |")
-    seeds = max((s["seeds"] for s in summary), default=0)
-    lines.append("")
-    lines.append(f"Test error in %, mean ± std over {seeds} seed(s); columns are sparsities.")
-    return "\n".join(lines) + "\n"
-
-
-def plot_results(rows: Sequence[dict]):
-    """A matplotlib ``Figure``: test error against remaining weights, per criterion.
-
-    One panel per (model, mode), modes in the order init, after, iterative; each
-    criterion keeps its colour in every panel; both axes are logarithmic, so errors near
-    the dense one (a dashed horizontal line) stay readable beside collapsed runs near 90%.
-    """
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter
-
-    summary = summarise(rows)
-    panels = sorted(
-        {(s["model"], s["mode"]) for s in summary if s["criterion"] != "dense"},
-        key=lambda panel: (panel[0], *by_mode(panel[1])),
-    )
-    criteria = [c for c in dict.fromkeys(s["criterion"] for s in summary) if c != "dense"]
-    colour = {criterion: f"C{i % 10}" for i, criterion in enumerate(criteria)}
-    plain = FuncFormatter(lambda value, _: f"{value:g}")
-
-    def some(digits):  # label the minor ticks that start with one of ``digits``
-        return FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}".lstrip("0.")[:1] in digits else "")
-
-    figure = Figure(figsize=(5.0 * max(1, len(panels)), 4.0), layout="constrained")
-    axes = figure.subplots(1, max(1, len(panels)), squeeze=False)[0]
-    for ax, (model, mode) in zip(axes, panels):
-        for criterion in criteria:
-            points = sorted(
-                (
-                    s
-                    for s in summary
-                    if (s["model"], s["mode"], s["criterion"]) == (model, mode, criterion)
-                ),
-                key=lambda s: s["remaining"],
-            )
-            if not points:
-                continue
-            ax.errorbar(
-                [100 * p["remaining"] for p in points],
-                [p["error_mean"] for p in points],
-                yerr=[p["error_std"] for p in points],
-                marker="o",
-                capsize=3,
-                color=colour[criterion],
-                label=criterion,
-            )
-        for s in summary:
-            if s["model"] == model and s["criterion"] == "dense":
-                ax.axhline(s["error_mean"], color="black", linestyle="--", label="dense")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        for axis, digits in ((ax.xaxis, "25"), (ax.yaxis, "235")):
-            axis.set_major_formatter(plain)
-            axis.set_minor_formatter(some(digits))
-        ax.set_xlabel("remaining weights (%)")
-        ax.set_ylabel("test error (%), log scale")
-        ax.set_title(f"{model}, prune {mode}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize="small")
-    return figure
-
-
-def write_outputs(rows: Sequence[dict], out: str | Path) -> dict[str, Path]:
-    """Write ``results.csv``, ``results.md`` and ``results.png`` under ``out``.
-
-    Returns ``{"csv": path, "markdown": path, "plot": path}``.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "csv": out / "results.csv",
-        "markdown": out / "results.md",
-        "plot": out / "results.png",
-    }
-    with open(paths["csv"], "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows({k: row[k] for k in CSV_COLUMNS} for row in rows)
-    paths["markdown"].write_text(markdown_table(rows))
-    plot_results(rows).savefig(paths["plot"], dpi=110)
-    return paths
-
-
-def _same_value(a, b) -> bool:
-    return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
-
-
-def merge_rows(rows: Sequence[dict]) -> list[dict]:
-    """``rows`` of several CSVs with each (model, mode, criterion, sparsity, seed) once.
-
-    Runs that share a dense reference each carry its row: copies with the same run key
-    (same protocol; only the measured seconds may differ) or with identical values
-    collapse to the first. Two other rows for the same point come from different
-    protocols, which one table must not mix, so they are an error.
-    """
-    merged: dict[tuple, dict] = {}
-    for row in rows:
-        point = (row["model"], row["mode"], row["criterion"], float(row["sparsity"]))
-        point += (int(float(row["seed"])),)
-        kept = merged.setdefault(point, row)
-        same_run = bool(row.get("run_key")) and kept.get("run_key") == row.get("run_key")
-        if not same_run and not all(_same_value(kept.get(k), row.get(k)) for k in CSV_COLUMNS):
-            raise ValueError(
-                f"two rows disagree for {point} (model, mode, criterion, sparsity, seed): they "
-                "come from different protocols or data; report them separately."
-            )
-    return list(merged.values())
-
-
-def read_rows(path: str | Path) -> list[dict]:
-    """Rows back from a ``results.csv`` (numbers as floats), e.g. to merge several runs.
-
-    Counts (``INT_COLUMNS``) read as int, other numbers as float. A column the file lacks
-    (a CSV written before the column existed) reads as NaN, or as "" for text; an empty
-    numeric cell reads as NaN.
-    """
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    for row in rows:
-        for key in CSV_COLUMNS:
-            value = row.get(key) or ""
-            if key in TEXT_COLUMNS:
-                row[key] = value
-            elif not value:
-                row[key] = math.nan
-            else:
-                row[key] = int(float(value)) if key in INT_COLUMNS else float(value)
     return rows

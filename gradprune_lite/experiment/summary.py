@@ -24,6 +24,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from .report import by_mode, markdown_table
+from .rows import merge_rows, read_rows
+
 #: Which family each criterion belongs to; a criterion not named here is its own family.
 FAMILIES = {
     "magnitude": "magnitude",
@@ -67,14 +70,6 @@ SAME_METHOD = {
 }
 #: Sparsities of the summary table.
 SUMMARY_SPARSITIES = (0.9, 0.95, 0.98)
-
-#: The order modes are listed and plotted in (an unknown mode goes last).
-MODE_ORDER = {"dense": 0, "init": 1, "after": 2, "iterative": 3}
-
-
-def by_mode(mode: str, *rest) -> tuple:
-    """Sort key: ``mode`` by ``MODE_ORDER`` (an unknown mode last), then ``rest``."""
-    return (MODE_ORDER.get(mode, 9), mode, *rest)
 
 
 def results_file(relative: str = "summary/results.csv") -> Path:
@@ -440,8 +435,6 @@ def render_block(
     ``runs`` holds (name, rows) per CSV the marker names. Kind ``runs`` sets them side by
     side (``runs_table``); every other kind merges their rows into one table first.
     """
-    from .comparison import markdown_table, merge_rows
-
     sparsities = [float(s) / 100 for s in at.split(",")] if at else None
     if kind == "runs":  # each CSV its own run, never merged
         if not (model and sparsities):
@@ -476,7 +469,6 @@ def regenerate_doc(text: str, base: str | Path) -> str:
     KIND ``runs`` shows each CSV as its own run, named by its folder; the others merge the
     CSVs' rows into one table (``render_block``).
     """
-    from .comparison import read_rows
 
     def rebuild(match: re.Match) -> str:
         paths = [Path(base) / p.strip() for p in match["paths"].split(",")]
