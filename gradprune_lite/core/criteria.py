@@ -9,10 +9,15 @@ weight w is removed (set to 0) is
 whose first-order term gives ``taylor`` (and ``snip``) and whose second-order term, with
 the diagonal empirical Fisher F = E[g²], gives ``fisher`` (Optimal Brain Damage).
 
-Register your own criterion with a decorator, naming the options it reads so that
-``gp.score`` can reject a misspelt one::
+Every criterion is one ``Criterion`` record in ``CRITERIA`` (``core/registry.py``): its
+function, its options with their defaults, whether it needs data, and the hooks of criteria
+that move weights (``obs``) or keep state across rounds. The built-ins are registered in one
+table at the end of this file, ``obs`` among them. Register your own with a decorator,
+naming the options it reads so that ``gp.score`` can reject a misspelt one::
 
-    @gp.register_criterion("snr", options=gp.DATA_OPTIONS)
+    from gradprune_lite.core.criteria import DATA_OPTIONS
+
+    @gp.register_criterion("snr", options=DATA_OPTIONS)
     def snr(ctx):
         return {name: s.snr for name, s in ctx.stats.items()}
 
@@ -24,8 +29,10 @@ the same data give identical scores.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,78 +47,48 @@ from ._scoring import (
     total_of_sample_losses,
 )
 from .layers import prunable_weights
-from .stats import GradientStats, gradient_stats
+from .registry import Criterion, Registry, ScoringContext, declared_options
+from .second_order import DEFAULTS as OBS_DEFAULTS
+from .second_order import obs_prune, obs_scores
 
 Scores = dict[str, torch.Tensor]
-Criterion = Callable[["ScoringContext"], Scores]
 
-#: The registry: criterion name → function(ctx) → scores.
-CRITERIA: dict[str, Criterion] = {}
-#: criterion name → the option names it accepts (None: not declared, anything goes).
-CRITERION_OPTIONS: dict[str, tuple[str, ...] | None] = {}
-#: The options of every criterion built on ``gradient_stats`` (see its arguments).
-DATA_OPTIONS = ("loss_fn", "sample_dim", "reduction", "max_elements")
-
-
-class ScoringContext:
-    """What a criterion may read: the model, its prunable weights, data and options.
-
-    Attributes:
-        model: the model being scored (never modified by the built-in criteria).
-        weights: dict name → prunable weight tensor (detached).
-        batches: the data iterable given to ``gp.score`` (or None).
-        options: extra keyword options given to ``gp.score``.
-        stats: dict name → ``GradientStats``, computed on first use from ``batches``.
-    """
-
-    def __init__(self, model: nn.Module, batches, options: dict):
-        self.model = model
-        self.weights = {name: w.detach() for name, w in prunable_weights(model).items()}
-        self.batches = batches
-        self.options = options
-        self._stats: dict[str, GradientStats] | None = None
-
-    @property
-    def stats(self) -> dict[str, GradientStats]:
-        if self._stats is None:
-            self._stats = gradient_stats(
-                self.model,
-                self.require_batches(),
-                self.options.get("loss_fn"),
-                sample_dim=self.options.get("sample_dim", 0),
-                reduction=self.options.get("reduction"),
-                max_elements=self.options.get("max_elements"),
-            )
-        return self._stats
-
-    def require_batches(self) -> Iterable:
-        if self.batches is None:
-            raise ValueError(
-                "this criterion needs data: pass batches=[(inputs, targets), ...] or a "
-                "DataLoader to gp.score (only 'random', 'magnitude' and 'synflow' are data-free)."
-            )
-        return self.batches
+#: The registry: criterion name → ``Criterion`` record (reads as name → function).
+CRITERIA = Registry("criterion", "Add your own with @gp.register_criterion('name').")
+#: The options of every criterion built on ``gradient_stats``, with their defaults (see
+#: its arguments: cross-entropy, samples along dim 0, the loss's reduction sniffed, the
+#: default memory bound).
+DATA_OPTIONS = {"loss_fn": None, "sample_dim": 0, "reduction": None, "max_elements": None}
 
 
 def register_criterion(
-    name: str, fn: Criterion | None = None, *, options: Iterable[str] | None = None
+    name: str,
+    fn: Callable[[ScoringContext], Scores] | None = None,
+    *,
+    options: Iterable[str] | Mapping[str, Any] | None = None,
+    needs_data: bool = True,
+    weight_update: Callable | None = None,
+    make_state: Callable | None = None,
 ):
     """Add a criterion to ``CRITERIA``; usable as ``@register_criterion("name")`` or a call.
 
     ``fn(ctx: ScoringContext) -> dict name → tensor shaped like the weight`` (higher = keep).
-    ``options``: the option names ``fn`` reads from ``ctx.options``; ``gp.score`` then
-    rejects any other (a criterion that uses ``ctx.stats`` takes ``gp.DATA_OPTIONS``).
-    Left out, every option is passed through unchecked. Re-registering a name replaces it.
-    """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"a criterion needs a non-empty string name, got {name!r}.")
-    if isinstance(options, str):
-        raise ValueError(f"options must be a collection of names, got the string {options!r}.")
-    accepted = None if options is None else tuple(options)
 
-    def register(function: Criterion) -> Criterion:
-        CRITERIA[name] = function
-        CRITERION_OPTIONS[name] = accepted
+    Args:
+        options: the options ``fn`` reads from ``ctx.options``, as a dict name → default
+            (``gp.score`` fills in the defaults) or as names only (``fn`` keeps its own
+            defaults); ``gp.score`` rejects any other option. A criterion that uses
+            ``ctx.stats`` takes ``DATA_OPTIONS``. Left out, every option passes unchecked.
+        needs_data: whether ``fn`` reads batches (for the docs and ``gp.prune``'s checks).
+        weight_update, make_state: see ``gp.core.registry.Criterion``; ``make_state`` is
+            the hook of criteria that keep state across rounds (movement pruning).
+
+    Re-registering a name replaces it. Returns ``fn``.
+    """
+    declared = declared_options(options)
+
+    def register(function: Callable) -> Callable:
+        CRITERIA.add(Criterion(name, function, declared, needs_data, weight_update, make_state))
         return function
 
     return register if fn is None else register(fn)
@@ -137,27 +114,33 @@ def score(model: nn.Module, criterion: str, batches=None, **options) -> Scores:
     Raises:
         ValueError: an unknown criterion, or an option the criterion does not take.
     """
-    if criterion not in CRITERIA:
-        raise ValueError(
-            f"unknown criterion {criterion!r}; valid names are {sorted(CRITERIA)}. "
-            "Add your own with @gp.register_criterion('name')."
-        )
-    accepted = CRITERION_OPTIONS.get(criterion)
-    unknown = sorted(set(options) - set(accepted)) if accepted is not None else []
-    if unknown:
-        raise ValueError(
-            f"criterion {criterion!r} does not take the option(s) {unknown}; its options are "
-            f"{sorted(accepted) or 'none'}."
-        )
-    ctx = ScoringContext(model, batches, options)
-    scores = CRITERIA[criterion](ctx)
+    record = CRITERIA.record(criterion)
+    options = record.with_defaults(options)
+    state = record.make_state(model) if record.make_state is not None else None
+    try:
+        return score_with(record, model, batches, options, state)
+    finally:
+        close_state(state)
+
+
+def score_with(record: Criterion, model: nn.Module, batches, options: dict, state) -> Scores:
+    """``record``'s scores with ``options`` already checked and filled (what ``score`` and
+    ``gp.prune``'s rounds share)."""
+    ctx = ScoringContext(model, batches, options, state)
+    scores = record.function(ctx)
     return {name: scores[name].detach() for name in ctx.weights}
+
+
+def close_state(state) -> None:
+    """Call ``state.close()`` if the state has one (a stateful criterion's hooks)."""
+    close = getattr(state, "close", None)
+    if callable(close):
+        close()
 
 
 _MIX, _OFFSET = 0x9E3779B97F4A7C15, 0x5DEECE66D
 
 
-@register_criterion("random", options=("seed",))
 def random_scores(ctx: ScoringContext) -> Scores:
     """Uniform random scores: the baseline every criterion must beat.
 
@@ -173,25 +156,21 @@ def random_scores(ctx: ScoringContext) -> Scores:
     }
 
 
-@register_criterion("magnitude", options=())
 def magnitude_scores(ctx: ScoringContext) -> Scores:
     """|w|: traditional magnitude pruning (Han et al., 2015)."""
     return {name: w.abs() for name, w in ctx.weights.items()}
 
 
-@register_criterion("gradient", options=DATA_OPTIONS)
 def gradient_scores(ctx: ScoringContext) -> Scores:
     """|ḡ|: how strongly the loss pulls on a weight, whatever its size."""
     return {name: s.mean.abs() for name, s in ctx.stats.items()}
 
 
-@register_criterion("taylor", options=DATA_OPTIONS)
 def taylor_scores(ctx: ScoringContext) -> Scores:
     """|w·ḡ|: the first-order Taylor term of the loss change when w is removed."""
     return {name: (ctx.weights[name] * s.mean).abs() for name, s in ctx.stats.items()}
 
 
-@register_criterion("snip", options=DATA_OPTIONS)
 def snip_scores(ctx: ScoringContext) -> Scores:
     """Connection sensitivity |w·ḡ| / Σ|w·ḡ| (Lee et al., ICLR 2019)."""
     raw = taylor_scores(ctx)
@@ -199,13 +178,11 @@ def snip_scores(ctx: ScoringContext) -> Scores:
     return {name: s / total.clamp(min=torch.finfo(s.dtype).tiny) for name, s in raw.items()}
 
 
-@register_criterion("fisher", options=DATA_OPTIONS)
 def fisher_scores(ctx: ScoringContext) -> Scores:
     """½·w²·E[g²]: the second-order Taylor term with the empirical Fisher (OBD)."""
     return {name: 0.5 * ctx.weights[name].square() * s.sq_mean for name, s in ctx.stats.items()}
 
 
-@register_criterion("grasp", options=("loss_fn", "temperature", "sample_dim", "reduction"))
 def grasp_scores(ctx: ScoringContext) -> Scores:
     """GraSP (Wang et al., ICLR 2020): keep weights whose removal would cut gradient flow.
 
@@ -283,7 +260,6 @@ def _synflow_input_shape(ctx: ScoringContext) -> tuple[int, ...]:
     return tuple(inputs.shape[1:])
 
 
-@register_criterion("synflow", options=("input_shape",))
 def synflow_scores(ctx: ScoringContext) -> Scores:
     """SynFlow (Tanaka et al., NeurIPS 2020): |w ⊙ ∂R/∂w| with R = 1ᵀ(∏|W|)1, data-free.
 
@@ -314,3 +290,24 @@ def synflow_scores(ctx: ScoringContext) -> Scores:
     # Deep products overflow float32; the ranking only needs relative sizes.
     scale = max(float(r.max()) for r in raw) or 1.0
     return {name: (r / scale).to(ctx.weights[name].dtype) for name, r in zip(ctx.weights, raw)}
+
+
+#: The built-in criteria, in the order they are listed (``gp.CRITERIA``, the comparison, the
+#: docs). Options map to their defaults, which ``score`` fills in.
+for _record in (
+    Criterion("random", random_scores, {"seed": 0}, needs_data=False),
+    Criterion("magnitude", magnitude_scores, {}, needs_data=False),
+    Criterion("gradient", gradient_scores, DATA_OPTIONS),
+    Criterion("taylor", taylor_scores, DATA_OPTIONS),
+    Criterion("snip", snip_scores, DATA_OPTIONS),
+    Criterion("fisher", fisher_scores, DATA_OPTIONS),
+    Criterion(
+        "grasp",
+        grasp_scores,
+        {"loss_fn": None, "temperature": 200.0, "sample_dim": 0, "reduction": None},
+    ),
+    Criterion("synflow", synflow_scores, {"input_shape": None}, needs_data=False),
+    Criterion("obs", obs_scores, OBS_DEFAULTS, weight_update=obs_prune),
+):
+    CRITERIA.add(dataclasses.replace(_record, options=declared_options(_record.options)))
+del _record

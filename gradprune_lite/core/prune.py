@@ -17,19 +17,13 @@ from ._validate import (
     check_sparsity,
     excluded_names,
 )
-from .criteria import CRITERIA, score
+from .criteria import CRITERIA, close_state, score_with
 from .layers import prunable_weights
 from .masks import apply_masks, current_masks
 from .selection import global_masks, layerwise_masks
 
 SCHEDULES = ("exponential", "linear")
 SCOPES = ("global", "layerwise")
-
-#: Criteria that move the surviving weights as they prune (second order, e.g. "obs"):
-#: name → fn(model, sparsity, select, batches, options) → masks. Such a function chooses
-#: the weights with ``select`` itself, writes the updated weights into the model only
-#: after every check passed, and returns the masks for ``apply_masks``.
-WEIGHT_UPDATES: dict[str, Callable] = {}
 
 
 def sparsity_schedule(target: float, rounds: int, schedule: str = "exponential") -> list[float]:
@@ -101,7 +95,8 @@ def prune(
 
     Args:
         model: the model, changed in place (masks applied via ``gp.apply_masks``).
-        criterion: a name in ``gp.CRITERIA``.
+        criterion: a name in ``gp.CRITERIA`` (its record there says which options it
+            takes, with their defaults, and whether it moves weights or keeps state).
         sparsity: the final fraction of prunable weights to remove, a number in [0, 1].
         batches: data for data-driven criteria, re-iterated every round: with
             ``rounds > 1`` it must be a list or a DataLoader, not a generator.
@@ -125,8 +120,8 @@ def prune(
     steps = sparsity_schedule(sparsity, rounds, schedule)
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}.")
-    if criterion not in CRITERIA:
-        raise ValueError(f"unknown criterion {criterion!r}; valid names are {sorted(CRITERIA)}.")
+    record = CRITERIA.record(criterion)
+    options = record.with_defaults(options)
     if between is not None and not callable(between):
         raise ValueError(f"between must be a function (model, round_index), got {between!r}.")
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
@@ -139,17 +134,20 @@ def prune(
     select = global_masks if scope == "global" else layerwise_masks
 
     restore = snapshot(model, optimizer)
+    state = None
     try:
+        # A stateful criterion (see core/registry.py) keeps one state through every round.
+        state = record.make_state(model) if record.make_state is not None else None
         for round_index, step in enumerate(steps):
-            if criterion in WEIGHT_UPDATES:  # e.g. "obs": it chooses and moves the weights itself
+            if record.weight_update is not None:  # e.g. "obs": it chooses and moves weights
                 select_round = functools.partial(select, exclude=patterns, min_density=min_density)
-                masks = WEIGHT_UPDATES[criterion](model, step, select_round, batches, options)
+                masks = record.weight_update(model, step, select_round, batches, options)
                 apply_masks(model, masks, optimizer=optimizer)
                 if between is not None:
                     between(model, round_index)
                 continue
             scores = _checked_scores(
-                score(model, criterion, batches, **options), weights, criterion
+                score_with(record, model, batches, options, state), weights, criterion
             )
             # Dead weights rank below every living one, so they are the first pruned again
             # and the count of newly pruned weights is exactly what this round adds.
@@ -162,6 +160,8 @@ def prune(
     except BaseException:
         restore()
         raise
+    finally:
+        close_state(state)
     return {
         name: current_masks(model).get(name, torch.ones_like(w, dtype=torch.bool))
         for name, w in weights.items()

@@ -45,7 +45,6 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from .criteria import ScoringContext, register_criterion
 from .fisher_blocks import (
     damped_inverse,
     gradient_curvature,
@@ -56,7 +55,7 @@ from .fisher_blocks import (
 )
 from .layers import prunable_modules, prunable_weights
 from .masks import current_masks
-from .prune import WEIGHT_UPDATES
+from .registry import ScoringContext
 from .selection import global_masks
 
 CURVATURES = ("empirical", "sampled", "reconstruction")
@@ -199,7 +198,6 @@ def _alive_masks(model: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-@register_criterion("obs")
 def obs_scores(ctx: ScoringContext) -> dict[str, torch.Tensor]:
     """OBS saliency w² / (2·[F⁻¹]_qq) on the block-diagonal damped curvature (higher = keep).
 
@@ -280,6 +278,3 @@ def obs_prune(
         for name, w in prunable_weights(model).items():
             w.copy_(weights[name])
     return alive
-
-
-WEIGHT_UPDATES["obs"] = obs_prune

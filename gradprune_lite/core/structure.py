@@ -38,6 +38,7 @@ from torch import nn
 
 from .layers import prunable_modules
 from .masks import current_masks, remove_masks
+from .registry import Criterion, Registry, declared_options
 from .stats import gradient_stats
 
 if TYPE_CHECKING:  # Torch-Pruning loads when a model is pruned, not with the package
@@ -46,8 +47,11 @@ if TYPE_CHECKING:  # Torch-Pruning loads when a model is pruned, not with the pa
 GroupScores = dict[str, torch.Tensor]
 GroupCriterion = Callable[["GroupContext"], GroupScores]
 
-#: The registry: group criterion name → function(ctx) → dict layer name → 1-D scores.
-GROUP_CRITERIA: dict[str, GroupCriterion] = {}
+#: The registry: group criterion name → ``Criterion`` record, whose function maps
+#: ctx → dict layer name → 1-D scores (reads as name → function, like ``gp.CRITERIA``).
+GROUP_CRITERIA = Registry(
+    "group criterion", "Add your own with @gp.register_group_criterion('name')."
+)
 
 #: Modules whose parameters we know how to slice (Conv2d only with groups == 1).
 SUPPORTED_TYPES = (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d)
@@ -79,17 +83,19 @@ class GroupContext:
         return self.batches
 
 
-def register_group_criterion(name: str, fn: GroupCriterion | None = None):
+def register_group_criterion(
+    name: str, fn: GroupCriterion | None = None, *, options=None, needs_data: bool = True
+):
     """Add a group criterion to ``GROUP_CRITERIA``; a decorator or a call.
 
     ``fn(ctx: GroupContext) -> dict weight name → 1-D tensor`` with one score per output
-    unit of each layer in ``ctx.layers`` (higher = keep). Re-registering replaces it.
+    unit of each layer in ``ctx.layers`` (higher = keep). ``options`` and ``needs_data``
+    are recorded as for ``gp.register_criterion``. Re-registering replaces it.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"a group criterion needs a non-empty string name, got {name!r}.")
+    declared = declared_options(options)
 
     def register(function: GroupCriterion) -> GroupCriterion:
-        GROUP_CRITERIA[name] = function
+        GROUP_CRITERIA.add(Criterion(name, function, declared, needs_data))
         return function
 
     return register if fn is None else register(fn)
@@ -100,7 +106,7 @@ def _rows(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.detach().reshape(tensor.shape[0], -1)
 
 
-@register_group_criterion("magnitude")
+@register_group_criterion("magnitude", needs_data=False)
 def magnitude_groups(ctx: GroupContext) -> GroupScores:
     """‖(W[k], b[k])‖₂ per output unit k."""
     scores = {}
@@ -151,7 +157,7 @@ def fisher_groups(ctx: GroupContext) -> GroupScores:
     }
 
 
-@register_group_criterion("random")
+@register_group_criterion("random", needs_data=False)
 def random_groups(ctx: GroupContext) -> GroupScores:
     """Uniform random scores from a generator seeded by the ``seed`` option (default 0)."""
     generator = torch.Generator().manual_seed(int(ctx.options.get("seed", 0)))
