@@ -28,7 +28,7 @@ from .experiment.comparison import (
 from .experiment.data import Digits, mnist
 from .experiment.models import MODELS
 from .experiment.reference import REFERENCE_BUDGET, split_validation
-from .experiment.summary import regenerate_doc, summary_markdown
+from .experiment.summary import summary_markdown
 
 #: What ``--quick`` uses for every option the user did not set (under a minute on 2 cores).
 QUICK = {
@@ -219,8 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-progress", action="store_true", help="hide progress bars")
     report = commands.add_parser(
         "report",
-        help="merge the results.csv of compare runs: CSV, table, plot, the four-question "
-        "summary, and docs/RESULTS.md's tables",
+        help="merge the results.csv of compare runs: CSV, table, plot and the four-question "
+        "summary",
         description=(
             "Read the results.csv of several `compare` runs (for example one per model) and "
             "write under --out the merged results.csv, results.md and results.png, and "
@@ -228,22 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
             "and worst-class; training speed: seconds per epoch of the pruned network; "
             "compression: checkpoint bytes and nonzero parameters) for magnitude and for the "
             "best of each gradient-based family, chosen on validation error, at 90/95/98%%, "
-            "with the published numbers beside. With --doc, also rebuild every table marked "
-            "<!-- table: ... from CSV --> in that markdown file from the CSVs it names."
+            "with the published numbers beside (docs/results/published.csv of the repository, "
+            "when found). The tables of docs/RESULTS.md are rebuilt by "
+            "`python scripts/results_doc.py`."
         ),
     )
     report.add_argument("csv", nargs="+", help="results.csv files written by compare")
     report.add_argument("--out", required=True, help="output folder")
-    report.add_argument(
-        "--doc", help="markdown file whose marked tables are rebuilt in place (docs/RESULTS.md)"
-    )
     return parser
 
 
 def _report(args, parser) -> int:
     missing = [path for path in args.csv if not Path(path).is_file()]
-    if args.doc and not Path(args.doc).is_file():
-        missing.append(args.doc)
     if missing:
         parser.error(f"report: no such file(s): {', '.join(missing)}.")
     rows = merge_rows([row for path in args.csv for row in read_rows(path)])
@@ -251,10 +247,6 @@ def _report(args, parser) -> int:
     paths["summary"] = Path(args.out) / "summary.md"
     paths["summary"].write_text(summary_markdown(rows))
     print(paths["summary"].read_text())
-    if args.doc:
-        doc = Path(args.doc)
-        doc.write_text(regenerate_doc(doc.read_text(), doc.parent))
-        paths["doc"] = doc
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 

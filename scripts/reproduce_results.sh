@@ -65,7 +65,7 @@ part lenet5-iterative --model lenet5 --criteria taylor --sparsity 92 --mode iter
 # summary tables of docs/RESULTS.md read; then rebuild every marked table of the document.
 # LeNet-300-100 alone again in docs/results/summary-lenet300, for the README's figure.
 if wanted report; then
-  python -m gradprune_lite report "$out"/*/results.csv --out docs/results/summary \
-    --doc docs/RESULTS.md
+  python -m gradprune_lite report "$out"/*/results.csv --out docs/results/summary
+  python scripts/results_doc.py docs/RESULTS.md
   python -m gradprune_lite report "$out"/lenet300-*/results.csv --out docs/results/summary-lenet300
 fi

@@ -100,17 +100,12 @@ def test_rerun_resumes_from_the_csv_and_shows_the_time_left(quick_run, capsys):
 
 def test_report_merges_runs(quick_run, tmp_path):
     _, out = quick_run
-    doc = tmp_path / "doc.md"
-    doc.write_text(
-        f"<!-- table: summary lenet_300_100 at 90 from {out / 'results.csv'} -->\n<!-- /table -->\n"
-    )
-    status = main(["report", str(out / "results.csv"), "--out", str(tmp_path), "--doc", str(doc)])
+    status = main(["report", str(out / "results.csv"), "--out", str(tmp_path)])
     assert status == 0
     assert read_rows(tmp_path / "results.csv") == read_rows(out / "results.csv")
     summary = (tmp_path / "summary.md").read_text()
     assert "| 90% | magnitude | magnitude, init |" in summary
     assert "| 90% | first-order gradient | snip, init |" in summary
-    assert "| 90% | magnitude | magnitude, init |" in doc.read_text()
 
 
 @pytest.mark.parametrize(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
-from gradprune_lite.experiment.summary import doc_blocks, regenerate_doc
-
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
 RESULTS = DOCS / "RESULTS.md"
+_spec = importlib.util.spec_from_file_location("results_doc", ROOT / "scripts" / "results_doc.py")
+results_doc = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(results_doc)
+doc_blocks, regenerate_doc = results_doc.doc_blocks, results_doc.regenerate_doc
 
 
 def test_every_marked_table_equals_what_its_csvs_give():
@@ -18,7 +22,7 @@ def test_every_marked_table_equals_what_its_csvs_give():
     for (marker, body), (_, rebuilt) in zip(committed, fresh):
         assert body == rebuilt, (
             f"{marker} no longer matches its CSVs; rebuild the document with "
-            "`gradprune-lite report <its CSVs> --out <folder> --doc docs/RESULTS.md`."
+            "`python scripts/results_doc.py` (after `gradprune-lite report` for merged CSVs)."
         )
 
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import math
 
 import pytest
+from test_results_doc import regenerate_doc  # scripts/results_doc.py, loaded there
 
-from gradprune_lite.experiment.comparison import merge_rows
+from gradprune_lite.experiment import results
+from gradprune_lite.experiment.rows import merge_rows
 from gradprune_lite.experiment.summary import (
     choose_on_validation,
     error_table,
     family,
     matched_table,
     published_table,
-    regenerate_doc,
-    results_file,
     runs_table,
     summary_table,
 )
@@ -165,14 +165,36 @@ def test_a_difference_within_the_seed_spread_is_called_a_tie():
     assert "wins by" not in table
 
 
-def test_results_file_is_found_from_a_copy_of_the_notebooks_and_named_when_missing(
+def test_committed_results_are_found_from_anywhere_in_a_clone(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # outside the repository: found through the source tree
+    monkeypatch.delenv(results.RESULTS_ENV, raising=False)
+    found = results.results_file()
+    assert found.parts[-4:] == ("docs", "results", "summary", "results.csv") and found.is_file()
+    assert results.committed_rows()[0]["criterion"] == "dense"
+    assert ("SNIP", 0.95, 1.6) in {
+        (p.method, p.sparsity, p.error) for p in results.published_numbers()
+    }
+
+
+def test_without_the_repository_the_reader_says_where_it_looked_and_what_to_do(
     tmp_path, monkeypatch
 ):
-    monkeypatch.chdir(tmp_path)  # outside the repository: found through the source tree
-    found = results_file()
-    assert found.parts[-4:] == ("docs", "results", "summary", "results.csv") and found.is_file()
-    with pytest.raises(FileNotFoundError, match="docs/results/nothing.csv was not found"):
-        results_file("nothing.csv")
+    monkeypatch.delenv(results.RESULTS_ENV, raising=False)
+    monkeypatch.setattr(results, "SOURCE_RESULTS", tmp_path / "wheel" / "docs" / "results")
+    with pytest.raises(FileNotFoundError) as error:
+        results.results_file("summary/results.csv")
+    message = str(error.value)
+    assert "\n" not in message and str(tmp_path / "wheel") in message
+    assert "pip install -e ." in message and "GRADPRUNE_RESULTS" in message
+    assert results.published_numbers(required=False) == ()
+    assert "published" not in summary_table([], "lenet_300_100", [0.95]).lower()
+    copy = tmp_path / "copy"
+    (copy / "summary").mkdir(parents=True)
+    (copy / "summary" / "results.csv").write_text("model\n")
+    monkeypatch.setenv(results.RESULTS_ENV, str(copy))
+    assert results.results_file() == copy / "summary" / "results.csv"
+    with pytest.raises(FileNotFoundError, match=f"GRADPRUNE_RESULTS={copy}"):
+        results.results_file("nothing.csv")
 
 
 def test_runs_table_keeps_each_run_apart_and_shows_only_shared_methods(tmp_path):

@@ -1,31 +1,27 @@
-"""The article's four questions in one table, and the tables of ``docs/RESULTS.md``.
+"""The article's four questions in one table, and the other tables of ``docs/RESULTS.md``.
 
 The article says gradient-based pruning beats magnitude pruning on MNIST in accuracy,
 precision, training speed and compression. ``summary_table`` answers the four at each
 sparsity, for magnitude and for the best member of each gradient-based family, chosen by
 **validation** error (never by test error), with the published numbers beside.
 
-``docs/RESULTS.md`` marks each generated table with the CSVs it comes from::
-
-    <!-- table: summary lenet_300_100 from results/lenet300/results.csv -->
-    ...the table...
-    <!-- /table -->
-
-``regenerate_doc`` rebuilds every marked block from its CSVs: ``gradprune-lite report
---doc`` writes it, and a test checks that the committed document equals it.
+The published numbers are data, not code: ``docs/results/published.csv``, read through
+``results.published_numbers``. Every table takes them as ``published``; left out (None),
+the committed ones are used when the repository's ``docs/results`` is found, and none
+otherwise. ``scripts/results_doc.py`` rebuilds the marked tables of ``docs/RESULTS.md``
+from these functions, and a test checks that the committed document equals its rebuild.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 
-from .report import by_mode, markdown_table
-from .rows import merge_rows, read_rows
+from .report import by_mode
+from .results import Published, published_numbers
+from .results import results_file as results_file  # where the notebooks import it from
 
 #: Which family each criterion belongs to; a criterion not named here is its own family.
 FAMILIES = {
@@ -42,25 +38,6 @@ FAMILIES = {
 #: Families that are not gradient-based: the baseline under test and the floor.
 NOT_GRADIENT = ("magnitude", "random")
 
-#: Published test errors (%) on MNIST, each with the protocol that produced it.
-PUBLISHED = (
-    ("lenet_300_100", 0.95, 1.6, "SNIP", "pruned at initialisation, then trained"),
-    ("lenet_300_100", 0.98, 2.4, "SNIP", "pruned at initialisation, then trained"),
-    ("lenet5", 0.98, 0.8, "SNIP", "pruned at initialisation, then trained"),
-    ("lenet5", 0.99, 1.1, "SNIP", "pruned at initialisation, then trained"),
-    ("lenet_300_100", 0.92, 1.59, "Han et al.", "iterative magnitude pruning and retraining"),
-    ("lenet5", 0.92, 0.77, "Han et al.", "iterative magnitude pruning and retraining"),
-    ("lenet_300_100", 0.985, 2.0, "L-OBS", "layer-wise OBS after training, then retrained"),
-    ("lenet_300_100", 0.985, 1.92, "Sparse VD", "sparsity learned in training"),
-    ("lenet5", 0.996, 0.75, "Sparse VD", "sparsity learned in training"),
-)
-#: Published dense test errors (%), beside the pruned ones in ``error_table``.
-PUBLISHED_DENSE = {
-    ("lenet_300_100", "SNIP"): 1.7,
-    ("lenet_300_100", "Han et al."): 1.64,
-    ("lenet5", "SNIP"): 0.9,
-    ("lenet5", "Han et al."): 0.80,
-}
 #: Our run closest to each published method's own protocol: (criterion, mode). Sparse VD
 #: learns its sparsity during training, which none of our modes does, so it has no match.
 SAME_METHOD = {
@@ -72,24 +49,9 @@ SAME_METHOD = {
 SUMMARY_SPARSITIES = (0.9, 0.95, 0.98)
 
 
-def results_file(relative: str = "summary/results.csv") -> Path:
-    """A file of the committed results, ``docs/results/<relative>``, found from anywhere.
-
-    Looks in ``docs/results`` of the working directory and of each folder above it (a
-    notebook runs in ``notebooks/``), then of the source tree this package was installed
-    from (``pip install -e``). Raises ``FileNotFoundError`` saying where it looked.
-    """
-    here = Path.cwd().resolve()
-    source_tree = Path(__file__).resolve().parents[2]
-    places = [folder / "docs" / "results" for folder in (here, *here.parents, source_tree)]
-    for place in places:
-        if (place / relative).is_file():
-            return place / relative
-    raise FileNotFoundError(
-        f"docs/results/{relative} was not found in this folder, any folder above it, or the "
-        f"source tree of gradprune_lite ({source_tree}). It is part of the repository: run "
-        "from a clone (git clone, then pip install -e .), or read docs/RESULTS.md online."
-    )
+def _numbers(published: Sequence[Published] | None) -> tuple[Published, ...]:
+    """``published``, or the committed numbers when None (none outside a repository)."""
+    return published_numbers(required=False) if published is None else tuple(published)
 
 
 def family(criterion: str) -> str:
@@ -156,15 +118,15 @@ def _cells(members: Sequence[dict]) -> list[str]:
     ]
 
 
-def _published_at(model: str, sparsity: float) -> list[tuple]:
-    return [p for p in PUBLISHED if p[0] == model and abs(p[1] - sparsity) < 1e-9]
+def _published_at(model: str, sparsity: float, published: Sequence[Published]) -> list:
+    return [p for p in published if p.model == model and abs(p.sparsity - sparsity) < 1e-9]
 
 
 def _label(members: Sequence[dict]) -> str:
     return f"{members[0]['criterion']}, {members[0]['mode']}"
 
 
-def _verdict(sparsity: float, chosen: dict, model: str) -> str:
+def _verdict(sparsity: float, chosen: dict, model: str, published: Sequence[Published] = ()) -> str:
     """One sentence: magnitude against the best gradient-based choice, and the anchors."""
     gradient = {n: m for n, m in chosen.items() if n not in NOT_GRADIENT}
     text = f"- **{sparsity:.0%}**: "
@@ -187,7 +149,7 @@ def _verdict(sparsity: float, chosen: dict, model: str) -> str:
             winner = "gradient-based" if ours < theirs else "magnitude"
             text += f"{winner} wins by {abs(ours - theirs):.2f} points of test error: {pair}"
             text += " (one seed: no spread measured)." if seeds < 2 else "."
-        for _, _, error, method, protocol in _published_at(model, sparsity):
+        for _, _, error, method, protocol, _ in _published_at(model, sparsity, published):
             gap = ours - error
             where = f"{gap:.2f} points above" if gap > 0 else "at or below"
             text += f" Published {method} ({protocol}): {error:g}; ours is {where} it."
@@ -195,7 +157,10 @@ def _verdict(sparsity: float, chosen: dict, model: str) -> str:
 
 
 def summary_table(
-    rows: Sequence[dict], model: str, sparsities: Sequence[float] = SUMMARY_SPARSITIES
+    rows: Sequence[dict],
+    model: str,
+    sparsities: Sequence[float] = SUMMARY_SPARSITIES,
+    published: Sequence[Published] | None = None,
 ) -> str:
     """The four questions at each sparsity: magnitude against each gradient-based family.
 
@@ -203,8 +168,10 @@ def summary_table(
     that sparsity; its test error (mean ± std over seeds) answers accuracy, macro and
     worst-class precision answer precision, seconds per training epoch of the pruned
     network answer speed, and the sparse checkpoint's bytes and the nonzero parameters
-    answer compression. One sentence per sparsity says who wins and by how much.
+    answer compression. One sentence per sparsity says who wins and by how much, and
+    how far from the ``published`` numbers (see the module docstring) it is.
     """
+    published = _numbers(published)
     header = [
         "sparsity",
         "family",
@@ -235,7 +202,7 @@ def summary_table(
         if not chosen:
             cells = [f"{sparsity:.0%}", "–", "no rows with a validation error"] + ["–"] * 8
             lines.append("| " + " | ".join(cells) + " |")
-        verdicts.append(_verdict(sparsity, chosen, model))
+        verdicts.append(_verdict(sparsity, chosen, model, published))
     lines += [
         "",
         "Test and validation error in %, mean ± std over seeds; precision of the test "
@@ -248,7 +215,9 @@ def summary_table(
     return "\n".join(lines) + "\n"
 
 
-def published_table(rows: Sequence[dict], model: str) -> str:
+def published_table(
+    rows: Sequence[dict], model: str, published: Sequence[Published] | None = None
+) -> str:
     """Each published number for ``model`` beside ours at the same sparsity.
 
     Ours is the best gradient-based entry and the magnitude entry, each chosen on
@@ -260,7 +229,9 @@ def published_table(rows: Sequence[dict], model: str) -> str:
         "| ours, magnitude | gap (ours − published) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for _, sparsity, error, method, protocol in (p for p in PUBLISHED if p[0] == model):
+    for _, sparsity, error, method, protocol, _ in (
+        p for p in _numbers(published) if p.model == model
+    ):
         chosen = choose_on_validation(rows, model, sparsity)
         gradient = [m for n, m in chosen.items() if n not in NOT_GRADIENT]
         ran = any(abs(float(r["sparsity"]) - sparsity) < 1e-9 for r in rows if r["model"] == model)
@@ -280,7 +251,9 @@ def published_table(rows: Sequence[dict], model: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def matched_rows(rows: Sequence[dict], model: str) -> list[dict]:
+def matched_rows(
+    rows: Sequence[dict], model: str, published: Sequence[Published] | None = None
+) -> list[dict]:
     """Each published number of ``model`` beside our run of the same method (``SAME_METHOD``).
 
     Returns one dict per published number: ``method``, ``protocol``, ``sparsity``,
@@ -290,7 +263,9 @@ def matched_rows(rows: Sequence[dict], model: str) -> list[dict]:
     """
     groups = _groups(rows, model)
     matched = []
-    for _, sparsity, error, method, protocol in (p for p in PUBLISHED if p[0] == model):
+    for _, sparsity, error, method, protocol, _ in (
+        p for p in _numbers(published) if p.model == model
+    ):
         pair = SAME_METHOD.get(method)
         members = groups.get((pair[1], pair[0], round(sparsity, 6)), []) if pair else []
         matched.append(
@@ -307,14 +282,16 @@ def matched_rows(rows: Sequence[dict], model: str) -> list[dict]:
     return matched
 
 
-def matched_table(rows: Sequence[dict], model: str) -> str:
+def matched_table(
+    rows: Sequence[dict], model: str, published: Sequence[Published] | None = None
+) -> str:
     """``matched_rows`` as markdown: the same method at our budget, nothing chosen."""
     lines = [
         "| published | protocol | sparsity | published error | ours, same method "
         "| ours, test error | seeds | gap (ours − published) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for m in matched_rows(rows, model):
+    for m in matched_rows(rows, model, published):
         ran = bool(m["members"])
         cells = [
             m["method"],
@@ -330,14 +307,19 @@ def matched_table(rows: Sequence[dict], model: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def error_table(rows: Sequence[dict], model: str, sparsities: Sequence[float]) -> str:
+def error_table(
+    rows: Sequence[dict],
+    model: str,
+    sparsities: Sequence[float],
+    published: Sequence[Published] | None = None,
+) -> str:
     """Test error (mean ± std) of every (mode, criterion) of ``model`` at ``sparsities``,
     published numbers first: the full record, nothing chosen."""
     groups = _groups(rows, model)
     columns = [round(s, 6) for s in sparsities]
     header = ["", "dense", *_percent_headers(sparsities)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for cells, values in _published_cells(model, columns):
+    for cells, values in _published_cells(model, columns, _numbers(published)):
         lines.append("| " + " | ".join(cells + values) + " |")
     dense = groups.get(("dense", "dense", 0.0))
     if dense:
@@ -361,16 +343,18 @@ def _percent_headers(sparsities: Sequence[float]) -> list[str]:
     return [f"{s:.1%}".replace(".0%", "%") for s in sparsities]
 
 
-def _published_cells(model: str, columns: Sequence[float]) -> list[tuple[list[str], list[str]]]:
+def _published_cells(
+    model: str, columns: Sequence[float], published: Sequence[Published]
+) -> list[tuple[list[str], list[str]]]:
     """([label, dense error], [error per column]) of each published method of ``model``
     with a number at one of ``columns`` (sparsities rounded to 6 places)."""
     found = []
-    for method, protocol in dict.fromkeys((p[3], p[4]) for p in PUBLISHED if p[0] == model):
-        values = {
-            round(p[1], 6): f"{p[2]:g}" for p in PUBLISHED if p[0] == model and p[3] == method
-        }
+    mine = [p for p in published if p.model == model]
+    for method, protocol in dict.fromkeys((p.method, p.protocol) for p in mine):
+        values = {round(p.sparsity, 6): f"{p.error:g}" for p in mine if p.method == method}
         if any(c in values for c in columns):
-            dense_error = PUBLISHED_DENSE.get((model, method))
+            dense_error = next(p.dense_error for p in mine if p.method == method)
+            dense_error = None if math.isnan(dense_error) else dense_error
             label = [
                 f"**published** {method} ({protocol})",
                 f"{dense_error:g}" if dense_error else "",
@@ -380,7 +364,10 @@ def _published_cells(model: str, columns: Sequence[float]) -> list[tuple[list[st
 
 
 def runs_table(
-    runs: Sequence[tuple[str, Sequence[dict]]], model: str, sparsities: Sequence[float]
+    runs: Sequence[tuple[str, Sequence[dict]]],
+    model: str,
+    sparsities: Sequence[float],
+    published: Sequence[Published] | None = None,
 ) -> str:
     """Test error of several runs side by side, one CSV each, never merged.
 
@@ -403,7 +390,7 @@ def runs_table(
     )
     header = ["run", "method", "epochs", "seeds", *_percent_headers(sparsities)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for (label, _dense), values in _published_cells(model, columns):
+    for (label, _dense), values in _published_cells(model, columns, _numbers(published)):
         lines.append("| " + " | ".join([label, "", "", ""] + values) + " |")
     for mode, criterion in sorted(shared, key=lambda mode_criterion: by_mode(*mode_criterion)):
         for name, groups in grouped:
@@ -420,76 +407,15 @@ def runs_table(
     return "\n".join(lines) + "\n"
 
 
-_BLOCK = re.compile(
-    r"(<!-- table: (?P<kind>\w+)(?: (?P<model>\w+))?(?: at (?P<at>[\d.,]+))? "
-    r"from (?P<paths>[^>]+?) -->\n)(?P<body>.*?)(?P<end><!-- /table -->)",
-    re.DOTALL,
-)
-
-
-def render_block(
-    kind: str, runs: Sequence[tuple[str, Sequence[dict]]], model: str | None, at: str | None
-) -> str:
-    """The markdown of one marked block of ``docs/RESULTS.md``.
-
-    ``runs`` holds (name, rows) per CSV the marker names. Kind ``runs`` sets them side by
-    side (``runs_table``); every other kind merges their rows into one table first.
-    """
-    sparsities = [float(s) / 100 for s in at.split(",")] if at else None
-    if kind == "runs":  # each CSV its own run, never merged
-        if not (model and sparsities):
-            raise ValueError(
-                "a 'runs' table needs a model and sparsities: <!-- table: runs M at 95,98 …"
-            )
-        return runs_table(runs, model, sparsities)
-    rows = merge_rows([row for _, run_rows in runs for row in run_rows])
-    if kind == "full":
-        return markdown_table(rows)
-    if model is None:
-        raise ValueError(f"a '{kind}' table needs a model: <!-- table: {kind} lenet5 from ...")
-    if kind == "summary":
-        return summary_table(rows, model, sparsities or SUMMARY_SPARSITIES)
-    if kind == "published":
-        return published_table(rows, model)
-    if kind == "matched":
-        return matched_table(rows, model)
-    if kind == "errors":
-        if not sparsities:
-            raise ValueError("an 'errors' table needs sparsities: <!-- table: errors M at 92,95 …")
-        return error_table(rows, model, sparsities)
-    raise ValueError(
-        f"unknown table kind {kind!r}; use full, summary, published, matched, errors or runs."
-    )
-
-
-def regenerate_doc(text: str, base: str | Path) -> str:
-    """``text`` with every marked table rebuilt from its CSVs (paths relative to ``base``).
-
-    Marker: ``<!-- table: KIND [MODEL] [at 90,95] from a.csv[, b.csv] -->`` … ``<!-- /table -->``.
-    KIND ``runs`` shows each CSV as its own run, named by its folder; the others merge the
-    CSVs' rows into one table (``render_block``).
-    """
-
-    def rebuild(match: re.Match) -> str:
-        paths = [Path(base) / p.strip() for p in match["paths"].split(",")]
-        missing = [str(p) for p in paths if not p.is_file()]
-        if missing:
-            raise ValueError(f"a table of the document names missing CSVs: {', '.join(missing)}.")
-        runs = [(path.parent.name, read_rows(path)) for path in paths]
-        body = render_block(match["kind"], runs, match["model"], match["at"])
-        return match.group(1) + body + match["end"]
-
-    return _BLOCK.sub(rebuild, text)
-
-
-def doc_blocks(text: str) -> list[tuple[str, str]]:
-    """(marker line, body) of each marked table in ``text``, in order."""
-    return [(m.group(1).strip(), m["body"]) for m in _BLOCK.finditer(text)]
-
-
-def summary_markdown(rows: Sequence[dict]) -> str:
+def summary_markdown(rows: Sequence[dict], published: Sequence[Published] | None = None) -> str:
     """``summary_table`` and ``published_table`` of every model in ``rows``."""
+    published = _numbers(published)
     parts = []
     for model in dict.fromkeys(row["model"] for row in rows):
-        parts += [f"## {model}", "", summary_table(rows, model), published_table(rows, model)]
+        parts += [
+            f"## {model}",
+            "",
+            summary_table(rows, model, published=published),
+            published_table(rows, model, published),
+        ]
     return "\n".join(parts)
