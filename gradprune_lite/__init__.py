@@ -8,6 +8,7 @@ gp.apply_masks(model, masks, optimizer)            # pruned weights stay exactly
 
 import importlib
 
+from ._version import __version__ as __version__
 from .core.cost import model_cost
 from .core.criteria import CRITERIA, ScoringContext, register_criterion, score
 from .core.interop import from_torch_prune, to_torch_prune
@@ -24,7 +25,6 @@ from .core.masks import (
     sparsity_report,
 )
 from .core.prune import prune, sparsity_schedule
-from .core.second_order import obs_scores as _registers_obs  # noqa: F401  ("obs" criterion)
 from .core.selection import global_masks, kth_smallest, layerwise_masks
 from .core.sparse import to_sparse
 from .core.stability import RankingStability, ranking_stability
@@ -70,8 +70,6 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CRITERIA",

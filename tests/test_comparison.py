@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 
 import gradprune_lite as gp
+from gradprune_lite.core.registry import declared_options
 from gradprune_lite.experiment import comparison
 from gradprune_lite.experiment.comparison import (
     epochs_per_round,
@@ -15,6 +17,7 @@ from gradprune_lite.experiment.comparison import (
     summarise,
 )
 from gradprune_lite.experiment.reference import fingerprint, split_validation
+from gradprune_lite.experiment.rows import LEGACY_DEFAULTS, defaults_key
 
 
 @pytest.fixture(scope="module")
@@ -279,3 +282,38 @@ def test_a_training_recipe_reaches_every_fit_and_is_part_of_the_protocol(
     # Spelling out the default recipe is the default protocol: old CSVs keep their keys.
     spelled = gp.run_comparison(*tiny, training=dict(comparison.DEFAULT_TRAINING), **kwargs)
     assert [r["run_key"] for r in spelled] == [r["run_key"] for r in default_rows]
+
+
+def test_a_row_computed_under_other_criterion_defaults_is_not_reused(tiny, tmp_path):
+    results_csv = tmp_path / "results.csv"
+    kwargs = dict(
+        criteria=["random"],
+        sparsities=[0.5],
+        modes=["after"],
+        epochs=1,
+        finetune_epochs=0,
+        cache_dir=tmp_path,
+        progress=False,
+        results_csv=results_csv,
+    )
+    first = gp.run_comparison(*tiny, **kwargs)
+    assert not first[1]["run_key"].split("/seed0")[1]  # today's defaults: no defaults part
+    record = gp.CRITERIA.record("random")
+    gp.CRITERIA.add(dataclasses.replace(record, options=declared_options({"seed": 7})))
+    try:
+        with pytest.raises(ValueError, match="other option defaults.*not reused"):
+            gp.run_comparison(*tiny, **kwargs)
+        elsewhere = gp.run_comparison(*tiny, **{**kwargs, "results_csv": tmp_path / "b.csv"})
+    finally:
+        gp.CRITERIA.add(record)
+    assert elsewhere[1]["run_key"].endswith(defaults_key("random", {"seed": 7}))
+    assert elsewhere[1]["run_key"] != first[1]["run_key"]
+
+
+def test_the_defaults_part_of_a_run_key():
+    for record in gp.CRITERIA.records():  # today's built-ins: the keys of 0.1.0's rows
+        assert defaults_key(record.name, record.options) == ""
+    assert defaults_key("dense", None) == ""
+    changed = defaults_key("grasp", {**LEGACY_DEFAULTS["grasp"], "temperature": 100.0})
+    assert changed.startswith("/defaults-") and len(changed) == len("/defaults-") + 8
+    assert defaults_key("mine", {}) != "" and defaults_key("mine", None) != defaults_key("mine", {})

@@ -6,6 +6,9 @@ import importlib.util
 import shutil
 from pathlib import Path
 
+import gradprune_lite as gp
+from gradprune_lite.experiment.rows import defaults_key, read_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 RESULTS = DOCS / "RESULTS.md"
@@ -52,3 +55,18 @@ def test_a_changed_number_in_a_csv_shows_up_as_drift(tmp_path):
     csv_path.write_text("".join(lines))
     text = RESULTS.read_text()
     assert regenerate_doc(text, copy) != text
+
+
+def test_no_committed_row_was_computed_under_other_criterion_defaults():
+    """A row's run key pins its criterion's option defaults (rows.defaults_key): after a
+    default changes, the rows computed under the old one are stale and must be rerun."""
+    stale = []
+    for path in sorted((DOCS / "results").rglob("results.csv")):
+        for row in read_rows(path):
+            key, criterion = row["run_key"], row["criterion"]
+            if not key or criterion not in gp.CRITERIA:
+                continue
+            part = key[key.index("/defaults-") :] if "/defaults-" in key else ""
+            if part != defaults_key(criterion, gp.CRITERIA.record(criterion).options):
+                stale.append(f"{path.relative_to(DOCS)}: {key}")
+    assert not stale, f"rows computed under other criterion defaults, rerun them: {stale[:3]}"

@@ -1,10 +1,11 @@
-"""The comparison: every criterion at every sparsity, in one protocol, as rows and a plot.
+"""The comparison: every criterion at every sparsity, in one protocol, as rows.
 
 ``run_comparison`` takes the dense reference of ``gp.trained`` per seed (10 epochs at the
 published level, cached on disk and shared with the notebooks), prunes in one of three
 modes, trains, evaluates on validation and test digits, and returns one row per
-(mode, criterion, sparsity, seed). ``write_outputs`` turns rows into ``results.csv``,
-``results.md`` (mean ± std over seeds) and ``results.png``. The CLI
+(mode, criterion, sparsity, seed). The rows' schema, keys and resumable log are in
+``rows``; ``report.write_outputs`` turns rows into ``results.csv``, ``results.md`` (mean
+± std over seeds) and ``results.png``. The CLI
 (``gradprune-lite compare``) and the notebooks are thin layers over these two.
 
 Modes, each with the same training budget per pruned network (``epochs`` +
@@ -30,6 +31,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .._version import __version__
 from ..core.criteria import CRITERIA
 from ..core.io import checkpoint_sizes
 from ..core.layers import prunable_weights
@@ -45,6 +47,7 @@ from .report import markdown_table, plot_results, summarise, write_outputs  # no
 from .rows import (  # noqa: F401
     CSV_COLUMNS,
     INT_COLUMNS,
+    LEGACY_VERSION,
     TEXT_COLUMNS,
     append_row,
     merge_rows,
@@ -52,6 +55,7 @@ from .rows import (  # noqa: F401
     protocol_key,
     read_rows,
     run_key,
+    stale_rows,
 )
 from .train import fit
 
@@ -185,9 +189,11 @@ def run_comparison(
             with the notebooks).
         progress: show a progress bar, counted in training epochs, with the time left.
         results_csv: a CSV that each row is appended to the moment it is finished. Rows
-            already there with the same ``run_key`` (same protocol, data and grid point)
-            are read back instead of run again, so an interrupted run resumes where it
-            stopped. Rows of another protocol there are an error (one file, one protocol).
+            already there with the same ``run_key`` (same protocol, data, release, grid
+            point and criterion option defaults; see ``rows.run_key``) are read back
+            instead of run again, so an interrupted run resumes where it stopped. Rows of
+            another protocol, release or criterion defaults there are an error (one file,
+            one protocol): they are never reused.
         training: how the pruned networks train, as ``gp.fit`` options overriding
             ``DEFAULT_TRAINING`` (keys ``lr``, ``batch_size``, ``schedule``,
             ``step_every``, ``weight_decay``, ``momentum``), e.g. SNIP's MNIST recipe
@@ -249,6 +255,8 @@ def run_comparison(
             # Only what differs from the default, so rows run before the option existed
             # keep their run keys.
             **{k: v for k, v in recipe.items() if v != DEFAULT_TRAINING[k]},
+            # Rows of another release are not reused: the code that computed them changed.
+            **({"version": __version__} if __version__ != LEGACY_VERSION else {}),
         }
     )
     done = open_row_log(results_csv, protocol) if results_csv is not None else {}
@@ -259,7 +267,18 @@ def run_comparison(
     # as 13 short ones; the dense job is the timing epoch plus training when not cached.
     cost = {"dense": epochs + 1, "init": epochs + finetune_epochs}
     jobs = [(seed, *job) for seed in seeds for job in grid]
-    keys = [run_key(protocol, model, mode, c, s, seed) for seed, mode, c, s in jobs]
+    defaults = {c: CRITERIA.record(c).options for c in criteria}
+    keys = [
+        run_key(protocol, model, mode, c, s, seed, defaults.get(c)) for seed, mode, c, s in jobs
+    ]
+    stale = stale_rows(list(done.values()), keys)
+    if stale:
+        raise ValueError(
+            f"{results_csv} holds rows computed under other option defaults of their "
+            f"criterion ({stale[0]}{' and more' if len(stale) > 1 else ''}); they are not "
+            "reused. One file holds one protocol, so give another --out folder (results_csv) "
+            "or move the file away."
+        )
     epochs_of = [max(1, cost.get(mode, finetune_epochs)) for _, mode, _, _ in jobs]
     bar = tqdm(
         total=sum(epochs_of),

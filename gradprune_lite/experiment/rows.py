@@ -58,9 +58,58 @@ def protocol_key(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def run_key(protocol: str, model: str, mode: str, criterion: str, sparsity, seed) -> str:
-    """The identity of one row: protocol hash (budget, options, data), then the grid point."""
-    return f"{protocol}/{model}/{mode}/{criterion}/{float(sparsity):g}/seed{int(seed)}"
+def run_key(
+    protocol: str, model: str, mode: str, criterion: str, sparsity, seed, defaults=None
+) -> str:
+    """The identity of one row: protocol hash (budget, options, data, release), then the
+    grid point, then the criterion's option defaults (``defaults_key``)."""
+    point = f"{protocol}/{model}/{mode}/{criterion}/{float(sparsity):g}/seed{int(seed)}"
+    return point + defaults_key(criterion, defaults)
+
+
+#: The release whose run keys carry neither the release nor the criteria's defaults.
+LEGACY_VERSION = "0.1.0"
+_DATA = {"loss_fn": None, "sample_dim": 0, "reduction": None, "max_elements": None}
+#: Each built-in criterion's option defaults in 0.1.0. A row whose key has no defaults part
+#: was computed under these; a criterion whose defaults still equal them keeps such keys,
+#: so the rows committed under docs/results stay reusable until a default changes.
+LEGACY_DEFAULTS = {
+    "random": {"seed": 0},
+    "magnitude": {},
+    "gradient": _DATA,
+    "taylor": _DATA,
+    "snip": _DATA,
+    "fisher": _DATA,
+    "grasp": {"loss_fn": None, "temperature": 200.0, "sample_dim": 0, "reduction": None},
+    "synflow": {"input_shape": None},
+    "obs": {
+        "block_size": 64,
+        "damping": 0.1,
+        "samples": None,
+        "steps": 8,
+        "curvature": "empirical",
+        "allocation": "magnitude",
+        "seed": 0,
+        "loss_fn": None,
+    },
+}
+
+
+def defaults_key(criterion: str, defaults) -> str:
+    """The part of a run key that pins ``criterion``'s option defaults.
+
+    ``defaults``: the criterion's option → default mapping (``gp.CRITERIA.record(name)
+    .options``; None when undeclared). Empty for the dense rows and for a built-in whose
+    defaults are those of 0.1.0 (``LEGACY_DEFAULTS``); otherwise ``/defaults-<hash>``, so
+    a row computed under other defaults has another key and is never reused for this one.
+    """
+    if criterion == "dense":
+        return ""
+    text = json.dumps(None if defaults is None else dict(defaults), sort_keys=True, default=repr)
+    legacy = LEGACY_DEFAULTS.get(criterion)
+    if legacy is not None and json.dumps(legacy, sort_keys=True) == text:
+        return ""
+    return "/defaults-" + hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def open_row_log(path: str | Path, protocol: str) -> dict[str, dict]:
@@ -88,10 +137,29 @@ def open_row_log(path: str | Path, protocol: str) -> dict[str, dict]:
     if others:
         raise ValueError(
             f"{path} holds rows of another protocol ({', '.join(others)}; this run is "
-            f"{protocol}): a different budget, option or data set. One file holds one "
-            "protocol, so give another --out folder (results_csv) or move the file away."
+            f"{protocol}): a different budget, option, data set or gradprune-lite release. "
+            "One file holds one protocol, so give another --out folder (results_csv) or "
+            "move the file away."
         )
     return {row["run_key"]: row for row in rows}
+
+
+def stale_rows(rows: Sequence[dict], keys: Sequence[str]) -> list[str]:
+    """Keys in ``rows`` at one of ``keys``' grid points but under other criterion defaults.
+
+    Such a row is not reused (its key differs), and it cannot stay beside the fresh one in
+    one file (two rows for one point), so ``run_comparison`` refuses to start instead.
+    """
+
+    def point(key: str) -> str:
+        return key.split("/defaults-")[0]
+
+    wanted = {point(k): k for k in keys}
+    return sorted(
+        r["run_key"]
+        for r in rows
+        if point(r["run_key"]) in wanted and r["run_key"] != wanted[point(r["run_key"])]
+    )
 
 
 def append_row(path: str | Path, row: dict) -> None:
