@@ -7,6 +7,7 @@ function (a "lazy" import) counts exactly like one at the top of a file.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,7 +113,8 @@ def test_no_import_cycle_among_the_package_modules():
     # A package's __init__ that re-exports its children is no cycle: children import
     # siblings, never their own package.
     children_of_init = {
-        name: {t for t in targets if not name.startswith(t + ".")} for name, targets in GRAPH.items()
+        name: {t for t in targets if not name.startswith(t + ".")}
+        for name, targets in GRAPH.items()
     }
     assert cycles(children_of_init) == [], "import cycle; see docs/ARCHITECTURE.md"
 
@@ -143,3 +145,38 @@ def test_every_public_name_resolves_on_first_use():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["[]", "True"]  # the course's plots did load, on use
+
+
+def test_the_version_is_one_number():
+    pyproject = (PACKAGE.parent / "pyproject.toml").read_text()
+    (declared,) = re.findall(r'^version = "([^"]+)"', pyproject, flags=re.MULTILINE)
+    import gradprune_lite
+
+    assert gradprune_lite.__version__ == declared
+    changelog = (PACKAGE.parent / "CHANGELOG.md").read_text()
+    assert f"## [{declared}]" in changelog, "CHANGELOG.md has no section for this release"
+
+
+ARCHITECTURE = PACKAGE.parent / "docs" / "ARCHITECTURE.md"
+
+
+def test_the_codemap_names_every_module():
+    text = ARCHITECTURE.read_text()
+    missing = [
+        str(path.relative_to(PACKAGE))
+        for path in MODULES.values()
+        if "checks" not in path.parts and f"`{path.name}`" not in text
+    ]
+    assert not missing, f"docs/ARCHITECTURE.md's codemap lacks {missing}"
+
+
+def test_the_criteria_tables_of_the_architecture_are_the_registries():
+    import gradprune_lite as gp
+
+    text = ARCHITECTURE.read_text()
+    body = text.split("<!-- criteria -->\n")[1].split("<!-- /criteria -->")[0]
+    assert body == gp.CRITERIA.markdown() + "\n" + gp.GROUP_CRITERIA.markdown(), (
+        "the criteria tables of docs/ARCHITECTURE.md are stale; paste the output of "
+        "python -c 'import gradprune_lite as gp; print(gp.CRITERIA.markdown()); "
+        'print(gp.GROUP_CRITERIA.markdown(), end="")\''
+    )

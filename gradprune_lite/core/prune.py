@@ -97,7 +97,8 @@ def prune(
         model: the model, changed in place (masks applied via ``gp.apply_masks``).
         criterion: a name in ``gp.CRITERIA`` (its record there says which options it
             takes, with their defaults, and whether it moves weights or keeps state).
-        sparsity: the final fraction of prunable weights to remove, a number in [0, 1].
+        sparsity: the final fraction of prunable weights (not units; compare
+            ``gp.structured_prune``'s ``amount``) to remove, a number in [0, 1].
         batches: data for data-driven criteria, re-iterated every round: with
             ``rounds > 1`` it must be a list or a DataLoader, not a generator.
         rounds: number of score → mask rounds (1 = one-shot).

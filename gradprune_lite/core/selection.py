@@ -319,8 +319,9 @@ def global_masks(
     Args:
         scores: dict name → tensor shaped like the weight; higher means keep. Float or
             integer dtypes.
-        sparsity: fraction of the N ranked entries to prune, in [0, 1] (a number: the
-            string ``"0.9"`` and bools are refused).
+        sparsity: fraction of the N ranked entries (weights) to prune, in [0, 1] (a
+            number: the string ``"0.9"`` and bools are refused). A fraction of weights,
+            not of units: ``gp.structured_prune``'s ``amount`` counts neurons/channels.
         exclude: parameter-name patterns (fnmatch-style, matched against whole names:
             ``"fc3.weight"``, ``"classifier.*"``, ``"*.0.weight"``) whose layers stay dense.
             Their masks are all True and they are *not* counted in N, so the other layers

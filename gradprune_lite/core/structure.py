@@ -350,12 +350,19 @@ def structured_prune(
 ) -> nn.Module:
     """Remove the least important neurons and channels; return a new, smaller model.
 
+    ``amount`` counts **units** (neurons and channels), not weights: everywhere else
+    (``gp.prune``, ``gp.global_masks``) ``sparsity`` is a fraction of **weights**. A weight
+    goes with either unit it connects, so the fraction of weights removed is usually larger
+    than ``amount`` (half the units of two adjacent hidden layers take about three quarters
+    of the weights between them); ``gp.model_cost`` of the result says how many are left.
+    Unlike ``gp.prune``, which masks ``model`` in place, this leaves ``model`` as it is.
+
     Args:
         model: built of nn.Linear, nn.Conv2d (groups=1), nn.BatchNorm1d/2d and parameter-free
             modules; left unchanged. Masks applied to it are dropped in the result (their
             zeros stay in the weights).
         criterion: a name in ``GROUP_CRITERIA`` (magnitude, taylor, fisher, random, or yours).
-        amount: fraction in [0, 1) of the prunable units to remove: the outputs of every
+        amount: fraction in [0, 1) of the prunable units (not weights) to remove: the outputs of every
             Linear/Conv2d except the classifier (the last one the forward pass runs) and
             the excluded layers.
         batches: iterable of ``(inputs, targets)`` for data-driven criteria (re-iterated

@@ -1,10 +1,11 @@
-"""The MNIST experiment: data → models → training → evaluation → comparison → checkpoints.
+"""The MNIST experiment: data → models → training → evaluation → comparison → reports.
 
 Everything the article's evaluation needs, built on the pruning core (``..core``):
 real MNIST loading (``data``), LeNet-300-100 and LeNet-5 (``models``), a training loop that
-respects masks (``train``), accuracy and per-class precision (``evaluate``), the criteria
-sweep behind ``gradprune-lite compare`` (``comparison``) and sparse checkpoints
-(``checkpoint``).
+respects masks (``train``), accuracy and per-class precision (``evaluate``), dense
+references (``reference``), the criteria sweep behind ``gradprune-lite compare``
+(``comparison``), its results log (``rows``), its reports (``report``, ``summary``) and
+the reader of the committed results (``results``).
 """
 
 # The sparse checkpoint format lives in the core now (``core/io.py``); the old module name
