@@ -22,6 +22,34 @@ square.
 ``_recording.py``: a weight used outside its module's call, inputs that are not batch-first,
 other layer types), per-sample gradients come from ``torch.func`` ``vmap(grad)``.
 
+**One batch, step by step** (read in this order: ``_recorded_batches`` here, then
+``_recording.record_batch``, then ``_fast_sums`` / ``_fallback_chunks`` here):
+
+1. ``_scoring``: put the model in scoring state (eval mode, flags and buffers restored
+   afterwards), move the batch to the weights' device, and find how the loss reduces over
+   samples (``resolve_reduction``: the option, ``loss_fn.reduction``, or a measurement on
+   two samples), so that the recorded backward is of the *sum* of per-sample losses.
+2. ``_recording.record_batch``: one forward and one backward. Hooks keep each call's input
+   x and output gradient d; counting the autograd graph's edges into each weight shows
+   whether the calls are its only uses; an in-place op after a call triggers one more
+   recording with that call's output cloned. Each weight is sorted into ``fast`` (exact
+   from x and d) or ``fallback``.
+3. Once, on the first batch of two or more samples, ``_check_first_sample_alone``
+   recomputes sample 0's gradient from a pass of sample 0 alone and compares it with its
+   share of the batch: samples that interact, or that do not lie along the sample
+   dimension, fail loudly here instead of giving wrong statistics.
+4. ``_fast_sums`` forms Σ_n g_n and Σ_n g_n² from x and d in chunks (``_call_per_sample``;
+   a Linear called once on (N, in) inputs needs only a matmul of squares); ``_fallback_chunks`` streams
+   ``torch.func`` per-sample gradients for the rest. Both add into float32-or-wider sums,
+   divided by N at the end.
+
+**When the fast path is exact.** For a plain ``nn.Linear`` / ``nn.Conv2d`` weight whose
+only uses are its module's calls (checked by the edge count), whose calls see the samples
+along dimension 0, and whose samples do not interact (checked on sample 0): then
+g_n = Σ_calls d_n x_nᵀ exactly (up to float round-off), which the tests check against
+``torch.func`` (``tests/test_stats.py``, ``tests/test_stats_property.py``). Anything else
+takes the fallback, which is ``torch.func`` itself.
+
 **Memory bound.** Every per-sample tensor formed in one chunk (per-sample gradients,
 unfolded convolution inputs) holds at most ``max_elements`` floats
 (``CHUNK_ELEMENTS`` = 16 M, 64 MB in float32), unless one sample alone is larger, in which
