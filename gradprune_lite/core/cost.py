@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from .io import checkpoint_sizes
 from .sparse import to_masked_dense
@@ -30,6 +29,10 @@ def model_cost(model: nn.Module, example_inputs) -> dict[str, int]:
         ``macs`` (dense-equivalent multiply-accumulates of the whole pass) and
         ``checkpoint_bytes`` (size of ``gp.save``'s sparse checkpoint).
     """
+    # Imported here: torch's flop counter loads Triton where it is installed (0.8 s of a
+    # 1.2 s import of gradprune_lite on a 2-core machine), which only this function needs.
+    from torch.utils.flop_counter import FlopCounterMode
+
     dense = to_masked_dense(model)
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
