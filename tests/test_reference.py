@@ -37,6 +37,46 @@ def test_trained_is_cached_and_reloaded_exactly(tmp_path, real_digits):
     assert not first.training
 
 
+def returned_state(net: torch.nn.Module) -> dict:
+    """What a caller of ``gp.trained`` can tell apart, apart from the weights' values."""
+    return {
+        "modes": [module.training for module in net.modules()],
+        "parameters": [
+            (name, p.grad is None, p.requires_grad, p.dtype, p.device)
+            for name, p in net.named_parameters()
+        ],
+        "buffers": [(name, b.dtype, b.device) for name, b in net.named_buffers()],
+        "hooks": [
+            len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+            for m in net.modules()
+        ],
+    }
+
+
+def test_trained_returns_the_same_state_whether_it_trained_or_loaded(tmp_path, real_digits):
+    # The first-run trap of notebook 01: a network trained just now kept its last step's
+    # .grad, so the caller's next backward() added onto it; from the cache there was none.
+    train, _ = real_digits(300, 10)
+    just_trained = gp.trained(train=train, epochs=1, cache_dir=tmp_path)
+    loaded = gp.trained(train=train, epochs=1, cache_dir=tmp_path)
+    uncached = gp.trained(train=train, epochs=1, cache=False)
+    assert len(list(tmp_path.glob("*.pt"))) == 1  # the second call did load
+    for net in (just_trained, loaded, uncached):
+        assert all(p.grad is None for p in net.parameters())
+        assert not any(module.training for module in net.modules())
+        assert {(p.dtype, p.device.type) for p in net.parameters()} == {(torch.float32, "cpu")}
+    assert returned_state(just_trained) == returned_state(loaded) == returned_state(uncached)
+
+    # The same weights give the same batch gradient on all three paths.
+    images, labels = train.images[:64], train.labels[:64]
+    gradients = []
+    for net in (just_trained, loaded, uncached):
+        torch.nn.functional.cross_entropy(net(images), labels).backward()
+        gradients.append([p.grad for p in net.parameters()])
+    for a, b, c in zip(*gradients):
+        assert torch.equal(a, b) and torch.equal(a, c)
+
+
 def test_trained_rejects_unknown_models():
     with pytest.raises(ValueError, match="unknown model"):
         gp.trained("resnet")

@@ -100,7 +100,8 @@ def trained(
         progress: show a progress bar while training.
 
     Returns:
-        the trained model on the CPU, in eval mode.
+        the trained model on the CPU, in eval mode, float32, with no ``.grad`` on any
+        parameter: the same state whether it was trained now or loaded from the cache.
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose from {sorted(MODELS)}.")
@@ -117,7 +118,7 @@ def trained(
     if cache and path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         net.load_state_dict(saved["state"])
-        return net.eval()
+        return _as_returned(net)
     callers_threads = torch.get_num_threads()
     torch.set_num_threads(TRAINING_THREADS)
     try:
@@ -138,4 +139,16 @@ def trained(
         partial = path.with_suffix(".partial")
         torch.save({"state": net.state_dict(), "config": config}, partial)
         partial.replace(path)  # atomic: a reader never sees half a file
-    return net.eval()
+    return _as_returned(net)
+
+
+def _as_returned(net: nn.Module) -> nn.Module:
+    """``net`` in the one state ``trained`` promises, however it got its weights.
+
+    Training leaves the last step's gradients on the parameters; a caller's next
+    ``.backward()`` adds onto them, so notebook 01's check that the batch gradient is the
+    mean of the per-sample gradients failed on a fresh machine (nothing cached yet) and
+    passed once the network came from the cache, where no gradient exists.
+    """
+    net.zero_grad(set_to_none=True)
+    return net.to(device="cpu", dtype=torch.float32).eval()
