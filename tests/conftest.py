@@ -20,6 +20,18 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 
+def pytest_report_header(config):
+    """A torch and torchvision that do not belong together, named before collection fails.
+
+    Test modules import torchvision, so such a pair stops the run at collection with
+    "operator torchvision::nms does not exist"; this line says what is wrong and the fix.
+    """
+    from gradprune_lite._install_check import torch_torchvision_problem
+
+    problem = torch_torchvision_problem()
+    return [problem] if problem else []
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     torch.manual_seed(0)

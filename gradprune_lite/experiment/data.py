@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._install_check import torch_torchvision_problem
+
 #: Mean and standard deviation of the MNIST training pixels (scaled to [0, 1]).
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
@@ -232,7 +234,16 @@ def _try_download(cache: Path) -> str | None:
     """Download MNIST into ``cache`` with torchvision; return None or the error in words."""
     try:
         from torchvision.datasets import MNIST
-
+    except Exception as error:
+        # A torchvision built for another torch fails right here ("operator
+        # torchvision::nms does not exist"): the install is at fault, not MNIST, so its
+        # own warning names both versions and the command that fixes them.
+        problem = torch_torchvision_problem()
+        if problem is None:
+            return f"torchvision does not import: {type(error).__name__}: {error}"
+        _warn(problem)
+        return "torchvision does not import: its build does not match torch's, see above"
+    try:
         for train in (True, False):
             MNIST(str(cache), train=train, download=True)
     except Exception as error:  # any network or disk failure means: use the subset
