@@ -9,16 +9,23 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import pytest
 import torch
 
 import gradprune_lite as gp
+from gradprune_lite._install_check import CPU_INSTALL
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 CI_SCRIPT = (ROOT / ".ci" / "run").read_text()
 
+#: The developers' install and test commands: "the" commands, the ones CI runs.
 INSTALL = 'pip install -e ".[dev]"'
 TEST = "python -m pytest --nbval"
+#: The student's install: the course extra, which the dev extra contains.
+COURSE_INSTALL = 'pip install -e ".[course]"'
+#: Tools a student does not need; nbgrader's would add its menus to every notebook.
+DEVELOPER_TOOLS = {"nbgrader", "playwright", "ruff", "numba", "hypothesis", "pytest", "nbval"}
 # Every shell command the README shows, and the file that runs it (with a pattern showing it
 # does): a command added to the README without a test or CI step behind it fails here.
 EXERCISED_BY = {
@@ -33,6 +40,15 @@ EXERCISED_BY = {
         "tests/test_exercises.py",
         r'ROOT / "scripts" / "make_student_versions\.py"',
     ),
+}
+# README commands that no test or CI step can run here, and what checks them instead.
+CHECKED_OTHERWISE = {
+    # CI has no network to PyTorch's index; the command is the one the install check
+    # prints, and test_cpu_route_installs_torch_and_torchvision_together checks its form.
+    CPU_INSTALL: "tests/test_readme.py",
+    # CI installs the dev extra, which holds the course extra (tests/test_binder.py
+    # expands it); test_course_extra_holds_the_notebooks_tools_only checks what it holds.
+    COURSE_INSTALL: "tests/test_readme.py",
 }
 
 
@@ -75,14 +91,56 @@ def test_a_virtual_environment_comes_before_the_install_as_in_ci():
     assert ci.index("python3 -m venv") < ci.index("source ") < ci.index(INSTALL)
 
 
-def test_cpu_only_pytorch_route_points_to_pytorchs_own_instructions():
-    before_install = README[: README.index(INSTALL)]
+def test_cpu_route_installs_torch_and_torchvision_together():
+    commands = shell_commands()
+    assert CPU_INSTALL in commands, "the README gives no literal CPU install command"
+    assert shlex.split(CPU_INSTALL) == [
+        "pip",
+        "install",
+        "torch",
+        "torchvision",
+        "--index-url",
+        "https://download.pytorch.org/whl/cpu",
+    ]
+    # After the virtual environment, before either install of this package.
+    cpu = commands.index(CPU_INSTALL)
+    assert commands.index("source .venv/bin/activate") < cpu
+    assert cpu < commands.index(COURSE_INSTALL) and cpu < commands.index(INSTALL)
+    before_install = README[: README.index(COURSE_INSTALL)]
     assert "https://pytorch.org/get-started/locally/" in before_install
-    assert "CPU" in before_install and "CUDA" in before_install
+    assert "operator torchvision::nms does not exist" in before_install  # why both
+
+
+def test_student_route_uses_the_course_extra_and_developers_the_dev_extra():
+    commands = shell_commands()
+    assert commands.index(COURSE_INSTALL) < commands.index("jupyter lab")
+    student = README[README.index("**As a student**") : README.index("**As a developer")]
+    assert COURSE_INSTALL in student and INSTALL not in student
+    assert INSTALL in README[README.index("**As a developer") :]
+    assert "nbgrader" in README[README.index(INSTALL) : README.index("## Run the tests")]
+
+
+def test_course_extra_holds_the_notebooks_tools_only():
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11+")
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = extras["optional-dependencies"]
+    course = {re.split(r"[<>=!~\[ ;]", spec, maxsplit=1)[0].lower() for spec in extras["course"]}
+    assert {"jupyterlab", "ipywidgets", "matplotlib", "jupytext"} <= course
+    assert not course & DEVELOPER_TOOLS, f"developer tools in the course extra: {course}"
+    assert "gradprune-lite[course]" in extras["dev"]  # dev = course + the developer tools
+
+
+def test_readme_says_what_the_tests_compare_and_how_to_restore_the_notebooks():
+    tests = README[README.index("## Run the tests") : README.index("**Budgets:**")]
+    assert "git checkout -- notebooks/" in tests and "git stash" in tests
+    assert "sanitize.cfg" in tests and "outputs" in tests
+    assert "apt-get install -y chromium" in tests  # the browser test's missing piece
 
 
 def test_every_shell_command_is_run_by_a_test_or_ci():
     for command in shell_commands():
+        if command in CHECKED_OTHERWISE:
+            continue
         assert command in EXERCISED_BY, f"README command {command!r} is run by no test or CI step"
         path, pattern = EXERCISED_BY[command]
         assert re.search(pattern, (ROOT / path).read_text()), f"{path} no longer runs {command!r}"
@@ -156,3 +214,7 @@ def test_binder_badge_opens_jupyterlab_on_the_first_notebook():
     assert urlpath.startswith("lab/tree/")
     assert (ROOT / urlpath.removeprefix("lab/tree/")).is_file()
     assert urlpath.endswith("notebooks/01_gradient_decomposition.ipynb")
+    # The address does not exist before publication; the README says so beside the badge.
+    repository = "github.com/" + "/".join(badge.group(1).split("/")[:2])
+    way_in = README[README.index("**1. In your browser") : README.index("**2. On your machine")]
+    assert repository in way_in and "published" in way_in
