@@ -75,8 +75,8 @@ def test_slider_changes_counts_curve_cursor_masks_and_layer_bars(at_start):
     before = pictures(e)
     e.slider.value = 0.9
     expected = round(0.1 * TOTAL)  # gp.global_masks prunes exactly round(s·N)
-    assert f"remaining weights <b>{expected:,}</b>" in row(e, "A")
-    assert f"remaining weights <b>{expected:,}</b>" in row(e, "B")
+    assert f"<b>{expected:,}</b> of {TOTAL:,} weights left" in row(e, "A")
+    assert f"<b>{expected:,}</b> of {TOTAL:,} weights left" in row(e, "B")
     after = pictures(e)
     assert all(after[k] != before[k] for k in before), "a picture ignored the slider"
 
@@ -134,6 +134,93 @@ def test_finetune_changes_readout_and_curve_but_not_the_masks(at_start):
     after = pictures(e)
     assert after["curve"] != before["curve"]  # the fine-tuned points appear at the cursor
     assert after["masks"] == before["masks"] and after["layers"] == before["layers"]
+
+
+def test_finetuned_accuracy_stands_beside_its_own_before(at_start):
+    e = at_start
+    e.slider.value = 0.98
+    before = {c: e.result(c, 0.98, False).evaluation.accuracy for c in ("magnitude", "taylor")}
+    e.finetune.value = True
+    for label, criterion in (("A", "magnitude"), ("B", "taylor")):
+        after = e.result(criterion, 0.98, True).evaluation.accuracy
+        text = row(e, label)
+        assert (
+            f"accuracy <b>{after:.2%}</b> after fine-tuning, {before[criterion]:.2%} before" in text
+        )
+
+
+def test_readout_gives_one_error_where_every_scoring_draw_agrees(at_start):
+    e = at_start
+    e.slider.value = 0.98
+    magnitude, taylor = e.errors_over_draws("magnitude", 0.98), e.errors_over_draws("taylor", 0.98)
+    assert len(set(magnitude)) == 1 and len(set(taylor)) > 1
+    assert f"error {magnitude[0]:.2f}% on all {DRAWS} scoring draws" in row(e, "A")
+    assert "–" not in row(e, "A")  # no "9.25–9.25%"
+    assert f"error {min(taylor):.2f}–{max(taylor):.2f}% over {DRAWS} scoring draws" in row(e, "B")
+    assert gp.widgets.error_spread([3.0]) == "error 3.00%"
+
+
+def test_finetune_toggle_is_off_while_nothing_is_pruned(at_start):
+    e = at_start
+    dense_curve = e.curve_image.value
+    assert e.finetune.disabled and "0%" in e.finetune.tooltip
+    e.slider.value = 0.5
+    assert not e.finetune.disabled
+    e.finetune.value = True
+    e.slider.value = 0.0  # turned on, then back to dense: the readout says why nothing changed
+    assert e.finetune.disabled
+    assert "dense: nothing to fine-tune" in row(e, "A") and "+ fine-tune" not in row(e, "A")
+    assert e.curve_image.value == dense_curve  # no fine-tuned points on a dense network
+
+
+def test_explorer_fits_a_laptop_window(explorer):
+    """The pictures, in their rows, fit under the controls on a laptop's screen.
+
+    Before, the three pictures were stacked (800 px) and the whole explorer measured about
+    1,010 px in JupyterLab; now the masks and the layer bars share a row.
+    """
+    rows = []
+    for child in explorer.box.children:
+        images = [c for c in getattr(child, "children", (child,)) if hasattr(c, "format")]
+        if images:
+            sizes = [(int(i.layout.width[:-2]), int(i.layout.height[:-2])) for i in images]
+            rows.append((sum(w for w, _ in sizes), max(h for _, h in sizes)))
+    assert len(rows) == 2
+    assert sum(h for _, h in rows) <= 480, rows
+    assert max(w for w, _ in rows) <= 900, rows  # a 1,366 px screen with JupyterLab's side bar
+    assert all(len(r) <= 200 for r in gp.widgets.readout_text(explorer).splitlines())
+
+
+def test_curve_plot_area_stays_put_when_fine_tuned_points_appear():
+    levels = (0.0, 0.9, 0.99)
+    line = {"mean": [2, 5, 40], "low": [2, 4, 30], "high": [2, 6, 50]}
+    plain = gp.plots.explorer_curve(levels, {"A: magnitude": line}, 0.9)
+    tuned = gp.plots.explorer_curve(
+        levels,
+        {"A: magnitude": line, "B: synflow": line},
+        0.9,
+        points={"A: magnitude + fine-tune": 4.0, "B: synflow + fine-tune": 3.0},
+    )
+    for fig in (plain, tuned):
+        FigureCanvasAgg(fig).draw()
+    assert plain.axes[0].get_position().bounds == tuned.axes[0].get_position().bounds
+    renderer = FigureCanvasAgg(tuned).get_renderer()
+    legend = tuned.axes[0].get_legend().get_window_extent(renderer)
+    assert legend.x1 <= tuned.bbox.x1  # the longest label still fits in the picture
+
+
+def test_a_layer_with_weights_left_never_reads_100():
+    assert [gp.plots.percent_label(p) for p in (100.0, 99.96, 99.9996, 99.94, 0.04, 0.0)] == [
+        "100",
+        "99.96",
+        ">99.999",
+        "99.9",
+        "0.04",
+        "0",
+    ]
+    fig = gp.plots.layer_sparsity_bars({"A": {"fc1": 0.99996, "fc2": 1.0}})
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    assert labels == ["99.996", "100"]
 
 
 def test_stability_band_comes_from_disjoint_scoring_draws(at_start):

@@ -136,8 +136,11 @@ def explorer_curve(
         cursor: the slider's sparsity, one of ``levels`` (a vertical line).
         points: optional ``label → error`` drawn as stars at the cursor (fine-tuned points).
     """
-    fig = Figure(figsize=(6.4, 2.9))
+    fig = Figure(figsize=(7.0, 2.5))
     ax = fig.subplots()
+    # The axes stay put whatever the legend holds (its fine-tuned points come and go), with
+    # room on the right for its longest label.
+    fixed_axes(fig, left=0.6, right=2.0, bottom=0.55, top=0.1)
     # The levels crowd near 100%, so they are spaced evenly and labelled with their values.
     x = list(range(len(levels)))
     at_cursor = min(x, key=lambda i: abs(levels[i] - cursor)) if levels else 0
@@ -173,14 +176,18 @@ def explorer_curve(
     ax.set_ylabel("test error (%)")
     ax.grid(alpha=0.3)
     legend_outside(ax, fontsize=8)
-    fig.tight_layout()
     return fig
 
 
 def layer_sparsity_bars(per_layer: Mapping[str, Mapping[str, float]]) -> Figure:
-    """Horizontal bars of each layer's sparsity (%): ``per_layer[label][layer] = fraction``."""
-    fig = Figure(figsize=(6.4, 2.2))
+    """Horizontal bars of each layer's sparsity (%): ``per_layer[label][layer] = fraction``.
+
+    Each bar is labelled with ``percent_label``, so a layer with weights left never reads
+    100; the legend sits above the axes, which stay put whatever the labels say.
+    """
+    fig = Figure(figsize=(3.8, 2.3))
     ax = fig.subplots()
+    fixed_axes(fig, left=0.95, right=0.1, bottom=0.5, top=0.35)
     labels = list(per_layer)
     layers = list(next(iter(per_layer.values())))
     height = 0.8 / len(labels)
@@ -188,21 +195,30 @@ def layer_sparsity_bars(per_layer: Mapping[str, Mapping[str, float]]) -> Figure:
         positions = [y + (i - (len(labels) - 1) / 2) * height for y in range(len(layers))]
         values = [100 * per_layer[label][layer] for layer in layers]
         bars = ax.barh(positions, values, height, color=f"C{i}", label=label)
-        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
-    ax.set_yticks(range(len(layers)), layers)
+        ax.bar_label(bars, [percent_label(v) for v in values], fontsize=7, padding=2)
+    ax.set_yticks(range(len(layers)), layers, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlim(0, 112)
-    ax.set_xlabel("sparsity of the layer (% of its weights removed)")
-    legend_outside(ax, fontsize=8)
-    fig.tight_layout()
+    ax.set_xlim(0, 125)
+    ax.set_xticks([0, 20, 40, 60, 80, 100])
+    ax.tick_params(axis="x", labelsize=8)
+    ax.set_xlabel("sparsity of the layer (%)", fontsize=9)
+    ax.legend(
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.02),
+        ncol=len(labels),
+        borderaxespad=0.0,
+        fontsize=8,
+        frameon=False,
+    )
     return fig
 
 
 def mask_images(named: Mapping[str, torch.Tensor]) -> Figure:
     """First-layer keep-mask pictures side by side (each 2-D, e.g. 28×28 kept fraction per
     pixel), each auto-scaled to its own range with a colour bar, pixels drawn as squares."""
-    fig = Figure(figsize=(3.2 * len(named), 2.9))
+    fig = Figure(figsize=(2.6 * len(named), 2.3))
     axes = fig.subplots(1, len(named), squeeze=False)[0]
+    fig.subplots_adjust(left=0.09, right=0.89, bottom=0.17, top=0.88, wspace=0.75)
     for ax, (title, image) in zip(axes, named.items()):
         values = image.detach().cpu().float()
         low, high = float(values.min()), float(values.max())
@@ -211,15 +227,41 @@ def mask_images(named: Mapping[str, torch.Tensor]) -> Figure:
         shown = ax.imshow(
             values.numpy(), cmap="viridis", vmin=low, vmax=high, interpolation="nearest"
         )
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=8)
         ax.set_xlabel("pixel column", fontsize=8)
         ax.set_ylabel("pixel row", fontsize=8)
         ax.tick_params(labelsize=7)
         bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
         bar.set_label("fraction kept", fontsize=8)
         bar.ax.tick_params(labelsize=7)
-    fig.tight_layout()
     return fig
+
+
+def percent_label(percent: float) -> str:
+    """A percentage in as few decimals as tell it from 0 and 100: 99.96 is not "100.0".
+
+    A layer bar reading 100.0 beside a mask that still shows kept pixels reads as a bug;
+    only an exact 0 or 100 is printed as one.
+    """
+    if percent in (0.0, 100.0):
+        return f"{percent:g}"
+    for decimals in (1, 2, 3):
+        text = f"{percent:.{decimals}f}"
+        if float(text) not in (0.0, 100.0):
+            return text
+    return "<0.001" if percent < 50 else ">99.999"
+
+
+def fixed_axes(fig: Figure, left: float, right: float, bottom: float, top: float) -> None:
+    """Place ``fig``'s axes by margins in inches, the same whatever the legend or labels.
+
+    ``tight_layout`` fits the axes around their legend, so a legend that grows (the
+    explorer's fine-tuned points) moved and shrank the plot between two pictures.
+    """
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(
+        left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height
+    )
 
 
 def png_bytes(fig: Figure, dpi: int = 100) -> bytes:

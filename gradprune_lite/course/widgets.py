@@ -163,6 +163,8 @@ class Explorer:
         """Callback for every control: recompute (or fetch) and redraw."""
         a, b = self.criterion_a.value, self.criterion_b.value
         sparsity, finetune = self.slider.value, self.finetune.value
+        # Dense, there is nothing to fine-tune: a toggle that changed nothing read as broken.
+        self.finetune.disabled = sparsity == 0
         labels = {"A": a, "B": b}
         results = {label: self.result(c, sparsity, finetune) for label, c in labels.items()}
         self.readout.value = self._readout(labels, results, sparsity, finetune)
@@ -198,25 +200,43 @@ class Explorer:
         )
 
     def _readout(self, labels: dict, results: dict, sparsity: float, finetune: bool) -> str:
-        draws = len(self.score_draws)
+        tuned = finetune and sparsity > 0
         rows = []
         for label, result in results.items():
             criterion, ev = labels[label], result.evaluation
-            errors = self.errors_over_draws(criterion, sparsity)
+            # The spread over scoring draws is of the pruned network before fine-tuning, so a
+            # fine-tuned accuracy is shown beside its own "before", not beside that spread.
+            spread = error_spread(self.errors_over_draws(criterion, sparsity))
+            if tuned:
+                before = self.result(criterion, sparsity, False).evaluation.accuracy
+                state = " + fine-tune"
+                accuracy = (
+                    f"<b>{ev.accuracy:.2%}</b> after fine-tuning, {before:.2%} before ({spread})"
+                )
+            else:
+                state = ", dense: nothing to fine-tune" if finetune else ""
+                accuracy = f"<b>{ev.accuracy:.2%}</b> ({spread})"
             rows.append(
-                f"<b>{label}: {criterion}</b> at sparsity {sparsity:.1%}"
-                f"{' + fine-tune' if finetune and sparsity > 0 else ''}: "
-                f"accuracy <b>{ev.accuracy:.2%}</b>, "
-                f"error without fine-tuning over {draws} scoring draws "
-                f"{min(errors):.2f}–{max(errors):.2f}%, "
-                f"remaining weights <b>{result.remaining:,}</b> of {result.total:,} "
-                f"({result.remaining / result.total:.2%})"
+                f"<b>{label}: {criterion}</b> at sparsity {sparsity:.1%}{state}: "
+                f"accuracy {accuracy}, <b>{result.remaining:,}</b> of {result.total:,} "
+                f"weights left ({result.remaining / result.total:.2%})"
             )
         rows.append(
             f"mask overlap of A and B (Jaccard of the kept sets, 1 = the same weights): "
             f"<b>{self.overlap(sparsity):.3f}</b>"
         )
         return "<br>".join(rows)
+
+
+def error_spread(errors: list[float]) -> str:
+    """Test errors (%) of one point over the scoring draws, in words: a range only when the
+    draws differ (a data-free criterion such as magnitude gives every draw the same mask)."""
+    low, high = f"{min(errors):.2f}", f"{max(errors):.2f}"
+    if len(errors) == 1:
+        return f"error {low}%"
+    if low == high:
+        return f"error {low}% on all {len(errors)} scoring draws"
+    return f"error {low}–{high}% over {len(errors)} scoring draws"
 
 
 def readout_text(explorer: Explorer) -> str:
@@ -301,7 +321,12 @@ def sparsity_explorer(
         options=list(criteria), value=criteria[min(1, len(criteria) - 1)], description="B"
     )
     dropdown_b.add_class("gp-criterion-b")
-    toggle = w.ToggleButton(value=False, description="fine-tune 1 epoch")
+    toggle = w.ToggleButton(
+        value=False,
+        description="fine-tune 1 epoch",
+        tooltip=f"fine-tune each pruned network 1 epoch on {finetune_samples:,} training "
+        "digits (off while the slider is at 0%: nothing is pruned)",
+    )
     toggle.add_class("gp-finetune")
     readout = w.HTML()
     readout.add_class("gp-readout")
@@ -313,14 +338,16 @@ def sparsity_explorer(
     curve_image = _image_widget(w, "gp-curve-image", sizes["curve"])
     mask_image = _image_widget(w, "gp-mask-image", sizes["masks"])
     layer_image = _image_widget(w, "gp-layer-bars", sizes["layers"])
+    # About 620 px tall, so that it fits a laptop's window without scrolling between the
+    # slider and the pictures; no row wider than the curve's 700 px plus the side-by-side
+    # masks and layer bars (880 px).
     box = w.VBox(
         [
             w.HBox([dropdown_a, dropdown_b, toggle]),
             slider,
             readout,
             curve_image,
-            mask_image,
-            layer_image,
+            w.HBox([mask_image, layer_image]),
         ]
     )
     explorer = Explorer(
