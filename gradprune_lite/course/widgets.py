@@ -338,9 +338,8 @@ def sparsity_explorer(
     curve_image = _image_widget(w, "gp-curve-image", sizes["curve"])
     mask_image = _image_widget(w, "gp-mask-image", sizes["masks"])
     layer_image = _image_widget(w, "gp-layer-bars", sizes["layers"])
-    # About 620 px tall, so that it fits a laptop's window without scrolling between the
-    # slider and the pictures; no row wider than the curve's 700 px plus the side-by-side
-    # masks and layer bars (880 px).
+    # Pictures 480 px tall in two rows (the box about 620 px, estimated), so that a laptop's
+    # window shows the slider and the pictures together; no row is wider than 900 px.
     box = w.VBox(
         [
             w.HBox([dropdown_a, dropdown_b, toggle]),
