@@ -229,7 +229,30 @@ def test_summary_is_mean_and_sample_std_over_seeds():
 def test_markdown_table_shows_mean_plus_minus_std():
     table = markdown_table(hand_rows())
     assert "| m | init | snip | 1.00 ± 1.41 |" in table
-    assert "1.50 ± 0.00 (dense)" in table
+    assert "| 1.50 (dense) |" in table  # one seed: no "± 0.00"
+    one_seed = markdown_table([r for r in hand_rows() if r["seed"] == 0])
+    assert "| m | init | snip | 0.00 |" in one_seed and "one seed" in one_seed
+
+
+def test_plot_labels_the_error_axis_above_50_percent():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    # compare --quick's shape: one seed, the dense network at 13% and a collapse to 88%.
+    snip, _, dense = hand_rows()
+    rows = [
+        {**snip, "test_error": 88.0},
+        {**snip, "sparsity": 0.5, "remaining": 0.5, "test_error": 17.6},
+        {**dense, "test_error": 13.25},
+    ]
+    axes = comparison.plot_results(rows).axes[0]
+    FigureCanvasAgg(axes.figure).draw()
+    low, high = axes.get_ylim()
+    shown = [
+        float(t.get_text())
+        for t in axes.yaxis.get_majorticklabels() + axes.yaxis.get_minorticklabels()
+        if t.get_text() and low <= t.get_position()[1] <= high
+    ]
+    assert any(value > 50 for value in shown), shown
 
 
 def test_write_outputs_makes_three_files(tmp_path):

@@ -62,22 +62,24 @@ def markdown_table(rows: Sequence[dict]) -> str:
     cells: dict[tuple, dict] = defaultdict(dict)
     for s in summary:
         cells[(s["model"], s["mode"], s["criterion"])][s["sparsity"]] = s
+
+    def error(cell: dict) -> str:  # one seed has no spread: no "± 0.00"
+        if cell["seeds"] < 2:
+            return f"{cell['error_mean']:.2f}"
+        return f"{cell['error_mean']:.2f} ± {cell['error_std']:.2f}"
+
     for (model, mode, criterion), by_sparsity in cells.items():
         if criterion == "dense":
-            dense = by_sparsity[0.0]
-            values = [f"{dense['error_mean']:.2f} ± {dense['error_std']:.2f} (dense)"]
-            values += [""] * (len(sparsities) - 1)
+            values = [f"{error(by_sparsity[0.0])} (dense)"] + [""] * (len(sparsities) - 1)
         else:
-            values = [
-                f"{by_sparsity[s]['error_mean']:.2f} ± {by_sparsity[s]['error_std']:.2f}"
-                if s in by_sparsity
-                else "–"
-                for s in sparsities
-            ]
+            values = [error(by_sparsity[s]) if s in by_sparsity else "–" for s in sparsities]
         lines.append("| " + " | ".join([model, mode, criterion, *values]) + " |")
     seeds = max((s["seeds"] for s in summary), default=0)
     lines.append("")
-    lines.append(f"Test error in %, mean ± std over {seeds} seed(s); columns are sparsities.")
+    if seeds < 2:
+        lines.append("Test error in %, one seed (so no ± spread); columns are sparsities.")
+    else:
+        lines.append(f"Test error in %, mean ± std over {seeds} seed(s); columns are sparsities.")
     return "\n".join(lines) + "\n"
 
 
@@ -131,7 +133,7 @@ def plot_results(rows: Sequence[dict]):
                 ax.axhline(s["error_mean"], color="black", linestyle="--", label="dense")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        for axis, digits in ((ax.xaxis, "25"), (ax.yaxis, "235")):
+        for axis, digits in ((ax.xaxis, "25"), (ax.yaxis, "2357")):  # 70: a label above 50
             axis.set_major_formatter(plain)
             axis.set_minor_formatter(some(digits))
         ax.set_xlabel("remaining weights (%)")
