@@ -17,9 +17,16 @@ def cells(notebook):
     return [(c.cell_type, c.source.strip()) for c in notebook.cells]
 
 
-def test_the_four_course_notebooks_exist():
+def test_the_six_course_notebooks_exist():
     names = {p.stem for p in NOTEBOOKS.glob("0*.py")}
-    assert {"01_gradient_decomposition", "02_ranking", "03_pruning", "04_mnist_evaluation"} <= names
+    assert {
+        "01_gradient_decomposition",
+        "02_ranking",
+        "03_pruning",
+        "04_mnist_evaluation",
+        "05_second_order",
+        "06_structure_and_speed",
+    } == names
 
 
 @pytest.mark.parametrize("source", PAIRS, ids=lambda p: str(p.relative_to(NOTEBOOKS)))

@@ -218,3 +218,10 @@ def test_binder_badge_opens_jupyterlab_on_the_first_notebook():
     repository = "github.com/" + "/".join(badge.group(1).split("/")[:2])
     way_in = README[README.index("**1. In your browser") : README.index("**2. On your machine")]
     assert repository in way_in and "published" in way_in
+
+
+def test_readme_counts_the_notebooks_there_are():
+    words = {"four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8}
+    said = re.search(r"(\w+) notebooks tell the story", README)
+    assert said and said.group(1).lower() in words, "the README no longer counts the notebooks"
+    assert words[said.group(1).lower()] == len(list((ROOT / "notebooks").glob("0*.ipynb")))
