@@ -148,7 +148,8 @@ def _as_returned(net: nn.Module) -> nn.Module:
     Training leaves the last step's gradients on the parameters; a caller's next
     ``.backward()`` adds onto them, so notebook 01's check that the batch gradient is the
     mean of the per-sample gradients failed on a fresh machine (nothing cached yet) and
-    passed once the network came from the cache, where no gradient exists.
+    passed once the network came from the cache, where no gradient exists. Both paths
+    build the network on the CPU in the default dtype and train or load it there.
     """
     net.zero_grad(set_to_none=True)
-    return net.to(device="cpu", dtype=torch.float32).eval()
+    return net.eval()
