@@ -113,7 +113,8 @@ def test_notebook_01_first_cells_run_on_an_empty_model_cache(tmp_path, monkeypat
 
     nbval re-executes the notebooks after the other tests have filled the cache, so only
     this test sees the first-run path. It trains 10 epochs on 55,000 digits: the whole test
-    took 25 s on 2 cores at a load average of 1.7, kernel start included (5 December 2026).
+    took 25 s on 2 cores at a load average of 1.7, kernel start included, and 117 s at a
+    load average of 16 (5 December 2026).
     """
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
