@@ -11,6 +11,7 @@ import importlib
 from ._version import __version__ as __version__
 from .core.cost import model_cost
 from .core.criteria import CRITERIA, ScoringContext, register_criterion, score
+from .core.gradual import GradualPruner, gradual_sparsity
 from .core.interop import from_torch_prune, to_torch_prune
 from .core.io import checkpoint_sizes, load, save
 from .core.layers import PRUNABLE_TYPES, prunable_weights
@@ -24,6 +25,7 @@ from .core.masks import (
     sparsity,
     sparsity_report,
 )
+from .core.movement import MovementScores
 from .core.prune import prune, sparsity_schedule
 from .core.selection import global_masks, kth_smallest, layerwise_masks
 from .core.sparse import to_sparse
@@ -78,6 +80,8 @@ __all__ = [
     "Digits",
     "Evaluation",
     "GradientStats",
+    "GradualPruner",
+    "MovementScores",
     "RankingStability",
     "ScoringContext",
     "apply_masks",
@@ -94,6 +98,7 @@ __all__ = [
     "from_torch_prune",
     "global_masks",
     "gradient_stats",
+    "gradual_sparsity",
     "hold_masks",
     "kth_smallest",
     "layerwise_masks",

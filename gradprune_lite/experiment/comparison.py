@@ -60,8 +60,9 @@ from .rows import (  # noqa: F401
 from .train import fit
 
 MODES = ("init", "after", "iterative")
-#: Registered criteria left out of a run that names none: |ḡ| alone ranks by noise.
-LEFT_OUT_BY_DEFAULT = ("gradient",)
+#: Registered criteria left out of a run that names none: |ḡ| alone ranks by noise, and
+#: movement is meant to be accumulated over training (gp.GradualPruner), not taken once.
+LEFT_OUT_BY_DEFAULT = ("gradient", "movement")
 #: Epochs of training after pruning a trained network (spread over the iterative rounds).
 DEFAULT_FINETUNE_EPOCHS = 3
 #: How a pruned network trains unless ``run_comparison(training=...)`` says otherwise:

@@ -49,6 +49,7 @@ def fit(
     step_every: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    pruner=None,
 ) -> dict[str, list[float]]:
     """Train ``model`` with SGD (momentum) on ``train``, minimising cross-entropy.
 
@@ -67,6 +68,9 @@ def fit(
             45 epochs of 55,000). None keeps the 50%/75% steps.
         seed: fixes the order of the batches.
         progress: show a ``tqdm`` bar (terminal or notebook).
+        pruner: optional ``gp.GradualPruner`` (or any object with ``attach(optimizer)``
+            and ``step()``): attached to this run's optimiser, then stepped after every
+            optimiser step, so the model is pruned gradually while it trains.
 
     Returns:
         ``{"loss": mean training loss per epoch, "seconds": wall time per epoch}``.
@@ -95,6 +99,8 @@ def fit(
         model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
     )
     hold_masks(model, optimizer)
+    if pruner is not None:
+        pruner.attach(optimizer)
     generator = torch.Generator().manual_seed(seed)
     n = len(labels)
     steps_per_epoch = math.ceil(n / batch_size)
@@ -119,6 +125,8 @@ def fit(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if pruner is not None:
+                    pruner.step()
                 loss_sum += loss.detach() * len(index)
                 step += 1
                 bar.update(1)
