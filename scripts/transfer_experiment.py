@@ -1,0 +1,320 @@
+"""Pruning while fine-tuning a pretrained network: does movement beat magnitude on digits?
+
+    python scripts/transfer_experiment.py run --seeds 0 --budgets light      # one slice
+    python scripts/transfer_experiment.py run --part 2/6                    # a sixth of it
+    python scripts/transfer_experiment.py plan                               # cells and estimate
+    python scripts/transfer_experiment.py summary                            # chosen-lr table
+
+Split MNIST. LeNet-300-100 (``gp.models.lenet_300_100(seed)``) is pretrained on digits 0-4
+(``PRETRAIN``: 5 epochs, SGD momentum 0.9, lr 0.05 cosine, batch 128), its head ``fc3`` is
+replaced by a new 100→5 layer, and it is fine-pruned on digits 5-9 (labels 5-9 read as
+0-4). The new head is not pruned (its weights are random when pruning starts); the
+sparsity is over ``fc1`` and ``fc2`` (265,500 weights).
+
+Every training split comes from ``gp.splits()``: the 55,000 training digits train, the
+5,000 held-out validation digits choose the learning rate, the test digits 5-9 are only
+reported. A fine-tuning *budget* is a number of epochs and a grid of learning rates (SGD
+momentum 0.9, cosine to 0, batch 128); each method gets every lr of its budget's grid and
+the summary keeps, per (seed, budget, method, sparsity), the lr with the lowest validation
+error. Methods:
+
+* ``dense``: fine-tuning without pruning (sparsity 0), the reference at each budget;
+* ``magnitude``: one-shot magnitude pruning of the pretrained weights, then fine-tuning;
+* ``gmp``, ``movement``, ``taylor``: ``gp.GradualPruner`` with that criterion (gmp is
+  magnitude), cubic schedule from step 0 to 75% of the steps, ``PRUNING_STEPS`` pruning
+  steps, then fine-tuning at the final sparsity for the last 25%.
+
+One CSV row per (seed, budget, method, sparsity, lr) is appended to
+``docs/results/transfer/runs.csv`` as soon as it finishes; a rerun skips the rows already
+there, so any interrupted run resumes. ``--part K/N`` takes every N-th cell, starting at
+the K-th (1-based), so N processes or N sessions split the work. Runs on one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import gradprune_lite as gp
+from gradprune_lite.experiment.data import default_cache_dir
+from gradprune_lite.experiment.reference import fingerprint
+
+OUT = Path(__file__).resolve().parent.parent / "docs" / "results" / "transfer"
+RUNS_CSV = OUT / "runs.csv"
+PRETRAIN_CSV = OUT / "pretrain.csv"
+PRETRAIN = {"epochs": 5, "lr": 0.05, "batch_size": 128, "schedule": "cosine"}
+BATCH_SIZE = 128
+#: name → (epochs, learning-rate grid). "light" barely moves the pretrained weights,
+#: "full" retrains them; the weight_change column measures how far they moved.
+BUDGETS = {
+    "light": (1, (0.001, 0.0025, 0.005)),
+    "medium": (3, (0.005, 0.01, 0.02)),
+    "full": (8, (0.025, 0.05, 0.1)),
+}
+METHODS = ("dense", "magnitude", "gmp", "movement", "taylor")
+GRADUAL = {"gmp": "magnitude", "movement": "movement", "taylor": "taylor"}
+SPARSITIES = (0.5, 0.9, 0.95, 0.98, 0.99)
+SEEDS = (0, 1, 2)
+PRUNED_END = 0.75
+PRUNING_STEPS = 20
+HEAD = "fc3.weight"
+COLUMNS = (
+    "seed",
+    "budget",
+    "epochs",
+    "method",
+    "sparsity",
+    "lr",
+    "val_error",
+    "test_error",
+    "achieved_sparsity",
+    "weight_change",
+    "seconds",
+)
+
+
+def digits_of(data: gp.Digits, low: int, high: int, note: str) -> gp.Digits:
+    """The digits with labels in [low, high], relabelled from 0."""
+    keep = (data.labels >= low) & (data.labels <= high)
+    return gp.Digits(data.images[keep], data.labels[keep] - low, f"{data.source}, {note}", False)
+
+
+def load_tasks():
+    train, validation, test = gp.splits()
+    return {
+        "pretrain": digits_of(train, 0, 4, "digits 0-4"),
+        "pretrain_test": digits_of(test, 0, 4, "digits 0-4"),
+        "train": digits_of(train, 5, 9, "digits 5-9"),
+        "validation": digits_of(validation, 5, 9, "digits 5-9"),
+        "test": digits_of(test, 5, 9, "digits 5-9"),
+    }
+
+
+def pretrained(seed: int, tasks: dict) -> nn.Module:
+    """LeNet-300-100 trained on digits 0-4 (its 10-way head kept), cached on disk."""
+    key = fingerprint(tasks["pretrain"])
+    path = default_cache_dir() / "transfer" / f"lenet_300_100-0to4-seed{seed}-{key}.pt"
+    model = gp.models.lenet_300_100(seed=seed)
+    if path.is_file():
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return model
+    start = time.perf_counter()
+    gp.fit(
+        model,
+        tasks["pretrain"],
+        PRETRAIN["epochs"],
+        PRETRAIN["lr"],
+        seed=seed,
+        batch_size=PRETRAIN["batch_size"],
+        schedule=PRETRAIN["schedule"],
+        progress=False,
+    )
+    seconds = time.perf_counter() - start
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path.with_suffix(".partial"))
+    path.with_suffix(".partial").replace(path)
+    error = gp.evaluate(model, tasks["pretrain_test"]).error
+    append_rows(
+        PRETRAIN_CSV,
+        [{"seed": seed, "test_error_0to4": f"{error:.2f}", "seconds": f"{seconds:.1f}"}],
+        ("seed", "test_error_0to4", "seconds"),
+    )
+    return model
+
+
+def with_new_head(model: nn.Module, seed: int) -> nn.Module:
+    """A copy of ``model`` whose ``fc3`` is a fresh 100→5 layer (seeded)."""
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("fc3.")}
+    net = gp.models.lenet_300_100(seed=seed)
+    net.load_state_dict(state, strict=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(10_000 + seed)
+        net.fc3 = nn.Linear(100, 5)
+    return net
+
+
+def pruned_fraction(model: nn.Module) -> float:
+    weights = [w for name, w in gp.prunable_weights(model).items() if name != HEAD]
+    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+
+
+def weight_change(before: dict, model: nn.Module) -> float:
+    """‖w_end − w_0‖ / ‖w_0‖ over the surviving weights of fc1 and fc2."""
+    diff = norm = 0.0
+    for name, w in gp.prunable_weights(model).items():
+        if name == HEAD:
+            continue
+        alive = w.detach() != 0
+        diff += float((w.detach() - before[name])[alive].square().sum())
+        norm += float(before[name][alive].square().sum())
+    return math.sqrt(diff / max(norm, 1e-30))
+
+
+def fine_prune(
+    base: nn.Module, tasks: dict, seed: int, budget: str, method: str, sparsity: float, lr: float
+) -> dict:
+    """One run: prune ``base`` (a copy) while fine-tuning; the row of the CSV."""
+    epochs, _ = BUDGETS[budget]
+    model = with_new_head(base, seed)
+    before = {name: w.detach().clone() for name, w in gp.prunable_weights(model).items()}
+    steps = epochs * math.ceil(len(tasks["train"]) / BATCH_SIZE)
+    pruner = None
+    start = time.perf_counter()
+    if method == "magnitude":
+        gp.prune(model, "magnitude", sparsity, exclude=HEAD)
+    elif method in GRADUAL:
+        end = round(PRUNED_END * steps)
+        pruner = gp.GradualPruner(
+            model, GRADUAL[method], sparsity, 0, end, max(1, end // PRUNING_STEPS), exclude=HEAD
+        )
+    gp.fit(
+        model,
+        tasks["train"],
+        epochs,
+        lr,
+        batch_size=BATCH_SIZE,
+        schedule="cosine",
+        seed=seed,
+        progress=False,
+        pruner=pruner,
+    )
+    seconds = time.perf_counter() - start
+    return {
+        "seed": seed,
+        "budget": budget,
+        "epochs": epochs,
+        "method": method,
+        "sparsity": sparsity,
+        "lr": lr,
+        "val_error": f"{gp.evaluate(model, tasks['validation']).error:.2f}",
+        "test_error": f"{gp.evaluate(model, tasks['test']).error:.2f}",
+        "achieved_sparsity": f"{pruned_fraction(model):.4f}",
+        "weight_change": f"{weight_change(before, model):.4f}",
+        "seconds": f"{seconds:.1f}",
+    }
+
+
+def cells(seeds, budgets, methods, sparsities) -> list[tuple]:
+    """(seed, budget, method, sparsity, lr) in run order: seed, then budget, then the rest."""
+    out = []
+    for seed in seeds:
+        for budget in budgets:
+            for method in methods:
+                for sparsity in (0.0,) if method == "dense" else sparsities:
+                    out.extend((seed, budget, method, sparsity, lr) for lr in BUDGETS[budget][1])
+    return out
+
+
+def key(row) -> tuple:
+    return (
+        int(row["seed"]),
+        row["budget"],
+        row["method"],
+        float(row["sparsity"]),
+        float(row["lr"]),
+    )
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def append_rows(path: Path, rows: list[dict], columns=COLUMNS) -> None:
+    new = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def part_of(todo: list, part: str | None) -> list:
+    if part is None:
+        return todo
+    k, n = (int(x) for x in part.split("/"))
+    if not 1 <= k <= n:
+        raise ValueError(f"--part must be K/N with 1 <= K <= N, got {part!r}.")
+    return todo[k - 1 :: n]
+
+
+def run(args) -> None:
+    torch.set_num_threads(args.threads)
+    todo = part_of(cells(args.seeds, args.budgets, args.methods, args.sparsities), args.part)
+    done = {key(row) for row in read_rows(RUNS_CSV)}
+    todo = [cell for cell in todo if cell not in done]
+    print(f"{len(todo)} runs to do ({len(done)} rows already in {RUNS_CSV.name})", flush=True)
+    tasks = load_tasks()
+    bases = {}
+    for seed, budget, method, sparsity, lr in todo[: args.limit]:
+        if seed not in bases:
+            bases[seed] = pretrained(seed, tasks)
+        row = fine_prune(bases[seed], tasks, seed, budget, method, sparsity, lr)
+        append_rows(RUNS_CSV, [row])
+        print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+
+
+def plan(args) -> None:
+    todo = cells(args.seeds, args.budgets, args.methods, args.sparsities)
+    done = {key(row) for row in read_rows(RUNS_CSV)}
+    epochs = {b: BUDGETS[b][0] for b in BUDGETS}
+    left = [c for c in todo if c not in done]
+    print(
+        f"{len(todo)} runs, {len(left)} left; {sum(epochs[c[1]] for c in left)} fine-tuning "
+        f"epochs of {len(SEEDS)} seeds' worth left"
+    )
+    if args.seconds_per_epoch:
+        hours = sum(epochs[c[1]] for c in left) * args.seconds_per_epoch / 3600
+        print(f"at {args.seconds_per_epoch} s per fine-tuning epoch: {hours:.1f} h")
+
+
+def summary(args) -> None:
+    """Per (budget, method, sparsity): test error at the lr chosen on validation, mean ± std."""
+    chosen: dict[tuple, list[tuple[float, float]]] = {}
+    best: dict[tuple, dict] = {}
+    for row in read_rows(RUNS_CSV):
+        cell = key(row)[:4]
+        if cell not in best or float(row["val_error"]) < float(best[cell]["val_error"]):
+            best[cell] = row
+    for (_seed, budget, method, sparsity), row in best.items():
+        chosen.setdefault((budget, method, sparsity), []).append(
+            (float(row["test_error"]), float(row["lr"]))
+        )
+    print("budget | method | sparsity | test error % (chosen lr) | seeds")
+    for (budget, method, sparsity), runs in sorted(chosen.items()):
+        errors = [e for e, _ in runs]
+        spread = f" ± {statistics.stdev(errors):.2f}" if len(errors) > 1 else ""
+        lrs = ",".join(f"{lr:g}" for _, lr in runs)
+        print(
+            f"{budget} | {method} | {sparsity:g} | {statistics.mean(errors):.2f}{spread} "
+            f"({lrs}) | {len(runs)}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=("run", "plan", "summary"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--budgets", nargs="+", choices=tuple(BUDGETS), default=list(BUDGETS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--sparsities", type=float, nargs="+", default=list(SPARSITIES))
+    parser.add_argument("--part", help="K/N: every N-th run, starting at the K-th")
+    parser.add_argument("--limit", type=int, help="stop after this many runs")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seconds-per-epoch", type=float, help="for plan's estimate")
+    args = parser.parse_args()
+    {"run": run, "plan": plan, "summary": summary}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The movement criterion: −Σₜ wₜ·gₜ against a hand-written loop, and its sign."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import gradprune_lite as gp
+
+
+def digit_mlp() -> nn.Module:
+    torch.manual_seed(7)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return gp.mnist("train", limit=256, verbose=False, download=False)
+
+
+def steps(digits, n=6, size=32):
+    return [
+        (digits.images[i * size : (i + 1) * size], digits.labels[i * size : (i + 1) * size])
+        for i in range(n)
+    ]
+
+
+def reference_movement(model: nn.Module, data, lr=0.05, momentum=0.9) -> dict:
+    """Plain torch: SGD with momentum written out, −Σ w·g summed before every update."""
+    weights = {"1.weight": model[1].weight, "3.weight": model[3].weight}
+    params = list(model.parameters())
+    velocity = [torch.zeros_like(p) for p in params]
+    totals = {name: torch.zeros_like(w) for name, w in weights.items()}
+    for x, y in data:
+        grads = torch.autograd.grad(F.cross_entropy(model(x), y), params)
+        grad_of = {id(p): g for p, g in zip(params, grads)}
+        with torch.no_grad():
+            for name, w in weights.items():
+                totals[name] -= w * grad_of[id(w)]
+            for p, g, v in zip(params, grads, velocity):
+                v.mul_(momentum).add_(g)
+                p.sub_(lr * v)
+    return totals
+
+
+def test_accumulated_scores_equal_a_hand_written_loop(digits):
+    model = digit_mlp()
+    reference = reference_movement(copy.deepcopy(model), steps(digits))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    movement = gp.MovementScores(model)
+    for x, y in steps(digits):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        movement.update(model)
+        optimizer.step()
+    scores = movement.scores()
+    assert movement.steps == 6
+    for name, expected in reference.items():
+        torch.testing.assert_close(scores[name], expected, rtol=1e-5, atol=1e-7)
+
+
+def test_the_pruner_accumulates_the_same_scores_from_its_optimiser_hook(digits):
+    model = digit_mlp()
+    reference = reference_movement(copy.deepcopy(model), steps(digits))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    # Pruning only at step 100: the 6 steps here train densely, as the reference does.
+    pruner = gp.GradualPruner(model, "movement", 0.5, 100, 100, 1, optimizer=optimizer)
+    for x, y in steps(digits):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        pruner.step()
+    for name, expected in reference.items():
+        torch.testing.assert_close(pruner.state.scores()[name], expected, rtol=1e-5, atol=1e-7)
+
+
+def test_a_weight_moving_away_from_zero_scores_high_and_one_moving_to_zero_low():
+    layer = nn.Linear(3, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.5, 0.5, -0.5]]))
+    target = torch.tensor([[2.0, 0.0, -2.0]])  # away from 0, towards 0, away (negative)
+    model = nn.Sequential(layer)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    movement = gp.MovementScores(model)
+    for _ in range(5):
+        optimizer.zero_grad()
+        (layer.weight - target).square().sum().backward()
+        movement.update(model)
+        optimizer.step()
+    away, towards, away_negative = movement.scores()["0.weight"][0].tolist()
+    assert away > 0 and away_negative > 0 and towards < 0
+    # |g| alone would rank the weight heading to zero as important; movement does not.
+    masks = gp.global_masks(movement.scores(), 1 / 3)
+    assert masks["0.weight"].tolist() == [[True, False, True]]
+
+
+def test_one_shot_score_is_minus_weight_times_the_mean_gradient(digits):
+    model = digit_mlp()
+    data = steps(digits, 2)
+    scores = gp.score(model, "movement", data)
+    x = torch.cat([x for x, _ in data])
+    y = torch.cat([y for _, y in data])
+    weights = [model[1].weight, model[3].weight]
+    grads = torch.autograd.grad(F.cross_entropy(model(x), y), weights)
+    for name, w, g in zip(("1.weight", "3.weight"), weights, grads):
+        torch.testing.assert_close(scores[name], -(w.detach() * g), rtol=1e-4, atol=1e-7)
+    taylor = gp.score(model, "taylor", data)
+    torch.testing.assert_close(scores["1.weight"].abs(), taylor["1.weight"])
+
+
+def test_update_with_another_model_is_refused():
+    movement = gp.MovementScores(digit_mlp())
+    with pytest.raises(ValueError, match="different model"):
+        movement.update(digit_mlp())
