@@ -9,6 +9,8 @@ Data flows one way through these files, each with one job:
 * ``selection`` the exact k-th value by selection (never a full sort) and masks from it;
 * ``masks``     bool masks that keep pruned weights at exactly zero through training;
 * ``prune``     the score → mask → (train) loop, one-shot or iterative;
+* ``gradual``   ``GradualPruner``: sparsity raised along a schedule inside any training loop;
+* ``movement``  movement pruning (−Σ w·g over training steps) and its accumulator;
 * ``second_order`` OBS: saliency and weight update from the block-diagonal empirical Fisher;
 * ``structure`` structured pruning: whole neurons/channels removed (a smaller dense model);
 * ``sparse``    CSR execution of masked Linear layers;
