@@ -121,6 +121,8 @@ def pretrained(seed: int, tasks: dict) -> nn.Module:
     torch.save(model.state_dict(), path.with_suffix(".partial"))
     path.with_suffix(".partial").replace(path)
     error = gp.evaluate(model, tasks["pretrain_test"]).error
+    if any(int(row["seed"]) == seed for row in read_rows(PRETRAIN_CSV)):
+        return model  # another part trained it at the same time; one row per seed
     append_rows(
         PRETRAIN_CSV,
         [{"seed": seed, "test_error_0to4": f"{error:.2f}", "seconds": f"{seconds:.1f}"}],
@@ -265,16 +267,14 @@ def run(args) -> None:
 
 
 def plan(args) -> None:
-    todo = cells(args.seeds, args.budgets, args.methods, args.sparsities)
+    """How many runs and fine-tuning epochs are left (of this part), and how long at a rate."""
+    todo = part_of(cells(args.seeds, args.budgets, args.methods, args.sparsities), args.part)
     done = {key(row) for row in read_rows(RUNS_CSV)}
-    epochs = {b: BUDGETS[b][0] for b in BUDGETS}
-    left = [c for c in todo if c not in done]
-    print(
-        f"{len(todo)} runs, {len(left)} left; {sum(epochs[c[1]] for c in left)} fine-tuning "
-        f"epochs of {len(SEEDS)} seeds' worth left"
-    )
+    left = [cell for cell in todo if cell not in done]
+    epochs = sum(BUDGETS[budget][0] for _, budget, *_ in left)
+    print(f"{len(todo)} runs, {len(left)} left: {epochs} fine-tuning epochs")
     if args.seconds_per_epoch:
-        hours = sum(epochs[c[1]] for c in left) * args.seconds_per_epoch / 3600
+        hours = epochs * args.seconds_per_epoch / 3600
         print(f"at {args.seconds_per_epoch} s per fine-tuning epoch: {hours:.1f} h")
 
 
