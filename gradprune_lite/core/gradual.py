@@ -99,6 +99,22 @@ def _check_below_one(value, what: str) -> float:
     return value
 
 
+def _criterion_record(name: str):
+    """(function, accepted option names or None, moves weights?, make_state or None).
+
+    The one place that reads the criterion registry's layout.
+    """
+    if name not in CRITERIA:
+        raise ValueError(f"unknown criterion {name!r}; valid names are {sorted(CRITERIA)}.")
+    function = CRITERIA[name]
+    return (
+        function,
+        CRITERION_OPTIONS.get(name),
+        name in WEIGHT_UPDATES,
+        getattr(function, "make_state", None),
+    )
+
+
 class _GradientWindow:
     """Σ g and Σ g² of the prunable weights over the optimiser steps since a reset."""
 
@@ -253,7 +269,7 @@ class GradualPruner:
         self.options = options
         modules = prunable_modules(model)
         self._window = _GradientWindow(modules)
-        make_state = getattr(CRITERIA[criterion], "make_state", None)
+        make_state = _criterion_record(criterion)[3]
         self.state = make_state(model) if make_state is not None else None
         # One dry run on zero statistics: a criterion that cannot work here (grasp, or
         # synflow without input_shape) fails now rather than mid-training.
@@ -267,11 +283,8 @@ class GradualPruner:
 
     @staticmethod
     def _check_criterion(criterion: str, options: dict) -> None:
-        if criterion not in CRITERIA:
-            raise ValueError(
-                f"unknown criterion {criterion!r}; valid names are {sorted(CRITERIA)}."
-            )
-        if criterion in WEIGHT_UPDATES:
+        accepted, moves_weights = _criterion_record(criterion)[1:3]
+        if moves_weights:
             raise ValueError(
                 f"criterion {criterion!r} moves the surviving weights itself; use gp.prune "
                 "for it, not GradualPruner."
@@ -282,7 +295,6 @@ class GradualPruner:
                 f"GradualPruner reads the gradients of your own backward passes, so "
                 f"{given_data_options} do not apply; leave them out."
             )
-        accepted = CRITERION_OPTIONS.get(criterion)
         unknown = sorted(set(options) - set(accepted)) if accepted is not None else []
         if unknown:
             raise ValueError(
@@ -362,7 +374,7 @@ class GradualPruner:
         if dry_run:
             window.count = 1  # zero statistics, only to see that the criterion runs
         ctx = _TrainingContext(self.model, self.criterion, self.options, window, self.state)
-        scores = CRITERIA[self.criterion](ctx)
+        scores = _criterion_record(self.criterion)[0](ctx)
         return _checked_scores(
             {name: scores[name].detach() for name in ctx.weights}, self._weights, self.criterion
         )

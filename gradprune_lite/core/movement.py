@@ -90,10 +90,11 @@ def movement_scores(ctx: ScoringContext) -> dict[str, torch.Tensor]:
     """−Σₜ wₜ·gₜ (Sanh et al., 2020): accumulated when a ``MovementScores`` is attached.
 
     Inside ``gp.GradualPruner`` the context carries the accumulator as ``ctx.state`` and
-    its sums are returned. Called from ``gp.score`` it is one step on ``batches``: −w·ḡ.
+    its sums are returned. Called from ``gp.score``, or with an accumulator that has seen
+    no step yet, it is one step on ``batches``: −w·ḡ.
     """
     state = getattr(ctx, "state", None)
-    if isinstance(state, MovementScores):
+    if isinstance(state, MovementScores) and state.steps > 0:
         return state.scores()
     return {name: -(ctx.weights[name] * s.mean) for name, s in ctx.stats.items()}
 
