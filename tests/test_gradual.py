@@ -246,3 +246,43 @@ def test_bad_arguments_raise_clear_errors_and_change_nothing(kwargs, message):
     assert gp.current_masks(model) == {}
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
+
+
+def test_a_resumed_pruner_ends_exactly_where_an_uninterrupted_one_does(digits, tmp_path):
+    def run(interrupt_at=None):
+        model = digit_mlp()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        pruner = gp.GradualPruner(model, "movement", 0.8, 0, 12, 3, optimizer=optimizer)
+        for t, (x, y) in enumerate(batches(digits, 16)):
+            if t == interrupt_at:
+                path = tmp_path / "checkpoint.pt"
+                torch.save(
+                    {
+                        "model": model.state_dict(),
+                        "masks": gp.current_masks(model),
+                        "optimizer": optimizer.state_dict(),
+                        "pruner": pruner.state_dict(),
+                    },
+                    path,
+                )
+                saved = torch.load(path, weights_only=True)
+                model = digit_mlp()
+                model.load_state_dict(saved["model"])
+                optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+                optimizer.load_state_dict(saved["optimizer"])
+                gp.apply_masks(model, saved["masks"], optimizer)
+                pruner = gp.GradualPruner(model, "movement", 0.8, 0, 12, 3, optimizer=optimizer)
+                pruner.load_state_dict(saved["pruner"])
+            optimizer.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            optimizer.step()
+            pruner.step()
+        return model, pruner
+
+    straight, straight_pruner = run()
+    resumed, resumed_pruner = run(interrupt_at=7)  # between pruning steps 6 and 9
+    assert resumed_pruner.history == straight_pruner.history
+    for a, b in zip(straight.parameters(), resumed.parameters()):
+        torch.testing.assert_close(a, b)
+    for name, mask in gp.current_masks(straight).items():
+        assert torch.equal(mask, gp.current_masks(resumed)[name])

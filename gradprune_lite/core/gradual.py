@@ -151,6 +151,15 @@ class _GradientWindow:
             tensor.zero_()
         self.count = 0
 
+    def state_dict(self) -> dict:
+        return {"sums": self._sums, "squares": self._squares, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        for mine, saved in ((self._sums, state["sums"]), (self._squares, state["squares"])):
+            for name, tensor in mine.items():
+                tensor.copy_(saved[name])
+        self.count = int(state["count"])
+
 
 class _TrainingContext(ScoringContext):
     """A ``ScoringContext`` whose statistics come from the training run's own gradients."""
@@ -378,6 +387,27 @@ class GradualPruner:
         return _checked_scores(
             {name: scores[name].detach() for name in ctx.weights}, self._weights, self.criterion
         )
+
+    def state_dict(self) -> dict:
+        """What resuming needs: the step count, the history and the gathered statistics.
+
+        Save it beside the model (whose masks ``gp.save`` keeps) and the optimiser; to
+        resume, build the pruner with the same arguments and call ``load_state_dict``.
+        """
+        return {
+            "step_count": self.step_count,
+            "history": list(self.history),
+            "window": self._window.state_dict(),
+            "state": self.state.state_dict() if self.state is not None else None,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state_dict()``'s output (same model layout and criterion)."""
+        self._window.load_state_dict(state["window"])
+        if self.state is not None:
+            self.state.load_state_dict(state["state"])
+        self.step_count = int(state["step_count"])
+        self.history = [(int(t), float(s)) for t, s in state["history"]]
 
     def prune_now(self, sparsity: float) -> dict[str, torch.Tensor]:
         """Score with the statistics gathered so far and prune to ``sparsity`` now.

@@ -80,6 +80,15 @@ class MovementScores:
             total.sub_(weight.detach().to(total.dtype) * weight.grad.to(total.dtype))
         self.steps += 1
 
+    def state_dict(self) -> dict:
+        """The sums and the step count, to resume accumulating after a restart."""
+        return {"totals": self.totals, "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, total in self.totals.items():
+            total.copy_(state["totals"][name])
+        self.steps = int(state["steps"])
+
     def scores(self) -> dict[str, torch.Tensor]:
         """dict name → −Σₜ wₜ·gₜ, a copy shaped like the weight; higher = keep."""
         return {name: total.clone() for name, total in self.totals.items()}
