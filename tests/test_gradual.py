@@ -182,7 +182,6 @@ def test_criteria_read_the_mean_and_square_of_the_window_gradients(digits):
             pruner.step()
     finally:
         criteria.CRITERIA.pop("test_window")
-        criteria.CRITERION_OPTIONS.pop("test_window")
     # Pruning steps 2 and 5: windows are steps 0-2 and 3-5.
     assert len(seen) == 2
     for record, window in zip(seen, (grads[:3], grads[3:])):

@@ -22,7 +22,7 @@ g is exactly what the optimiser uses). Between two pruning steps it sums, per we
   of B samples it estimates ḡ² + Var[g]/B. Data criteria built on ``ctx.stats``
   (gradient, taylor, snip, fisher, and yours) therefore score from the training run's
   own gradients. Both sums restart after every pruning step.
-* the state of a stateful criterion (one whose function has a ``make_state`` attribute,
+* the state of a stateful criterion (one registered with ``make_state``,
   such as ``movement``): ``state.update(model)`` is called in the same hook and the
   criterion reads ``ctx.state``. Movement's state is cumulative over the whole run, as
   in Sanh et al.; it is not reset at pruning steps.
@@ -44,10 +44,11 @@ import torch
 from torch import nn
 
 from ._validate import check_exclude, check_min_density, check_sparsity, excluded_names
-from .criteria import CRITERIA, CRITERION_OPTIONS, DATA_OPTIONS, ScoringContext
+from .criteria import CRITERIA, DATA_OPTIONS
 from .layers import prunable_modules, prunable_weights
 from .masks import apply_masks, current_masks, hold_masks, trained_weight
-from .prune import WEIGHT_UPDATES, _checked_scores, _lowest
+from .prune import _checked_scores, _lowest
+from .registry import ScoringContext
 from .selection import global_masks, layerwise_masks
 from .stats import GradientStats, accumulation_dtype
 
@@ -102,17 +103,11 @@ def _check_below_one(value, what: str) -> float:
 def _criterion_record(name: str):
     """(function, accepted option names or None, moves weights?, make_state or None).
 
-    The one place that reads the criterion registry's layout.
+    The one place that reads the criterion registry's layout (``core/registry.py``).
     """
-    if name not in CRITERIA:
-        raise ValueError(f"unknown criterion {name!r}; valid names are {sorted(CRITERIA)}.")
-    function = CRITERIA[name]
-    return (
-        function,
-        CRITERION_OPTIONS.get(name),
-        name in WEIGHT_UPDATES,
-        getattr(function, "make_state", None),
-    )
+    record = CRITERIA.record(name)  # ValueError naming the valid criteria
+    accepted = None if record.options is None else tuple(record.options)
+    return record.function, accepted, record.weight_update is not None, record.make_state
 
 
 class _GradientWindow:
@@ -165,9 +160,8 @@ class _TrainingContext(ScoringContext):
     """A ``ScoringContext`` whose statistics come from the training run's own gradients."""
 
     def __init__(self, model, criterion, options, window, state):
-        super().__init__(model, None, options)
+        super().__init__(model, None, options, state)
         self.criterion = criterion
-        self.state = state
         self._window = window
 
     @property

@@ -29,9 +29,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .criteria import DATA_OPTIONS, ScoringContext, register_criterion
+from .criteria import DATA_OPTIONS, register_criterion
 from .layers import prunable_modules
 from .masks import trained_weight
+from .registry import ScoringContext
 from .stats import accumulation_dtype
 
 
@@ -94,7 +95,7 @@ class MovementScores:
         return {name: total.clone() for name, total in self.totals.items()}
 
 
-@register_criterion("movement", options=DATA_OPTIONS)
+@register_criterion("movement", options=DATA_OPTIONS, make_state=MovementScores)
 def movement_scores(ctx: ScoringContext) -> dict[str, torch.Tensor]:
     """−Σₜ wₜ·gₜ (Sanh et al., 2020): accumulated when a ``MovementScores`` is attached.
 
@@ -106,8 +107,3 @@ def movement_scores(ctx: ScoringContext) -> dict[str, torch.Tensor]:
     if isinstance(state, MovementScores) and state.steps > 0:
         return state.scores()
     return {name: -(ctx.weights[name] * s.mean) for name, s in ctx.stats.items()}
-
-
-#: The criterion state protocol (``make_state``) that ``gp.GradualPruner`` reads: a
-#: factory model → object with ``update(model)`` and the state the criterion reads.
-movement_scores.make_state = MovementScores
