@@ -21,11 +21,12 @@ Stateful criteria
 -----------------
 ``make_state(model) -> state`` is called once per ``gp.prune`` call, before its first
 round, and once per ``gp.score`` call; the criterion reads the object as ``ctx.state`` in
-every round. The state updates itself: for movement pruning, ``make_state`` registers
-hooks on the weights that add −w·g to a running sum on every backward pass (so the
-training that ``between`` runs feeds it), and the criterion returns that sum as its
-scores. If the state has a ``close()`` method, ``gp.prune`` calls it when the call ends,
-also on an error, so the hooks go with it.
+every round. A state either updates itself (with hooks that its ``close()`` removes) or is
+fed by whoever trains: movement pruning's ``gp.MovementScores`` (a running sum of −w·g)
+has ``update(model)``, which ``gp.GradualPruner`` calls before every optimiser step. In
+``gp.prune``'s rounds nothing feeds it, and movement then scores one step, −w·ḡ on the
+batches. If the state has a ``close()`` method, ``gp.prune`` calls it when the call ends,
+also on an error.
 """
 
 from __future__ import annotations
