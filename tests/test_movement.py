@@ -119,3 +119,13 @@ def test_update_with_another_model_is_refused():
     movement = gp.MovementScores(digit_mlp())
     with pytest.raises(ValueError, match="different model"):
         movement.update(digit_mlp())
+
+
+def test_in_gp_prune_rounds_movement_ranks_by_one_step(digits):
+    """gp.prune makes a fresh state that nothing feeds: the ranking is −w·ḡ on the batches."""
+    model = digit_mlp()
+    data = steps(digits, 2)
+    expected = gp.global_masks(gp.score(model, "movement", data), 0.6)
+    masks = gp.prune(model, "movement", 0.6, data)
+    for name, mask in expected.items():
+        assert torch.equal(masks[name], mask)
