@@ -388,3 +388,223 @@ def test_structured_taylor_on_inplace_relu_and_batchnorm_keeps_the_model_working
     assert small[7].out_features == 10
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.isfinite(small(digits[0][0])).all()
+
+
+# --- Coupled groups: residual streams, ResNet, depthwise convolutions ---------------------
+
+
+class ResidualMLP(nn.Module):
+    """A 16-wide residual stream written by ``embed`` and ``back``: their outputs are coupled."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(784, 16)
+        self.hidden = nn.Linear(16, 16)
+        self.back = nn.Linear(16, 16)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        stream = self.embed(x.flatten(1))
+        stream = stream + self.back(F.relu(self.hidden(stream)))
+        return self.head(F.relu(stream))
+
+
+def residual_mlp_with_dead_channels(dead):
+    """Channels ``dead`` of the stream are exactly 0: both writers' rows and biases are 0."""
+    torch.manual_seed(0)
+    model = ResidualMLP()
+    with torch.no_grad():
+        for layer in (model.embed, model.back):
+            layer.weight[dead] = 0
+            layer.bias[dead] = 0
+    return model
+
+
+@pytest.mark.parametrize("criterion", ["magnitude", "taylor", "fisher"])
+def test_residual_stream_loses_exactly_its_dead_channels(criterion, digits):
+    """32 coupled units (16 in the stream, 16 hidden); 3/32 removes the 3 dead channels once."""
+    dead = [2, 7, 11]
+    model = residual_mlp_with_dead_channels(dead)
+    small = gp.structured_prune(model, criterion, 3 / 32, digits, example_inputs=digits[0][0][:1])
+    kept = [c for c in range(16) if c not in dead]
+    assert small.embed.out_features == small.back.out_features == 13
+    assert small.hidden.in_features == small.head.in_features == 13
+    assert small.hidden.out_features == 16
+    for layer in ("embed", "back"):
+        torch.testing.assert_close(
+            getattr(small, layer).weight, getattr(model, layer).weight[kept], rtol=0, atol=0
+        )
+    torch.testing.assert_close(small.hidden.weight, model.hidden.weight[:, kept], rtol=0, atol=0)
+    inputs = torch.cat([x for x, _ in digits])
+    torch.testing.assert_close(small(inputs), model(inputs), rtol=0, atol=1e-6)
+
+
+def test_residual_stream_is_counted_once_per_unit():
+    """Layerwise 0.5 halves each coupled group once: the stream to 8, the hidden layer to 8."""
+    model = residual_mlp_with_dead_channels([])
+    small = gp.structured_prune(
+        model, "magnitude", 0.5, example_inputs=torch.zeros(1, 784), scope="layerwise"
+    )
+    assert small.embed.out_features == small.back.out_features == 8
+    assert small.hidden.out_features == 8 and small.head.in_features == 8
+    assert small(torch.zeros(2, 784)).shape == (2, 10)
+
+
+def stage_widths(net):
+    """dict stage → the one width every layer writing into its residual stream must share."""
+    widths = {}
+    stem = {net.conv1.out_channels, net.bn1.num_features}
+    for index in range(1, 5):
+        stage = getattr(net, f"layer{index}")
+        stream = {stage[0].conv1.in_channels} | (stem if index == 1 else set())
+        if index > 1:
+            stream = {stage[0].downsample[0].in_channels, stage[0].conv1.in_channels}
+            assert stream == {widths[index - 1]}, f"layer{index} reads another width"
+        writes = set()
+        for block in stage:
+            writes |= {block.conv2.out_channels, block.bn2.num_features}
+            if block.downsample is not None:
+                writes |= {block.downsample[0].out_channels, block.downsample[1].num_features}
+            assert block.conv1.out_channels == block.bn1.num_features == block.conv2.in_channels
+        for later in stage[1:]:
+            writes.add(later.conv1.in_channels)
+        assert len(writes) == 1, f"layer{index}'s residual stream has widths {sorted(writes)}"
+        widths[index] = writes.pop()
+        if index == 1:
+            assert stem == {widths[1]}, "the stem writes layer1's stream"
+    assert net.fc.in_features == widths[4]
+    return widths
+
+
+@pytest.fixture(scope="module")
+def resnet18():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(weights=None, num_classes=10).eval()
+
+
+def test_resnet18_at_amount_zero_is_the_same_function(resnet18):
+    x = torch.randn(2, 3, 32, 32)
+    small = gp.structured_prune(resnet18, "magnitude", 0.0, example_inputs=x[:1])
+    assert same_state(small, resnet18)
+    torch.testing.assert_close(small(x), resnet18(x), rtol=0, atol=0)
+
+
+def test_resnet18_coupled_widths_agree_and_each_unit_counts_once(resnet18):
+    x = torch.randn(2, 3, 32, 32)
+    small = gp.structured_prune(resnet18, "magnitude", 0.25, example_inputs=x[:1])
+    before, after = stage_widths(resnet18), stage_widths(small)
+
+    def inner_widths(net):
+        return [
+            block.conv1.out_channels for s in range(1, 5) for block in getattr(net, f"layer{s}")
+        ]
+
+    # Units: 4 streams (64+128+256+512) and 8 block-internal widths (2 per stage): 2,880.
+    total = sum(before.values()) + sum(inner_widths(resnet18))
+    removed = total - sum(after.values()) - sum(inner_widths(small))
+    assert total == 2880 and removed == round(0.25 * total)
+    assert small(x).shape == (2, 10) and bool(torch.isfinite(small(x)).all())
+
+
+class DepthwiseNet(nn.Module):
+    """conv → BN → depthwise conv → BN → pointwise conv: the depthwise couples its channels."""
+
+    def __init__(self, depthwise_first=False):
+        super().__init__()
+        self.front = nn.Conv2d(3, 3, 3, padding=1, groups=3) if depthwise_first else None
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.norm = nn.BatchNorm2d(8)
+        self.depthwise = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.depthwise_norm = nn.BatchNorm2d(8)
+        self.pointwise = nn.Conv2d(8, 16, 1)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        if self.front is not None:
+            x = self.front(x)
+        x = F.relu(self.norm(self.conv(x)))
+        x = F.relu(self.depthwise_norm(self.depthwise(x)))
+        x = F.relu(self.pointwise(x))
+        return self.head(x.mean((2, 3)))
+
+
+def test_depthwise_channels_go_with_their_producer():
+    torch.manual_seed(0)
+    model = DepthwiseNet().eval()
+    dead = [1, 5]
+    with torch.no_grad():
+        for layer in (model.conv, model.norm, model.depthwise, model.depthwise_norm):
+            layer.weight[dead] = 0
+            layer.bias[dead] = 0
+    x = torch.randn(4, 3, 8, 8)
+    # 8 coupled units (conv, depthwise) and 16 pointwise outputs: 2/24 are the dead ones.
+    small = gp.structured_prune(model, "magnitude", 2 / 24, example_inputs=x[:1])
+    assert small.conv.out_channels == small.norm.num_features == 6
+    assert small.depthwise.in_channels == small.depthwise.out_channels == 6
+    assert small.depthwise.groups == 6 and small.depthwise_norm.num_features == 6
+    assert small.pointwise.in_channels == 6 and small.pointwise.out_channels == 16
+    torch.testing.assert_close(small(x), model(x), rtol=0, atol=1e-6)
+
+
+def test_depthwise_layer_on_the_input_keeps_the_input_channels():
+    torch.manual_seed(0)
+    model = DepthwiseNet(depthwise_first=True).eval()
+    x = torch.randn(2, 3, 8, 8)
+    small = gp.structured_prune(model, "magnitude", 0.5, example_inputs=x[:1], scope="layerwise")
+    assert small.front.in_channels == small.front.out_channels == 3
+    assert small.conv.out_channels == 4 and small.pointwise.out_channels == 8
+    assert small(x).shape == (2, 10)
+
+
+def test_channel_multiplier_conv_is_refused_clearly():
+    model = nn.Sequential(nn.Conv2d(4, 8, 3, groups=4), nn.Flatten(), nn.Linear(8, 2))
+    with pytest.raises(ValueError, match="depthwise"):
+        gp.structured_prune(model, "magnitude", 0.5, example_inputs=torch.zeros(1, 4, 3, 3))
+
+
+def test_train_mode_and_batchnorm_statistics_are_kept():
+    torch.manual_seed(0)
+    model = DepthwiseNet().train()
+    model.depthwise_norm.eval()  # a mixed model: each module keeps its own mode
+    x = torch.randn(2, 3, 8, 8)
+    small = gp.structured_prune(model, "magnitude", 0.0, example_inputs=x[:1])
+    assert small.training and not small.depthwise_norm.training and small.norm.training
+    assert same_state(small, model)  # tracing ran no BatchNorm update
+    smaller = gp.structured_prune(model, "magnitude", 0.25, example_inputs=x[:1])
+    assert [m.training for m in smaller.modules()] == [m.training for m in model.modules()]
+
+
+def test_string_amount_is_refused_like_prunes_sparsity():
+    model = gp.models.lenet_300_100(seed=0)
+    with pytest.raises(ValueError, match="amount must be a number.*not a string"):
+        gp.structured_prune(model, "magnitude", "0.5", example_inputs=torch.zeros(1, 784))
+
+
+def test_example_inputs_of_the_wrong_shape_are_a_clear_error():
+    model = gp.models.lenet_300_100(seed=0)
+    with pytest.raises(ValueError, match=r"does not accept example_inputs of shape\(s\) \[\(1, 3"):
+        gp.structured_prune(model, "magnitude", 0.5, example_inputs=torch.zeros(1, 3, 32, 32))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_example_inputs_move_to_the_models_device():
+    model = residual_mlp_with_dead_channels([1]).cuda()
+    small = gp.structured_prune(model, "magnitude", 1 / 32, example_inputs=torch.zeros(1, 784))
+    assert small.embed.weight.is_cuda and small.embed.out_features == 15
+
+
+class InputResidual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(x + self.inner(x))
+
+
+def test_a_group_coupled_to_the_raw_input_is_a_clear_error():
+    model = InputResidual()
+    with pytest.raises(ValueError, match="coupled to the model's input"):
+        gp.structured_prune(model, "magnitude", 0.5, example_inputs=torch.zeros(1, 8))

@@ -19,23 +19,29 @@ lowest are removed. Built-in criteria, in ``GROUP_CRITERIA``:
 * ``random``: uniform scores (seed option), the baseline.
 
 Torch-Pruning's ``DependencyGraph`` finds every layer coupled to a removal (through ReLU,
-pooling, ``Flatten`` and BatchNorm) and slices them. We do not use its ``MetaPruner``: it
+pooling, ``Flatten`` and BatchNorm) and slices them. Its dependency groups are our units:
+layers whose outputs are added into one residual stream, or passed on by a depthwise
+convolution, share coupled unit k, which counts once, scores the sum of its producers'
+scores, and goes in one removal of its group (each group is pruned once per round, so no
+index points at a unit another removal has shifted). We do not use its ``MetaPruner``: it
 allocates by ratio with a fractional ``max_pruning_ratio``, while we remove an exact number
 of units with an absolute minimum width per layer, and rank by our own group scores.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
-import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._validate import _as_fraction
 from .layers import prunable_modules
 from .masks import current_masks, remove_masks
 from .registry import Criterion, Registry, declared_options
@@ -53,7 +59,7 @@ GROUP_CRITERIA = Registry(
     "group criterion", "Add your own with @gp.register_group_criterion('name')."
 )
 
-#: Modules whose parameters we know how to slice (Conv2d only with groups == 1).
+#: Modules whose parameters we know how to slice (Conv2d with groups == 1 or depthwise).
 SUPPORTED_TYPES = (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d)
 SCOPES = ("global", "layerwise")
 
@@ -174,14 +180,24 @@ def _check_supported(model: nn.Module) -> None:
         if not isinstance(module, SUPPORTED_TYPES):
             raise ValueError(
                 f"structured_prune cannot slice {name or 'the model'} ({type(module).__name__}): "
-                "supported layers with parameters are nn.Linear, nn.Conv2d (groups=1) and "
-                "nn.BatchNorm1d/2d. Prune such a model with gp.prune (unstructured masks) instead."
+                "supported layers with parameters are nn.Linear, nn.Conv2d (groups=1, or "
+                "depthwise) and nn.BatchNorm1d/2d. Prune such a model with gp.prune "
+                "(unstructured masks) instead."
             )
-        if isinstance(module, nn.Conv2d) and module.groups != 1:
+        if isinstance(module, nn.Conv2d) and not _plain_or_depthwise(module):
             raise ValueError(
-                f"structured_prune cannot slice {name} (grouped Conv2d, groups={module.groups}): "
-                "only groups=1 convolutions are supported."
+                f"structured_prune cannot slice {name} (grouped Conv2d, groups={module.groups}, "
+                f"{module.in_channels} → {module.out_channels} channels): only groups=1 and "
+                "depthwise convolutions (groups = in_channels = out_channels) are supported."
             )
+
+
+def _is_depthwise(module: nn.Module) -> bool:
+    return isinstance(module, nn.Conv2d) and module.groups == module.in_channels > 1
+
+
+def _plain_or_depthwise(conv: nn.Conv2d) -> bool:
+    return conv.groups == 1 or conv.groups == conv.in_channels == conv.out_channels
 
 
 def _check_arguments(criterion, amount, rounds, scope, min_width, exclude, between) -> float:
@@ -190,15 +206,10 @@ def _check_arguments(criterion, amount, rounds, scope, min_width, exclude, betwe
             f"unknown group criterion {criterion!r}; valid names are {sorted(GROUP_CRITERIA)}. "
             "Add your own with @gp.register_group_criterion('name')."
         )
-    try:
-        value = float(amount)
-    except (TypeError, ValueError):
-        value = math.nan
-    if math.isnan(value) or not 0.0 <= value < 1.0:
-        raise ValueError(
-            f"amount must be a number in [0, 1) (the fraction of prunable neurons and channels "
-            f"to remove), got {amount!r}. To remove half of them pass 0.5, not 50."
-        )
+    meaning = "the fraction of prunable neurons and channels to remove"
+    value = _as_fraction(amount, "amount", meaning)
+    if value == 1.0:
+        raise ValueError(f"amount must be below 1 ({meaning}): every layer keeps min_width units.")
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be a positive int, got {rounds!r}.")
     if scope not in SCOPES:
@@ -218,8 +229,39 @@ def _check_arguments(criterion, amount, rounds, scope, min_width, exclude, betwe
     return value
 
 
+def _example_inputs(example_inputs, model: nn.Module) -> tuple:
+    """``example_inputs`` as a tuple, its tensors on the model's device."""
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    if not isinstance(example_inputs, (tuple, list)):
+        raise ValueError(
+            f"example_inputs must be a tensor or a tuple of tensors the model accepts, got "
+            f"{type(example_inputs).__name__}."
+        )
+    device = next(model.parameters()).device
+    return tuple(x.to(device) if isinstance(x, torch.Tensor) else x for x in example_inputs)
+
+
+@contextlib.contextmanager
+def _modes_kept(model: nn.Module):
+    """Eval mode inside (no BatchNorm update); every module's own mode restored on exit.
+
+    Torch-Pruning's tracing calls ``model.eval()`` and leaves it so.
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    try:
+        model.eval()
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
 def _run_order(model: nn.Module, example_inputs, modules: dict[str, nn.Module]) -> list[str]:
-    """Names of ``modules`` in the order the forward pass calls them."""
+    """Names of ``modules`` in the order the forward pass calls them.
+
+    Raises ``ValueError`` when the model does not accept ``example_inputs``.
+    """
     order: list[str] = []
     handles = [
         module.register_forward_hook(lambda *_, name=name: order.append(name))
@@ -228,80 +270,105 @@ def _run_order(model: nn.Module, example_inputs, modules: dict[str, nn.Module]) 
     try:
         with torch.no_grad():
             model(*example_inputs)
+    except (RuntimeError, ValueError, TypeError, IndexError) as error:
+        shapes = [tuple(x.shape) if isinstance(x, torch.Tensor) else x for x in example_inputs]
+        raise ValueError(
+            f"the model does not accept example_inputs of shape(s) {shapes}: its forward pass "
+            f"failed with {type(error).__name__}: {error}. Pass inputs the model accepts, for "
+            "example one batch of training inputs (batch dimension included)."
+        ) from error
     finally:
         for handle in handles:
             handle.remove()
     return list(dict.fromkeys(order))
 
 
-def _removal(graph: tp.DependencyGraph, module: nn.Module, indices: Sequence[int]):
-    """Torch-Pruning group that removes ``indices`` of ``module``'s outputs everywhere."""
-    import torch_pruning as tp
+@dataclass
+class _Coupled:
+    """Output units that can only go together: unit k is output k of every producer.
 
-    fn = (
-        tp.prune_conv_out_channels
-        if isinstance(module, nn.Conv2d)
-        else tp.prune_linear_out_channels
-    )
-    return graph.get_pruning_group(module, fn, list(indices))
+    ``producers`` holds (layer name, the unit's index in that layer, its index in the root),
+    one entry per (layer, unit), as 1-D long tensors: a residual add couples the outputs of
+    every layer writing into the stream, a depthwise convolution its producer's channels.
+    """
+
+    root: nn.Module
+    handler: Callable
+    width: int
+    producers: list[tuple[str, torch.Tensor, torch.Tensor]]
 
 
-def _touched_parameters(model: nn.Module, graph: tp.DependencyGraph, module: nn.Module) -> set[str]:
-    """Names of every parameter whose shape changes when ``module`` loses an output."""
-    names = {id(m): n for n, m in model.named_modules()}
-    touched = set()
-    for dep, _ in _removal(graph, module, [0]):
-        target = dep.target.module
-        if isinstance(target, nn.Module) and id(target) in names:
-            prefix = names[id(target)]
+def _coupled_groups(
+    model: nn.Module, graph: tp.DependencyGraph, classifier: nn.Module, patterns: list[str]
+) -> dict[str, _Coupled]:
+    """dict root layer name → its coupled units, for every group that may lose units.
+
+    A group is skipped when it slices an excluded parameter or contains the classifier's
+    outputs (Torch-Pruning drops groups with an ignored layer's outputs).
+    """
+    module_names = {id(m): n for n, m in model.named_modules()}
+    module_of = prunable_modules(model)
+    layer_names = {id(m): n for n, m in module_of.items()}
+    groups = {}
+    for group in graph.get_all_groups(
+        ignored_layers=[classifier], root_module_types=(nn.Conv2d, nn.Linear)
+    ):
+        touched, producers = set(), []
+        for item in group.items:
+            dep, target = item.dep, item.dep.target.module
+            if not isinstance(target, nn.Module) or id(target) not in module_names:
+                continue
+            prefix = module_names[id(target)]
             touched |= {
                 f"{prefix}.{p}" if prefix else p for p, _ in target.named_parameters(recurse=False)
             }
-    return touched
-
-
-def _candidates(model, graph, example_inputs, exclude) -> dict[str, nn.Module]:
-    """Layers whose outputs may go: all Linear/Conv2d but the classifier and the excluded."""
-    layers = prunable_modules(model)
-    order = _run_order(model, example_inputs, layers)
-    if not order:
-        raise ValueError("the forward pass on example_inputs ran no nn.Linear or nn.Conv2d.")
-    classifier = order[-1]
-    patterns = list(exclude or [])
-    parameter_names = [n for n, _ in model.named_parameters()]
-    for pattern in patterns:
-        if not fnmatch.filter(parameter_names, pattern):
-            raise ValueError(
-                f"exclude pattern {pattern!r} matches no parameter; the names are "
-                f"{parameter_names}."
-            )
-    candidates = {}
-    for name in order[:-1]:
-        touched = _touched_parameters(model, graph, layers[name])
+            if graph.is_out_channel_pruning_fn(dep.handler) and id(target) in layer_names:
+                # idxs: the units in this layer; root_idxs: the same units in the root's numbering.
+                producers.append((layer_names[id(target)], item.idxs, item.root_idxs))
         if any(fnmatch.fnmatch(p, pattern) for p in touched for pattern in patterns):
             continue
-        candidates[name] = layers[name]
-    if not candidates:
-        raise ValueError(
-            f"nothing to prune: every hidden layer is excluded (exclude={patterns}) and the "
-            f"classifier {classifier!r} keeps its outputs. Exclude fewer parameters."
+        if all(_is_depthwise(module_of[name]) for name, _, _ in producers):
+            continue  # channels a depthwise conv only passes on: the model's input channels
+        root_module = group[0].dep.target.module
+        # The same (layer, unit) can be reached by two paths; it counts once.
+        unique = {}
+        for name, own, root in producers:
+            for i, r in zip(own, root):
+                unique.setdefault((name, i), r)
+        merged: dict[str, tuple[list[int], list[int]]] = {}
+        for (name, i), r in unique.items():
+            merged.setdefault(name, ([], []))
+            merged[name][0].append(i)
+            merged[name][1].append(r)
+        groups[module_names[id(root_module)]] = _Coupled(
+            root=root_module,
+            handler=group[0].dep.handler,
+            width=len(group[0].idxs),
+            producers=[(n, torch.tensor(o), torch.tensor(r)) for n, (o, r) in merged.items()],
         )
-    return candidates
+    return groups
 
 
-def _width(module: nn.Module) -> int:
-    return module.weight.shape[0]
+def _group_scores(layer_scores: GroupScores, groups: dict[str, _Coupled]) -> GroupScores:
+    """Score of coupled unit k = the sum of its producers' scores for it."""
+    totals = {}
+    for root, group in groups.items():
+        total = torch.zeros(group.width)
+        for name, own, index in group.producers:
+            total.index_add_(0, index, layer_scores[name][own])
+        totals[root] = total
+    return totals
 
 
-def _choose(scores: GroupScores, layers, remove: dict[str, int] | int, floors: dict[str, int]):
-    """dict name → sorted indices to remove: per layer counts, or one global count."""
+def _choose(scores: GroupScores, widths: dict[str, int], remove, floors: dict[str, int]):
+    """dict group → sorted unit indices to remove: per group counts, or one global count."""
     if isinstance(remove, dict):
         return {
             name: sorted(torch.argsort(scores[name], stable=True)[:count].tolist())
             for name, count in remove.items()
             if count > 0
         }
-    # Global: divide by each layer's mean so layers of different fan-in compete on the same
+    # Global: divide by each group's mean so groups of different fan-in compete on the same
     # scale (an L2 norm over 800 inputs dwarfs one over 25), then take the lowest overall.
     pool = []
     for name, values in scores.items():
@@ -309,8 +376,8 @@ def _choose(scores: GroupScores, layers, remove: dict[str, int] | int, floors: d
         normalised = values / mean if mean > 0 else values
         pool += [(float(s), name, i) for i, s in enumerate(normalised.tolist())]
     pool.sort(key=lambda entry: entry[0])
-    room = {name: _width(layers[name]) - floors[name] for name in layers}
-    chosen: dict[str, list[int]] = {name: [] for name in layers}
+    room = {name: widths[name] - floors[name] for name in scores}
+    chosen: dict[str, list[int]] = {name: [] for name in scores}
     for _, name, index in pool:
         if remove == 0:
             break
@@ -324,14 +391,45 @@ def _choose(scores: GroupScores, layers, remove: dict[str, int] | int, floors: d
 def _check_scores(scores, layers, criterion) -> None:
     for name, module in layers.items():
         values = scores.get(name)
-        if not isinstance(values, torch.Tensor) or tuple(values.shape) != (_width(module),):
+        width = module.weight.shape[0]
+        if not isinstance(values, torch.Tensor) or tuple(values.shape) != (width,):
             raise ValueError(
                 f"group criterion {criterion!r} must return one score per output of {name} "
-                f"(a tensor of shape ({_width(module)},)), got "
+                f"(a tensor of shape ({width},)), got "
                 f"{getattr(values, 'shape', type(values).__name__)}."
             )
         if not bool(torch.isfinite(values).all()):
             raise ValueError(f"group criterion {criterion!r} gave non-finite scores for {name}.")
+
+
+def _prepare(model, example_inputs, exclude):
+    """The copy to prune, its dependency graph, its classifier and its coupled groups."""
+    import torch_pruning as tp
+
+    small = copy.deepcopy(model)
+    if current_masks(small):
+        remove_masks(small)
+    with _modes_kept(small):
+        order = _run_order(small, example_inputs, prunable_modules(small))
+        graph = tp.DependencyGraph().build_dependency(small, example_inputs=example_inputs)
+    if not order:
+        raise ValueError("the forward pass on example_inputs ran no nn.Linear or nn.Conv2d.")
+    patterns = list(exclude or [])
+    parameter_names = [n for n, _ in small.named_parameters()]
+    for pattern in patterns:
+        if not fnmatch.filter(parameter_names, pattern):
+            raise ValueError(
+                f"exclude pattern {pattern!r} matches no parameter; the names are "
+                f"{parameter_names}."
+            )
+    classifier = prunable_modules(small)[order[-1]]
+    groups = _coupled_groups(small, graph, classifier, patterns)
+    if not groups:
+        raise ValueError(
+            f"nothing to prune: every hidden layer is excluded (exclude={patterns}) and the "
+            f"classifier {order[-1]!r} keeps its outputs. Exclude fewer parameters."
+        )
+    return small, graph, classifier, patterns, groups
 
 
 def structured_prune(
@@ -357,70 +455,98 @@ def structured_prune(
     of the weights between them); ``gp.model_cost`` of the result says how many are left.
     Unlike ``gp.prune``, which masks ``model`` in place, this leaves ``model`` as it is.
 
+    Units are removed by coupled group (Torch-Pruning's dependency groups): layers whose
+    outputs are added together (a residual stream) or tied by a depthwise convolution lose
+    the same units together. Such a coupled unit counts once towards ``amount`` and
+    ``min_width``, and its score is the sum of the criterion's scores for it over the
+    layers that produce it.
+
     Args:
-        model: built of nn.Linear, nn.Conv2d (groups=1), nn.BatchNorm1d/2d and parameter-free
-            modules; left unchanged. Masks applied to it are dropped in the result (their
-            zeros stay in the weights).
+        model: built of nn.Linear, nn.Conv2d (groups=1 or depthwise), nn.BatchNorm1d/2d and
+            parameter-free modules; left unchanged. Masks applied to it are dropped in the
+            result (their zeros stay in the weights).
         criterion: a name in ``GROUP_CRITERIA`` (magnitude, taylor, fisher, random, or yours).
-        amount: fraction in [0, 1) of the prunable units (not weights) to remove: the outputs of every
-            Linear/Conv2d except the classifier (the last one the forward pass runs) and
-            the excluded layers.
+        amount: fraction in [0, 1) of the prunable units (not weights) to remove: the coupled output
+            units of every Linear/Conv2d except the classifier (the last one the forward
+            pass runs, and whatever is coupled to its outputs) and the excluded layers.
         batches: iterable of ``(inputs, targets)`` for data-driven criteria (re-iterated
             each round).
-        example_inputs: a tensor (or tuple of tensors) the model accepts, for tracing.
+        example_inputs: a tensor (or tuple of tensors) the model accepts, for tracing;
+            moved to the model's device.
         exclude: fnmatch patterns of parameter names (``"fc2.*"``) that keep their shape;
-            a layer loses outputs only if none of the parameters that removal slices match,
+            a group loses units only if none of the parameters its removal slices match,
             so excluding ``fc2.weight`` also keeps every output of the layer feeding fc2.
         rounds: remove the amount in this many equal steps, re-scoring each time.
         between: ``between(small_model)`` runs after every round but the last (fine-tune).
-        scope: ``"global"`` ranks all units together (scores divided by their layer's mean);
-            ``"layerwise"`` removes ``round(amount × width)`` units from every layer.
-        min_width: outputs every layer keeps at least (fewer if it had fewer).
+        scope: ``"global"`` ranks all units together (scores divided by their group's mean);
+            ``"layerwise"`` removes ``round(amount × width)`` units from every group.
+        min_width: units every group keeps at least (fewer if it had fewer).
         **options: passed to the criterion, e.g. ``seed`` (random), ``loss_fn``.
 
     Returns:
         A new model whose pruned layers are physically narrower (plain dense modules), on
-        the same device, in the same train/eval mode.
+        the same device, every module in the train/eval mode it had in ``model``.
 
     Raises:
         ValueError: for an unknown criterion, an amount outside [0, 1), an amount the
-            minimum widths cannot allow, unsupported layers, or bad arguments; the model is
-            untouched in every case.
+            minimum widths cannot allow, unsupported layers, example_inputs the model does
+            not accept, or bad arguments; the model is untouched in every case.
     """
     fraction = _check_arguments(criterion, amount, rounds, scope, min_width, exclude, between)
     _check_supported(model)
-    if isinstance(example_inputs, torch.Tensor):
-        example_inputs = (example_inputs,)
-    import torch_pruning as tp
-
-    small = copy.deepcopy(model)
-    if current_masks(small):
-        remove_masks(small)
-    graph = tp.DependencyGraph().build_dependency(small, example_inputs=example_inputs)
-    layers = _candidates(small, graph, example_inputs, exclude)
-    widths = {name: _width(m) for name, m in layers.items()}
+    example_inputs = _example_inputs(example_inputs, model)
+    modes = {name: module.training for name, module in model.named_modules()}
+    small, graph, classifier, patterns, groups = _prepare(model, example_inputs, exclude)
+    widths = {name: group.width for name, group in groups.items()}
     floors = {name: min(min_width, width) for name, width in widths.items()}
     total = sum(widths.values())
-    allowed = sum(widths[n] - floors[n] for n in layers)
+    allowed = sum(widths[n] - floors[n] for n in groups)
     if scope == "global" and round(fraction * total) > allowed:
         raise ValueError(
             f"amount={amount} asks to remove {round(fraction * total)} of {total} units, but "
             f"min_width={min_width} lets at most {allowed} go (amount <= {allowed / total:.3f})."
         )
     for step in range(1, rounds + 1):
+        if step > 1:  # the same roots, re-read at their current widths
+            groups = _coupled_groups(small, graph, classifier, patterns)
         goal = fraction * step / rounds
-        removed = {name: widths[name] - _width(m) for name, m in layers.items()}
+        removed = {name: widths[name] - group.width for name, group in groups.items()}
         if scope == "layerwise":
             remove = {
-                n: min(round(goal * widths[n]), widths[n] - floors[n]) - removed[n] for n in layers
+                n: min(round(goal * widths[n]), widths[n] - floors[n]) - removed[n] for n in groups
             }
         else:
             remove = round(goal * total) - sum(removed.values())
+        modules = prunable_modules(small)
+        layers = {n: modules[n] for group in groups.values() for n, _, _ in group.producers}
         scores = GROUP_CRITERIA[criterion](GroupContext(small, layers, batches, options))
         _check_scores(scores, layers, criterion)
         scores = {name: values.detach().float().cpu() for name, values in scores.items()}
-        for name, indices in _choose(scores, layers, remove, floors).items():
-            _removal(graph, layers[name], indices).prune()
+        current = {name: group.width for name, group in groups.items()}
+        chosen = _choose(_group_scores(scores, groups), current, remove, floors)
+        for name, indices in chosen.items():
+            graph.get_pruning_group(groups[name].root, groups[name].handler, indices).prune()
         if between is not None and step < rounds:
             between(small)
+    _check_still_runs(small, example_inputs)
+    for name, module in small.named_modules():
+        module.training = modes.get(name, module.training)
     return small
+
+
+def _check_still_runs(small: nn.Module, example_inputs: tuple) -> None:
+    """Raise if the pruned model no longer accepts ``example_inputs``.
+
+    A coupled group that reaches the model's own input (``x + layer(x)`` on the raw input)
+    cannot lose units: the input keeps its width. Torch-Pruning does not see that.
+    """
+    try:
+        with _modes_kept(small), torch.no_grad():
+            small(*example_inputs)
+    except RuntimeError as error:
+        raise ValueError(
+            "the pruned model no longer accepts example_inputs: a layer whose outputs were "
+            "removed is coupled to the model's input (for example a residual add of the raw "
+            "input). Keep that layer with exclude=['<layer>.*']. The forward pass failed "
+            f"with: {error}"
+        ) from error
