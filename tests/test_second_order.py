@@ -11,7 +11,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import gradprune_lite as gp
-from gradprune_lite.core.fisher_blocks import damped_inverse, gradient_curvature, padded_blocks
+from gradprune_lite.core.fisher_blocks import (
+    damped_inverse,
+    gradient_curvature,
+    padded_blocks,
+    reconstruction_curvature,
+)
 from gradprune_lite.core.second_order import obs_update
 
 
@@ -284,3 +289,121 @@ def test_saliency_is_exact_obs_on_inplace_batchnorm_and_a_reused_layer(mlp_batch
     scores = gp.score(model, "obs", mlp_batches, block_size=biggest, damping=damping)
     assert set(scores) == {"lin1.weight", "shared.weight", "head.weight"}
     assert_exact_obs_saliency(model, scores, per_sample_reference(model, mlp_batches), damping)
+
+
+# --- No side effects in any curvature; reconstruction right for every layer it accepts ---
+
+
+class _ConvBatchNormNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.norm = nn.BatchNorm2d(4)
+        self.head = nn.Linear(4 * 6 * 6, 10)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.norm(self.conv(x))).flatten(1))
+
+
+@pytest.mark.parametrize("curvature", ["empirical", "sampled", "reconstruction"])
+def test_every_curvature_leaves_a_train_mode_model_and_its_batchnorm_as_they_were(
+    curvature, mlp_batches
+):
+    torch.manual_seed(0)
+    model = _ConvBatchNormNet().train()
+    before = copy.deepcopy(model.state_dict())
+    gp.score(model, "obs", mlp_batches, curvature=curvature, block_size=8)
+    assert model.training and model.norm.training
+    after = model.state_dict()
+    for key in ("norm.running_mean", "norm.running_var", "norm.num_batches_tracked"):
+        assert torch.equal(after[key], before[key]), key
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+
+
+def reconstruction_reference(layer: nn.Module, x: torch.Tensor, block_size: int):
+    """(blocks, B, B) diagonal blocks of JᵀJ / rows, J = ∂ layer(x) / ∂ weight by autograd.
+
+    The Hessian of ½‖(W − W₀)·columns‖² / rows, from the layer's own forward (no unfold):
+    rows = samples × output positions, so that it is (1/rows) XᵀX ⊗ I_out.
+    """
+    weight = layer.weight.detach()
+
+    def forward(w):
+        return torch.func.functional_call(layer, {"weight": w}, (x,), strict=False)
+
+    out = forward(weight)
+    jacobian = torch.func.jacrev(forward)(weight).reshape(out.numel(), -1).double()
+    rows = out.numel() // weight.shape[0]  # one row per sample and output position
+    hessian = jacobian.t() @ jacobian / rows
+    size = weight.numel()
+    pad = -size % block_size
+    hessian = F.pad(hessian, (0, pad, 0, pad))
+    count = hessian.shape[0] // block_size
+    return torch.stack(
+        [
+            hessian[b * block_size : (b + 1) * block_size, b * block_size : (b + 1) * block_size]
+            for b in range(count)
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    "layer, shape",
+    [
+        (nn.Linear(5, 3), (7, 5)),
+        (nn.Linear(5, 3), (4, 2, 5)),  # a sequence: every position is a row
+        (nn.Conv1d(2, 3, 3, stride=2, padding=1, dilation=2), (4, 2, 11)),
+        (nn.Conv1d(2, 3, 4, padding="same", padding_mode="reflect"), (3, 2, 9)),
+        (nn.Conv2d(2, 3, 3, stride=2, padding=1), (3, 2, 7, 6)),
+        (nn.Conv2d(2, 3, (2, 3), padding="same", dilation=(2, 1)), (3, 2, 5, 5)),
+        (nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular"), (2, 2, 5, 5)),
+    ],
+    ids=[
+        "linear",
+        "linear-seq",
+        "conv1d",
+        "conv1d-same-reflect",
+        "conv2d",
+        "conv2d-same",
+        "conv2d-circular",
+    ],
+)
+def test_reconstruction_curvature_matches_the_layers_own_jacobian(layer, shape):
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    block_size = 6
+    model = nn.Sequential(layer)
+    alive = {"0.weight": torch.ones_like(layer.weight, dtype=torch.bool)}
+    blocks = reconstruction_curvature(model, [(x, torch.zeros(len(x)))], alive, block_size)
+    expected = reconstruction_reference(layer, x, block_size)
+    torch.testing.assert_close(blocks["0.weight"].double(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "layer, shape, kind",
+    [
+        (nn.ConvTranspose1d(2, 3, 3), (2, 2, 5), "ConvTranspose1d"),
+        (nn.ConvTranspose2d(2, 3, 3), (2, 2, 5, 5), "ConvTranspose2d"),
+        (nn.Conv3d(2, 3, 2), (2, 2, 3, 3, 3), "Conv3d"),
+        (nn.Conv2d(2, 4, 3, groups=2), (2, 2, 5, 5), "grouped Conv2d"),
+    ],
+)
+def test_reconstruction_refuses_layers_it_cannot_model(layer, shape, kind):
+    model = nn.Sequential(layer, nn.Flatten(), nn.LazyLinear(3))
+    x = torch.randn(shape)
+    model(x)
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ValueError, match=f"0.weight is a {kind}.*curvature='empirical'"):
+        gp.score(
+            model, "obs", [(x, torch.zeros(len(x), dtype=torch.long))], curvature="reconstruction"
+        )
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+
+
+def test_reconstruction_refuses_an_embedding():
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(12, 3))
+    tokens = torch.randint(0, 10, (5, 3))
+    with pytest.raises(ValueError, match="0.weight is a Embedding.*curvature='empirical'"):
+        gp.score(
+            model, "obs", [(tokens, torch.zeros(5, dtype=torch.long))], curvature="reconstruction"
+        )

@@ -15,6 +15,11 @@ Three curvatures, all positive semi-definite:
   the Gauss-Newton part);
 * ``reconstruction``  H = (1/N) XᵀX ⊗ I_out, the Hessian of the layer's squared output
   error ‖(W − W₀)X‖² (L-OBS, OBC): it ignores the loss, so it cannot compare layers.
+  X holds one row per sample and output position (a convolution's input unfolded), so
+  only nn.Linear and nn.Conv1d/2d with groups=1 are accepted; other layers are refused.
+
+Every curvature is computed in the scoring state of ``_scoring.py``: eval mode, and the
+model's BatchNorm statistics, modes and flags are as before afterwards.
 
 The inverse is taken by a batched Cholesky factorisation of every damped block at once,
 F + λ·mean(diag F)·I, not by WoodFisher's N rank-1 Woodbury updates: both cost about
@@ -28,12 +33,13 @@ living entries is exactly that of their own sub-matrix, as OBS with zeros fixed 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._scoring import scoring_state
 from .layers import prunable_modules
 from .stats import per_sample_gradients
 
@@ -53,15 +59,20 @@ def unblock(blocks: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 
 def sampled_label_batches(
     model: nn.Module, batches: Iterable, seed: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The same inputs with labels drawn from the model's softmax (a seeded draw)."""
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The same inputs with labels drawn from the model's softmax (a seeded draw).
+
+    The predictions are those of the scoring state (eval mode; no BatchNorm update).
+    """
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
-    for inputs, _ in batches:
-        with torch.no_grad():
+    drawn = []
+    with scoring_state(model), torch.no_grad():
+        for inputs, _ in batches:
             probs = torch.softmax(model(inputs.to(device)).float(), dim=-1)
-        draws = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1)
-        yield inputs, draws.to(device)
+            draws = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1)
+            drawn.append((inputs, draws.to(device)))
+    return drawn
 
 
 def gradient_curvature(
@@ -117,12 +128,55 @@ class _InputRecorder:
             handle.remove()
 
 
+def check_reconstruction_layers(modules: dict[str, nn.Module]) -> None:
+    """Raise unless every layer's output is W times a column of its (unfolded) input.
+
+    The reconstruction Hessian XᵀX ⊗ I needs each output row o to be ``W[o] · column``
+    with the columns formed from the input alone: true for nn.Linear and for nn.Conv1d /
+    nn.Conv2d with groups=1 (unfolded patches). A transposed convolution's weight is laid
+    out (in, out, …), an embedding looks rows up, a grouped convolution reads a slice of
+    the channels, and nn.Conv3d has no unfold here: for these the formula would be wrong.
+    """
+    for name, module in modules.items():
+        if type(module) in (nn.Linear, nn.Conv1d, nn.Conv2d) and getattr(module, "groups", 1) == 1:
+            continue
+        kind = type(module).__name__
+        if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            kind = f"grouped {kind} (groups={module.groups})"
+        raise ValueError(
+            f"curvature='reconstruction' supports nn.Linear and nn.Conv1d/nn.Conv2d with "
+            f"groups=1, but {name} is a {kind}, whose output is not its weight times a column "
+            "of its input. Use curvature='empirical' or 'sampled', which take the curvature "
+            "from per-sample gradients and work for every prunable layer."
+        )
+
+
+def _columns(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The layer's input as rows of what one output row multiplies: (rows, fan_in).
+
+    A convolution's padding (including ``padding='same'`` and non-zero padding modes) is
+    applied first as its own forward does, then every output position becomes a row.
+    """
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        spatial = x.dim() - 2
+        padding = module.padding
+        if module.padding_mode != "zeros" or isinstance(padding, str):
+            mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
+            x = F.pad(x, module._reversed_padding_repeated_twice, mode=mode)
+            padding = (0,) * spatial
+        if spatial == 1:  # a Conv1d is a Conv2d over a height of 1
+            x = x.unsqueeze(2)
+            kernel, dilation = (1, *module.kernel_size), (1, *module.dilation)
+            padding, stride = (0, *padding), (1, *module.stride)
+        else:
+            kernel, dilation, stride = module.kernel_size, module.dilation, module.stride
+        x = F.unfold(x, kernel, dilation, padding, stride).transpose(1, 2)
+    return x.reshape(-1, x.shape[-1])
+
+
 def _layer_gram(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Σ over rows of XᵀX for the layer's input, and the row count. Conv2d via unfold."""
-    if isinstance(module, nn.Conv2d):
-        x = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)
-        x = x.transpose(1, 2)
-    x = x.reshape(-1, x.shape[-1])
+    """Σ over rows of XᵀX for the layer's input, and the row count. Convolutions unfolded."""
+    x = _columns(module, x)
     return x.t() @ x, x.shape[0]
 
 
@@ -135,12 +189,13 @@ def reconstruction_curvature(
     it is XᵀX[c_i, c_j] when both sit in the same output row o, else 0.
     """
     modules = {name: prunable_modules(model)[name] for name in alive}
+    check_reconstruction_layers(modules)
     device = next(model.parameters()).device
     recorder = _InputRecorder(modules)
     grams: dict[str, torch.Tensor] = {}
     rows: dict[str, int] = {}
     try:
-        with torch.no_grad():
+        with scoring_state(model), torch.no_grad():
             for inputs, _ in batches:
                 for name in modules:
                     recorder.inputs[name].clear()

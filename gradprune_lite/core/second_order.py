@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from ._scoring import scoring_state
 from .fisher_blocks import (
     damped_inverse,
     gradient_curvature,
@@ -53,7 +54,7 @@ from .fisher_blocks import (
     sampled_label_batches,
     unblock,
 )
-from .layers import prunable_modules, prunable_weights
+from .layers import prunable_weights
 from .masks import current_masks
 from .registry import ScoringContext
 from .selection import global_masks
@@ -131,17 +132,15 @@ def inverse_curvature(
     """dict name → (blocks, B, B) damped inverse curvature at the model's current weights."""
     block_size = options["block_size"]
     curvature = options["curvature"]
-    if curvature == "reconstruction":
-        grouped = [n for n, m in prunable_modules(model).items() if getattr(m, "groups", 1) > 1]
-        if grouped:
-            raise ValueError(
-                f"curvature='reconstruction' does not support grouped Conv2d {grouped}."
-            )
-        blocks = reconstruction_curvature(model, data, alive, block_size)
-    else:
-        if curvature == "sampled":
-            data = list(sampled_label_batches(model, data, options["seed"]))
-        blocks = gradient_curvature(model, data, alive, block_size, options["loss_fn"])
+    # Every curvature runs in the scoring state: eval mode, and no BatchNorm statistic,
+    # mode or requires_grad flag of the model changes.
+    with scoring_state(model):
+        if curvature == "reconstruction":
+            blocks = reconstruction_curvature(model, data, alive, block_size)
+        else:
+            if curvature == "sampled":
+                data = sampled_label_batches(model, data, options["seed"])
+            blocks = gradient_curvature(model, data, alive, block_size, options["loss_fn"])
     return {
         name: damped_inverse(
             blocks[name],
