@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 
 import pytest
 import torch
@@ -151,3 +152,129 @@ def test_bfloat16_statistics_accumulate_in_float32(mlp, mlp_batches):
         assert error < 0.02, (name, error)
     scores = gp.score(model, "random")
     assert all(s.dtype == torch.bfloat16 for s in scores.values())
+
+
+# --- Exactness in every dtype, and losses that are not a mean of per-sample losses --------
+
+
+class BatchMixing(nn.Module):
+    """Subtracts 2% of the batch mean: every sample's output depends on the others."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(64, 32)
+        self.fc2 = nn.Linear(32, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.fc1(x.flatten(1)))
+        return self.fc2(h - 0.02 * h.mean(0, keepdim=True))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_samples_that_interact_are_caught_in_every_dtype(dtype, mlp_batches):
+    """2% of mixing is far above float32 round-off and far below bf16's (eps 2⁻⁸)."""
+    torch.manual_seed(0)
+    model = BatchMixing().to(dtype)
+    before = copy.deepcopy(model.state_dict())
+    batches = [(x.to(dtype), y) for x, y in mlp_batches]
+    with pytest.raises(ValueError, match="computed alone differs"):
+        gp.gradient_stats(model, batches)
+    after = model.state_dict()
+    assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in before.items())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_independent_samples_pass_the_check_in_low_precision(dtype, mlp, mlp_batches):
+    model = copy.deepcopy(mlp).to(dtype)
+    before = copy.deepcopy(model.state_dict())
+    stats = gp.gradient_stats(model, [(x.to(dtype), y) for x, y in mlp_batches])
+    assert all(s.count == 24 for s in stats.values())
+    after = model.state_dict()
+    assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in before.items())
+    assert all(p.dtype == dtype for p in model.parameters())
+
+
+class TiedOutsideTheCall(nn.Module):
+    """fc2's weight is also used by F.linear outside its module: the torch.func fallback."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(64, 16)
+        self.fc2 = nn.Linear(16, 5)
+
+    def forward(self, x):
+        h = torch.relu(self.fc1(x.flatten(1)))
+        return self.fc2(h) + 0.5 * F.linear(h, self.fc2.weight)
+
+
+def class_batches(ignored=()):
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(12, 1, 8, 8, generator=g)
+    y = torch.randint(0, 5, (12,), generator=g)
+    y[list(ignored)] = -100
+    return [(x[:7], y[:7]), (x[7:], y[7:])]
+
+
+WEIGHT = torch.tensor([0.5, 2.0, 1.0, 3.0, 0.25])
+
+
+@pytest.mark.parametrize(
+    "model_type", [nn.Sequential, TiedOutsideTheCall], ids=["fast", "fallback"]
+)
+@pytest.mark.parametrize(
+    "loss_fn",
+    [
+        nn.CrossEntropyLoss(weight=WEIGHT),
+        nn.NLLLoss(weight=WEIGHT),
+        functools.partial(F.cross_entropy, weight=WEIGHT),
+    ],
+    ids=["CrossEntropyLoss", "NLLLoss", "partial"],
+)
+def test_class_weights_with_mean_reduction_are_refused_naming_the_cause(model_type, loss_fn):
+    model = small_classifier(model_type)
+    with pytest.raises(ValueError, match=r"class weights \(weight=\) and reduction='mean'"):
+        gp.gradient_stats(model, class_batches(), loss_fn)
+
+
+@pytest.mark.parametrize(
+    "model_type", [nn.Sequential, TiedOutsideTheCall], ids=["fast", "fallback"]
+)
+@pytest.mark.parametrize(
+    "loss_fn", [F.cross_entropy, nn.CrossEntropyLoss()], ids=["function", "module"]
+)
+def test_ignored_targets_with_mean_reduction_are_refused_naming_the_cause(model_type, loss_fn):
+    model = small_classifier(model_type)
+    with pytest.raises(ValueError, match="ignore_index=-100 and the loss reduces by 'mean'"):
+        gp.gradient_stats(model, class_batches(ignored=[0, 9]), loss_fn)
+
+
+@pytest.mark.parametrize(
+    "model_type", [nn.Sequential, TiedOutsideTheCall], ids=["fast", "fallback"]
+)
+@pytest.mark.parametrize("reduction", ["sum", "none"])
+def test_weighted_and_ignored_losses_summed_are_exact_on_both_paths(model_type, reduction):
+    """Per-sample loss w_y·ℓ, 0 when ignored: checked against torch.func per sample."""
+    model = small_classifier(model_type)
+    batches = class_batches(ignored=[0, 9])
+    loss_fn = nn.CrossEntropyLoss(weight=WEIGHT, reduction=reduction)
+    stats = gp.gradient_stats(model, batches, loss_fn)
+    per_sample = nn.CrossEntropyLoss(weight=WEIGHT, reduction="sum")
+    reference = per_sample_reference(model, batches, per_sample)
+    assert_stats_match(stats, {name: reference[name] for name in stats})
+    first = next(iter(stats))
+    assert float(reference[first][0].abs().max()) == 0  # sample 0 is ignored: no gradient
+
+
+def small_classifier(model_type):
+    torch.manual_seed(5)
+    if model_type is nn.Sequential:
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 5))
+    return TiedOutsideTheCall()
+
+
+def test_float_labels_for_a_classification_loss_are_a_clear_error(mlp, mlp_batches):
+    batches = [(x, y.float()) for x, y in mlp_batches]
+    with pytest.raises(ValueError, match=r"targets are torch.float32 of shape \(10,\).*long\(\)"):
+        gp.gradient_stats(mlp, batches)
+    with pytest.raises(ValueError, match="targets.long()"):
+        gp.score(mlp, "fisher", batches)

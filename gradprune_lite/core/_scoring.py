@@ -22,6 +22,8 @@ Conventions shared by ``gradient_stats``, ``per_sample_gradients`` and ``grasp``
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import math
 from collections.abc import Callable, Iterator
 
@@ -60,6 +62,117 @@ def scoring_state(model: nn.Module) -> Iterator[None]:
             for buffer, saved in buffers:
                 if not torch.equal(buffer, saved):
                     buffer.copy_(saved)
+
+
+#: The dtype every exactness check runs in, whatever the model's: bfloat16's round-off
+#: (eps 2⁻⁸, a 64·eps tolerance of 0.5) would hide samples that interact.
+CHECK_DTYPE = torch.float32
+
+
+@contextlib.contextmanager
+def checked_in_float32(model: nn.Module) -> Iterator[None]:
+    """Inside, every floating parameter and buffer narrower than float32 holds float32 data.
+
+    The same tensor objects (hooks, masks and names keep working); on exit each gets its
+    own original data back, so the model is bitwise what it was.
+    """
+    saved = []
+    with grad_enabled(), torch.no_grad():
+        for tensor in itertools.chain(model.parameters(), model.buffers()):
+            if tensor.is_floating_point() and tensor.dtype.itemsize < CHECK_DTYPE.itemsize:
+                saved.append((tensor, tensor.data))
+                tensor.data = tensor.data.to(CHECK_DTYPE)
+    try:
+        yield
+    finally:
+        for tensor, data in saved:
+            tensor.data = data
+
+
+def in_check_dtype(t: torch.Tensor) -> torch.Tensor:
+    """A floating tensor narrower than float32 as float32; anything else unchanged."""
+    if t.is_floating_point() and t.dtype.itemsize < CHECK_DTYPE.itemsize:
+        return t.to(CHECK_DTYPE)
+    return t
+
+
+def is_low_precision(model: nn.Module) -> bool:
+    """Whether any floating parameter or buffer is narrower than float32 (fp16, bf16)."""
+    return any(
+        t.is_floating_point() and t.dtype.itemsize < CHECK_DTYPE.itemsize
+        for t in itertools.chain(model.parameters(), model.buffers())
+    )
+
+
+_CLASS_LOSS_MODULES = (nn.CrossEntropyLoss, nn.NLLLoss)
+_CLASS_LOSS_FUNCTIONS = (F.cross_entropy, F.nll_loss)
+
+
+def _class_loss_settings(loss_fn) -> dict | None:
+    """weight, ignore_index and reduction of a classification loss; None for other losses."""
+    if isinstance(loss_fn, _CLASS_LOSS_MODULES):
+        return {
+            "weight": loss_fn.weight,
+            "ignore_index": loss_fn.ignore_index,
+            "reduction": loss_fn.reduction,
+        }
+    function, keywords = loss_fn, {}
+    if isinstance(loss_fn, functools.partial) and not loss_fn.args:
+        function, keywords = loss_fn.func, loss_fn.keywords
+    if function not in _CLASS_LOSS_FUNCTIONS:
+        return None
+    return {
+        "weight": keywords.get("weight"),
+        "ignore_index": keywords.get("ignore_index", -100),
+        "reduction": keywords.get("reduction", "mean"),
+    }
+
+
+def check_loss_targets(loss_fn: LossFn, targets: torch.Tensor, option: str | None) -> None:
+    """Raise where a classification loss cannot be split into per-sample losses as given.
+
+    * float targets of shape (n,): cross-entropy reads float targets as class
+      probabilities shaped like the outputs, so these are labels in the wrong dtype;
+    * ``weight=`` with reduction 'mean': the batch loss is Σ w_y ℓ / Σ w_y, divided by the
+      weights of this batch's labels, not by the number of samples;
+    * targets equal to ``ignore_index`` with reduction 'mean': divided by the count of
+      the other samples, and a sample alone gives 0/0.
+
+    With reduction 'sum' or 'none' both are exact: a sample's loss is w_y·ℓ, or 0 when
+    ignored. Custom losses (lambdas) are not inspected; the one-sample check catches them.
+    """
+    settings = _class_loss_settings(loss_fn)
+    if settings is None:
+        return
+    if targets.is_floating_point() and targets.dim() == 1:
+        raise ValueError(
+            f"targets are {targets.dtype} of shape {tuple(targets.shape)}, but a "
+            "classification loss (cross_entropy, nll_loss) takes class indices as integers, "
+            "or class probabilities shaped like the outputs (n, classes). Pass "
+            "targets.long() for labels."
+        )
+    reduction = option or settings["reduction"]
+    if reduction != "mean" or targets.is_floating_point():
+        return
+    fix = (
+        "Pass the same loss with reduction='sum' (for example nn.CrossEntropyLoss(weight=w, "
+        "reduction='sum')), whose per-sample loss is w_y·ℓ, or 0 for an ignored target: "
+        "the statistics are then exact."
+    )
+    if settings["weight"] is not None:
+        raise ValueError(
+            "the loss has class weights (weight=) and reduction='mean', which divides the "
+            "batch's weighted sum by the weights of its labels, not by the number of "
+            f"samples, so it is not a mean of per-sample losses. {fix}"
+        )
+    ignore_index = settings["ignore_index"]
+    if bool((targets == ignore_index).any()):
+        raise ValueError(
+            f"some targets equal ignore_index={ignore_index} and the loss reduces by 'mean', "
+            "which divides by the number of targets not ignored, not by the number of "
+            f"samples, so it is not a mean of per-sample losses (a sample alone gives 0/0). "
+            f"{fix}"
+        )
 
 
 def sample_dims(sample_dim: int | tuple[int, int]) -> tuple[int, int]:
@@ -157,7 +270,9 @@ def resolve_reduction(
     in_dim, target_dim = dims
     if inputs.shape[in_dim] < 2:
         return None
-    with torch.no_grad():
+    # Measured in float32: in bfloat16 the tolerance would accept both the mean and the sum.
+    inputs, targets = in_check_dtype(inputs), in_check_dtype(targets)
+    with torch.no_grad(), checked_in_float32(model):
         pair = loss_fn(
             model(_sample(inputs, in_dim, slice(0, 2))), _sample(targets, target_dim, slice(0, 2))
         )
@@ -182,5 +297,7 @@ def resolve_reduction(
         f"cannot tell how loss_fn reduces over samples: on two samples together it returned "
         f"{together:.6g}, on each alone {alone[0]:.6g} and {alone[1]:.6g} (neither their mean "
         "nor their sum). Pass reduction='mean', 'sum' or 'none' to say what it returns, and "
-        "check that one sample is one slice along sample_dim."
+        "check that one sample is one slice along sample_dim. A loss with class weights or "
+        "ignored targets reduced by 'mean' divides by their weights or count, not by the "
+        "number of samples: give it reduction='sum'."
     )

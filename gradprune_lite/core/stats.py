@@ -68,7 +68,11 @@ from torch import nn
 from ._func_fallback import func_per_sample_chunks
 from ._recording import BatchRecord, fast_kind, record_batch
 from ._scoring import (
+    check_loss_targets,
+    checked_in_float32,
     grad_enabled,
+    in_check_dtype,
+    is_low_precision,
     prepare_batch,
     resolve_reduction,
     sample_dims,
@@ -215,6 +219,7 @@ def _recorded_batches(
             inputs, targets, n = prepare_batch(inputs, targets, device, dims)
             if n == 0:
                 continue
+            check_loss_targets(loss_fn, targets, reduction)
             with grad_enabled():
                 if resolved is None:
                     resolved = resolve_reduction(model, loss_fn, inputs, targets, dims, reduction)
@@ -222,10 +227,33 @@ def _recorded_batches(
                     model, inputs, targets, n, loss_fn, resolved, groups, dims[0] == 0, clone_ids
                 )
                 if not checked and n >= 2 and record.fast:
-                    first_target = targets.narrow(dims[1], 0, 1)
-                    _check_first_sample_alone(model, record, inputs[:1], first_target, loss_fn)
+                    check = (model, inputs, targets, n, loss_fn, resolved, groups, clone_ids)
+                    _check_samples_independent(record, dims, *check)
                     checked = True
             yield _Batch(record, inputs, targets)
+
+
+def _check_samples_independent(record, dims, model, inputs, targets, n, loss_fn, *rest) -> None:
+    """``_check_first_sample_alone`` in float32 whatever the model's dtype.
+
+    A float16/bfloat16 model is checked on a float32 recording of the same batch (the
+    model's own tensors hold float32 data meanwhile, then get theirs back): in bfloat16
+    the round-off tolerance would be 0.5 and would accept samples that interact.
+    """
+    if not is_low_precision(model):
+        first_target = targets.narrow(dims[1], 0, 1)
+        _check_first_sample_alone(model, record, inputs[:1], first_target, loss_fn)
+        return
+    reduction, groups, clone_ids = rest
+    inputs, targets = in_check_dtype(inputs), in_check_dtype(targets)
+    fast_groups = {name: groups[name] for name in record.fast}
+    with checked_in_float32(model):
+        wide = record_batch(
+            model, inputs, targets, n, loss_fn, reduction, fast_groups, True, set(clone_ids)
+        )
+        if wide.fast:
+            first_target = targets.narrow(dims[1], 0, 1)
+            _check_first_sample_alone(model, wide, inputs[:1], first_target, loss_fn)
 
 
 def _check_first_sample_alone(
@@ -281,7 +309,9 @@ def _check_first_sample_alone(
                 "interact inside the model or the loss, or they are not along dimension 0. "
                 "One sample must be one slice along sample_dim (a sequence-first model needs "
                 "sample_dim=1) and must not depend on the other samples of the batch (no "
-                "attention across the batch dimension, no loss that compares samples)."
+                "attention across the batch dimension, no loss that compares samples). A "
+                "loss with class weights or ignore_index reduced by 'mean' also fails here: "
+                "give it reduction='sum'."
             )
 
 
