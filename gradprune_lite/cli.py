@@ -10,6 +10,7 @@ A thin layer over ``gp.run_comparison`` and ``gp.write_outputs``.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -69,12 +70,19 @@ def _parse_sparsities(text: str, parser: argparse.ArgumentParser) -> list[float]
             value = float(part)
         except ValueError:
             parser.error(f"--sparsity: {part!r} is not a number; give e.g. 90,95,98 or 0.9,0.95.")
-        # Percentages are what people type; fractions are what the library takes.
-        fraction = value / 100 if value >= 1 else value
+        # Percentages are what people type; fractions are what the library takes. Values
+        # above 1 are percentages, values below 1 fractions; 1 itself could be either (1% or
+        # every weight), so it is refused rather than guessed.
+        if value == 1:
+            parser.error(
+                f"--sparsity: {part!r} is ambiguous (1% or 100%?). Percentages must be > 1 and "
+                "< 100 (95 means 95%), fractions > 0 and < 1 (0.95); for 1% write 0.01."
+            )
+        fraction = value / 100 if value > 1 else value
         if not 0 < fraction < 1:
             parser.error(
-                f"--sparsity: {part!r} is out of range; give percentages in (1, 100) such as 95, "
-                "or fractions in (0, 1) such as 0.95."
+                f"--sparsity: {part!r} is out of range; give percentages > 1 and < 100 such as "
+                "95, or fractions > 0 and < 1 such as 0.95."
             )
         values.append(fraction)
     if not values:
@@ -98,6 +106,31 @@ def _choices(text: str, option: str, allowed, parser) -> list[str]:
     if bad or not values:
         parser.error(f"{option}: {bad or text!r} not allowed; choose from {', '.join(allowed)}.")
     return values
+
+
+def _number(kind: type, minimum: float, *, inclusive: bool = False, example: str):
+    """An argparse ``type``: ``kind`` above ``minimum`` (or at it, if ``inclusive``).
+
+    Checked while the command line is parsed, before any data loads; argparse names the
+    flag and exits with status 2.
+    """
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if kind is int else 'a number'}; give e.g. "
+                f"{example}."
+            ) from None
+        low_ok = value >= minimum if inclusive else value > minimum
+        if not math.isfinite(value) or not low_ok:
+            bound = f"≥ {minimum}" if inclusive else f"> {minimum}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}; give e.g. {example}.")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse's "invalid <name> value" fallback
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,8 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--sparsity",
-        help="comma-separated fractions of weights removed, as percentages (95) or fractions "
-        "(0.95) (default 90,95,98,99)",
+        help="comma-separated fractions of weights removed, as percentages > 1 and < 100 (95) "
+        "or fractions > 0 and < 1 (0.95); 1 is ambiguous and refused (default 90,95,98,99)",
     )
     add(
         "--mode",
@@ -167,10 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
         "of the pruned networks' training (the dense reference is always gp.trained's); "
         "a value other than the default is part of the protocol"
     )
-    add("--lr", type=float, help=f"base learning rate {recipe} (default {REFERENCE_BUDGET['lr']})")
+    add(
+        "--lr",
+        type=_number(float, 0, example="0.05"),
+        help=f"base learning rate {recipe} (default {REFERENCE_BUDGET['lr']})",
+    )
     add(
         "--batch-size",
-        type=int,
+        type=_number(int, 0, example="128"),
         help=f"digits per step {recipe} (default {REFERENCE_BUDGET['batch_size']})",
     )
     add(
@@ -179,8 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"learning-rate schedule {recipe}: cosine, step (×0.1 at 50%% and 75%%, or every "
         "--step-every epochs) or constant (default cosine)",
     )
-    add("--step-every", type=int, help="with --schedule step: ×0.1 after every N epochs")
-    add("--weight-decay", type=float, help=f"SGD's weight decay {recipe} (default 0)")
+    add(
+        "--step-every",
+        type=_number(int, 0, example="10"),
+        help="with --schedule step: ×0.1 after every N epochs",
+    )
+    add(
+        "--weight-decay",
+        type=_number(float, 0, inclusive=True, example="5e-4"),
+        help=f"SGD's weight decay {recipe} (default 0)",
+    )
     add("--device", default="cpu", help="torch device, e.g. cpu or cuda (default %(default)s)")
     add(
         "--out",
@@ -238,7 +283,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_out_folder(out: str, parser: argparse.ArgumentParser) -> None:
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        parser.error(f"--out: {out} is a file, not a folder; give a folder for the results.")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            parser.error(f"--out: {parent} is a file, so {out} cannot be a folder under it.")
+
+
 def _report(args, parser) -> int:
+    _check_out_folder(args.out, parser)
     missing = [path for path in args.csv if not Path(path).is_file()]
     if missing:
         parser.error(f"report: no such file(s): {', '.join(missing)}.")
@@ -330,6 +385,7 @@ def _compare(args, parser) -> int:
         parser.error(f"--device: {args.device!r} is not a torch device; try cpu or cuda.")
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA GPU is available here; use --device cpu.")
+    _check_out_folder(args.out, parser)
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -118,6 +118,10 @@ def test_report_merges_runs(quick_run, tmp_path):
         (["--model", "resnet"], "lenet_300_100"),
         (["--epochs", "0"], "--epochs must be"),
         (["--seeds", "a,b"], "integers"),
+        (["--sparsity", "1"], "ambiguous (1% or 100%?)"),
+        (["--sparsity", "90,1.0"], "for 1% write 0.01"),
+        (["--sparsity", "100"], "out of range"),
+        (["--sparsity", "0"], "out of range"),
     ],
 )
 def test_bad_arguments_exit_with_a_clear_message(arguments, message, capsys, tmp_path):
@@ -185,3 +189,49 @@ def test_training_recipe_options_reach_run_comparison(monkeypatch, tmp_path):
     assert seen["training"] == {"schedule": None}
     main(["compare", "--quick", "--out", str(tmp_path)])
     assert seen["training"] == {}  # nothing given: the default recipe, the default protocol
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--lr", "0"], "argument --lr: must be > 0"),
+        (["--lr", "-0.1"], "argument --lr: must be > 0"),
+        (["--lr", "nan"], "argument --lr: must be > 0"),
+        (["--lr", "fast"], "argument --lr: 'fast' is not a number"),
+        (["--batch-size", "0"], "argument --batch-size: must be > 0"),
+        (["--batch-size", "12.5"], "argument --batch-size: '12.5' is not an integer"),
+        (["--step-every", "-3"], "argument --step-every: must be > 0"),
+        (["--weight-decay=-1e-4"], "argument --weight-decay: must be ≥ 0"),
+    ],
+)
+def test_recipe_flags_are_checked_before_any_data_loads(arguments, message, capsys, tmp_path):
+    from gradprune_lite import cli
+
+    def no_data(*_args, **_kwargs):
+        raise AssertionError("MNIST was loaded before the flags were checked")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, "mnist", no_data)
+        with pytest.raises(SystemExit) as exit_info:
+            main(["compare", "--quick", "--out", str(tmp_path), *arguments])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["compare", "report"])
+def test_out_pointing_at_a_file_is_refused(command, capsys, tmp_path):
+    from gradprune_lite import cli
+
+    taken = tmp_path / "results.txt"
+    taken.write_text("not a folder")
+    arguments = {
+        "compare": ["compare", "--quick", "--out", str(taken)],
+        "report": ["report", str(taken), "--out", str(taken)],
+    }[command]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, "mnist", lambda *a, **k: pytest.fail("MNIST loaded"))
+        with pytest.raises(SystemExit) as exit_info:
+            main(arguments)
+    assert exit_info.value.code == 2
+    assert f"--out: {taken} is a file, not a folder" in capsys.readouterr().err
+    assert taken.read_text() == "not a folder"
