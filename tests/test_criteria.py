@@ -166,3 +166,21 @@ def test_synflow_without_shape_or_data_raises(mlp):
 def test_no_prunable_layers():
     with pytest.raises(ValueError, match="no prunable layers"):
         gp.score(nn.Sequential(nn.ReLU()), "magnitude")
+
+
+def test_a_criterion_that_misses_a_layer_is_a_clear_error():
+    @gp.register_criterion("first_layer_only")
+    def first_layer_only(ctx):
+        name = next(iter(ctx.weights))
+        return {name: ctx.weights[name].abs()}
+
+    model = gp.models.lenet_300_100(seed=0)
+    try:
+        with pytest.raises(ValueError, match=r"no score tensor for \['fc2.weight', 'fc3.weight'\]"):
+            gp.score(model, "first_layer_only")
+        before = copy.deepcopy(model.state_dict())
+        with pytest.raises(ValueError, match="no score tensor"):
+            gp.prune(model, "first_layer_only", 0.5)
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+    finally:
+        del gp.CRITERIA["first_layer_only"]

@@ -278,3 +278,18 @@ def test_float_labels_for_a_classification_loss_are_a_clear_error(mlp, mlp_batch
         gp.gradient_stats(mlp, batches)
     with pytest.raises(ValueError, match="targets.long()"):
         gp.score(mlp, "fisher", batches)
+
+
+def test_one_pair_instead_of_a_list_of_batches_is_a_clear_error(mlp, mlp_batches):
+    x, y = mlp_batches[0]
+    message = r"batches=\[\(inputs, targets\)\] instead of batches=\(inputs, targets\)"
+    with pytest.raises(ValueError, match=message):
+        gp.gradient_stats(mlp, (x, y))
+    with pytest.raises(ValueError, match=message):
+        gp.score(mlp, "grasp", (x, y))
+    with pytest.raises(ValueError, match=message):
+        gp.score(mlp, "obs", [x, y])
+    with pytest.raises(ValueError, match=message):
+        gp.prune(copy.deepcopy(mlp), "obs", 0.5, (x, y))
+    with pytest.raises(ValueError, match=message):
+        gp.structured_prune(mlp, "taylor", 0.5, (x, y), example_inputs=x[:1])

@@ -175,6 +175,25 @@ def check_loss_targets(loss_fn: LossFn, targets: torch.Tensor, option: str | Non
         )
 
 
+def check_batch_list(batches) -> None:
+    """Raise if ``batches`` is one ``(inputs, targets)`` pair instead of an iterable of them.
+
+    Iterating a pair yields the inputs tensor, then the targets tensor, and unpacking a
+    tensor into (inputs, targets) fails deep inside, or silently splits its first rows.
+    """
+    if isinstance(batches, torch.Tensor):
+        raise ValueError(
+            "batches is a single tensor; pass an iterable of (inputs, targets) pairs, such as "
+            "[(inputs, targets)] or a DataLoader."
+        )
+    if isinstance(batches, (tuple, list)) and any(isinstance(b, torch.Tensor) for b in batches):
+        raise ValueError(
+            f"batches holds tensors directly ({len(batches)} items); it must be an iterable "
+            "of (inputs, targets) pairs. For one batch, wrap the pair in a list: "
+            "batches=[(inputs, targets)] instead of batches=(inputs, targets)."
+        )
+
+
 def sample_dims(sample_dim: int | tuple[int, int]) -> tuple[int, int]:
     """(input dim, target dim) of one sample, from ``sample_dim`` (an int or a pair)."""
     dims = (sample_dim, sample_dim) if isinstance(sample_dim, int) else tuple(sample_dim)

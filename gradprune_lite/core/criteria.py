@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._scoring import (
+    check_batch_list,
     grad_enabled,
     prepare_batch,
     resolve_reduction,
@@ -126,8 +127,21 @@ def score(model: nn.Module, criterion: str, batches=None, **options) -> Scores:
 def score_with(record: Criterion, model: nn.Module, batches, options: dict, state) -> Scores:
     """``record``'s scores with ``options`` already checked and filled (what ``score`` and
     ``gp.prune``'s rounds share)."""
+    if batches is not None:
+        check_batch_list(batches)
     ctx = ScoringContext(model, batches, options, state)
     scores = record.function(ctx)
+    if not isinstance(scores, dict):
+        raise ValueError(
+            f"criterion {record.name!r} returned a {type(scores).__name__}; it must return a "
+            "dict name -> tensor shaped like the weight."
+        )
+    missing = [name for name in ctx.weights if not isinstance(scores.get(name), torch.Tensor)]
+    if missing:
+        raise ValueError(
+            f"criterion {record.name!r} returned no score tensor for {missing}; it must return "
+            f"a dict with a tensor shaped like each prunable weight: {list(ctx.weights)}."
+        )
     return {name: scores[name].detach() for name in ctx.weights}
 
 

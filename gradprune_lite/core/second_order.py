@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from ._scoring import scoring_state
+from ._scoring import check_batch_list, scoring_state
 from .fisher_blocks import (
     damped_inverse,
     gradient_curvature,
@@ -112,6 +112,7 @@ def obs_options(options: dict) -> dict:
 
 def _first_samples(batches: Iterable, samples: int | None) -> list:
     """The first ``samples`` samples as a list of batches, so every step sees the same data."""
+    check_batch_list(batches)
     taken, count = [], 0
     for inputs, targets in batches:
         if samples is not None and count + len(inputs) > samples:

@@ -68,6 +68,7 @@ from torch import nn
 from ._func_fallback import func_per_sample_chunks
 from ._recording import BatchRecord, fast_kind, record_batch
 from ._scoring import (
+    check_batch_list,
     check_loss_targets,
     checked_in_float32,
     grad_enabled,
@@ -208,6 +209,7 @@ def _recorded_batches(
     reduction: str | None,
 ) -> Iterator[_Batch]:
     """Record every non-empty batch in scoring state (eval mode, restored afterwards)."""
+    check_batch_list(batches)
     loss_fn = F.cross_entropy if loss_fn is None else loss_fn
     dims = sample_dims(sample_dim)
     device = next(iter(groups.values()))[0].weight.device

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._scoring import check_batch_list
 from ._validate import _as_fraction
 from .layers import prunable_modules
 from .masks import current_masks, remove_masks
@@ -493,6 +494,8 @@ def structured_prune(
             not accept, or bad arguments; the model is untouched in every case.
     """
     fraction = _check_arguments(criterion, amount, rounds, scope, min_width, exclude, between)
+    if batches is not None:
+        check_batch_list(batches)
     _check_supported(model)
     example_inputs = _example_inputs(example_inputs, model)
     modes = {name: module.training for name, module in model.named_modules()}
