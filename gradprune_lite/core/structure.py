@@ -300,9 +300,16 @@ class _Coupled:
 
 
 def _coupled_groups(
-    model: nn.Module, graph: tp.DependencyGraph, classifier: nn.Module, patterns: list[str]
+    model: nn.Module,
+    graph: tp.DependencyGraph,
+    classifier: nn.Module,
+    patterns: list[str],
+    order: list[str],
 ) -> dict[str, _Coupled]:
     """dict root layer name → its coupled units, for every group that may lose units.
+
+    Groups and their producers come in forward order (``order``: layer names as run), so
+    a criterion sees its layers as the forward pass does (a seeded draw included).
 
     A group is skipped when it slices an excluded parameter or contains the classifier's
     outputs (Torch-Pruning drops groups with an ignored layer's outputs).
@@ -310,6 +317,8 @@ def _coupled_groups(
     module_names = {id(m): n for n, m in model.named_modules()}
     module_of = prunable_modules(model)
     layer_names = {id(m): n for n, m in module_of.items()}
+    rank = {name: position for position, name in enumerate(order)}
+    rank.update({name: len(order) for name in module_of if name not in rank})
     groups = {}
     for group in graph.get_all_groups(
         ignored_layers=[classifier], root_module_types=(nn.Conv2d, nn.Linear)
@@ -337,7 +346,7 @@ def _coupled_groups(
             for i, r in zip(own, root):
                 unique.setdefault((name, i), r)
         merged: dict[str, tuple[list[int], list[int]]] = {}
-        for (name, i), r in unique.items():
+        for (name, i), r in sorted(unique.items(), key=lambda item: rank[item[0][0]]):
             merged.setdefault(name, ([], []))
             merged[name][0].append(i)
             merged[name][1].append(r)
@@ -347,7 +356,7 @@ def _coupled_groups(
             width=len(group[0].idxs),
             producers=[(n, torch.tensor(o), torch.tensor(r)) for n, (o, r) in merged.items()],
         )
-    return groups
+    return dict(sorted(groups.items(), key=lambda item: rank[item[1].producers[0][0]]))
 
 
 def _group_scores(layer_scores: GroupScores, groups: dict[str, _Coupled]) -> GroupScores:
@@ -404,7 +413,7 @@ def _check_scores(scores, layers, criterion) -> None:
 
 
 def _prepare(model, example_inputs, exclude):
-    """The copy to prune, its dependency graph, its classifier and its coupled groups."""
+    """The copy to prune, its dependency graph, what finds its groups, and the groups."""
     import torch_pruning as tp
 
     small = copy.deepcopy(model)
@@ -424,13 +433,13 @@ def _prepare(model, example_inputs, exclude):
                 f"{parameter_names}."
             )
     classifier = prunable_modules(small)[order[-1]]
-    groups = _coupled_groups(small, graph, classifier, patterns)
+    groups = _coupled_groups(small, graph, classifier, patterns, order)
     if not groups:
         raise ValueError(
             f"nothing to prune: every hidden layer is excluded (exclude={patterns}) and the "
             f"classifier {order[-1]!r} keeps its outputs. Exclude fewer parameters."
         )
-    return small, graph, classifier, patterns, groups
+    return small, graph, (classifier, patterns, order), groups
 
 
 def structured_prune(
@@ -499,7 +508,7 @@ def structured_prune(
     _check_supported(model)
     example_inputs = _example_inputs(example_inputs, model)
     modes = {name: module.training for name, module in model.named_modules()}
-    small, graph, classifier, patterns, groups = _prepare(model, example_inputs, exclude)
+    small, graph, grouping, groups = _prepare(model, example_inputs, exclude)
     widths = {name: group.width for name, group in groups.items()}
     floors = {name: min(min_width, width) for name, width in widths.items()}
     total = sum(widths.values())
@@ -511,7 +520,7 @@ def structured_prune(
         )
     for step in range(1, rounds + 1):
         if step > 1:  # the same roots, re-read at their current widths
-            groups = _coupled_groups(small, graph, classifier, patterns)
+            groups = _coupled_groups(small, graph, *grouping)
         goal = fraction * step / rounds
         removed = {name: widths[name] - group.width for name, group in groups.items()}
         if scope == "layerwise":
