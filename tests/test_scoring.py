@@ -293,3 +293,27 @@ def test_one_pair_instead_of_a_list_of_batches_is_a_clear_error(mlp, mlp_batches
         gp.prune(copy.deepcopy(mlp), "obs", 0.5, (x, y))
     with pytest.raises(ValueError, match=message):
         gp.structured_prune(mlp, "taylor", 0.5, (x, y), example_inputs=x[:1])
+
+
+def test_independence_is_checked_once_per_structure_and_again_when_it_changes(
+    mlp, mlp_batches, monkeypatch
+):
+    from gradprune_lite.core import stats
+
+    calls = []
+    check = stats._check_first_sample_alone
+    monkeypatch.setattr(stats, "_check_first_sample_alone", lambda *a: calls.append(1) or check(*a))
+    model = copy.deepcopy(mlp)
+    gp.gradient_stats(model, mlp_batches)
+    gp.gradient_stats(model, mlp_batches)
+    assert len(calls) == 1  # the same model, loss and sample shape: checked once
+    gp.gradient_stats(model, mlp_batches, nn.CrossEntropyLoss())
+    assert len(calls) == 2  # another loss: checked again
+    model[-1] = nn.Sequential(Mix(), model[-1])  # a module that mixes samples is added
+    with pytest.raises(ValueError, match="computed alone differs"):
+        gp.gradient_stats(model, mlp_batches)
+
+
+class Mix(nn.Module):
+    def forward(self, h):
+        return h - 0.02 * h.mean(0, keepdim=True)
