@@ -47,6 +47,7 @@ from ._scoring import (
     scoring_state,
     total_of_sample_losses,
 )
+from .distributed import all_reduce_sums
 from .layers import prunable_weights
 from .registry import Criterion, Registry, ScoringContext, declared_options
 from .second_order import DEFAULTS as OBS_DEFAULTS
@@ -204,7 +205,9 @@ def grasp_scores(ctx: ScoringContext) -> Scores:
     and Hessian of the mean loss ``loss_fn(model(x) / T, y)`` on temperature-scaled outputs
     (T = ``temperature``, default 200; ``loss_fn`` defaults to cross-entropy and may reduce
     by mean, sum or none, as for ``gp.gradient_stats``). Higher-means-keep is w ⊙ Hg.
-    Scored in eval mode; the model is left as it was.
+    Scored in eval mode; the model is left as it was. Under ``torch.distributed`` g and Hg
+    are summed over the ranks' shards (both are sums over samples), so every rank gets
+    the scores of all ranks' data.
     """
     model = ctx.model
     temperature = float(ctx.options.get("temperature", 200.0))
@@ -230,7 +233,9 @@ def grasp_scores(ctx: ScoringContext) -> Scores:
             inputs, targets, n = prepare_batch(inputs, targets, device, dims)
             if n:
                 batches.append((inputs, targets, n))
-        count = sum(n for _, _, n in batches)
+        # Under DDP the mean is over all ranks' samples: Σ ℓ_n / N and H·g are sums over
+        # samples, so each rank's part is summed over ranks (a no-op in one process).
+        (count,) = all_reduce_sums([], [sum(n for _, _, n in batches)])
         if count == 0:
             raise ValueError("grasp needs data, but batches yielded no samples.")
         reduction = ctx.options.get("reduction")
@@ -252,12 +257,14 @@ def grasp_scores(ctx: ScoringContext) -> Scores:
         for batch in batches:
             for acc, g in zip(g_mean, torch.autograd.grad(mean_loss_part(*batch), weights)):
                 acc += g
+        all_reduce_sums(g_mean)
         hg = [torch.zeros_like(w) for w in weights]
         for batch in batches:
             grads = torch.autograd.grad(mean_loss_part(*batch), weights, create_graph=True)
             dot = sum((g * g0).sum() for g, g0 in zip(grads, g_mean))
             for acc, h in zip(hg, torch.autograd.grad(dot, weights)):
                 acc += h
+        all_reduce_sums(hg)
     return {name: (w.detach() * h) for name, w, h in zip(names, weights, hg)}
 
 

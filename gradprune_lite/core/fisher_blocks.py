@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._scoring import scoring_state
+from .distributed import all_reduce_sums
 from .layers import prunable_modules
 from .stats import per_sample_gradients
 
@@ -107,7 +108,9 @@ def gradient_curvature(
         else:
             sums[name] = outer
         counts[name] = counts.get(name, 0) + chunk.shape[0]
-    return {name: sums[name] / counts[name] for name in alive}
+    # Under DDP: F over all ranks' samples (a no-op in one process).
+    totals = all_reduce_sums([sums[name] for name in alive], [counts[name] for name in alive])
+    return {name: sums[name] / total for name, total in zip(alive, totals)}
 
 
 class _InputRecorder:
@@ -207,6 +210,9 @@ def reconstruction_curvature(
                         rows[name] = rows.get(name, 0) + n
     finally:
         recorder.remove()
+    # Under DDP: XᵀX and the row count over all ranks' samples (a no-op in one process).
+    totals = all_reduce_sums([grams[name] for name in alive], [rows[name] for name in alive])
+    rows = dict(zip(alive, totals))
     blocks = {}
     for name, mask in alive.items():
         fan_in = mask[0].numel()

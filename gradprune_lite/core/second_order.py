@@ -80,7 +80,8 @@ def obs_options(options: dict) -> dict:
     """The obs options with defaults filled in; ValueError naming any bad one.
 
     block_size: entries per curvature block (1 = diagonal, OBD). damping: λ > 0, relative
-    to the mean curvature. samples: how many samples build F (None = all given).
+    to the mean curvature. samples: how many samples build F (None = all given; per rank
+    under torch.distributed, where the blocks are summed over the ranks' samples).
     steps: internal prune steps per round, F recomputed at each. curvature: one of
     ``CURVATURES``. allocation: how many weights each layer loses per step under global
     scope, ``"magnitude"`` (as global magnitude pruning would) or ``"saliency"`` (one

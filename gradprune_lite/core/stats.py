@@ -80,6 +80,7 @@ from ._scoring import (
     sample_dims,
     scoring_state,
 )
+from .distributed import all_reduce_named_sums
 from .layers import prunable_groups
 
 #: Upper bound on floats in one chunk of per-sample tensors (≈64 MB in float32).
@@ -406,6 +407,16 @@ def _no_gradient_error(missing: list[str]) -> ValueError:
     )
 
 
+def _zero_sums(groups: dict[str, list[nn.Module]]) -> Callable[[str], torch.Tensor]:
+    """name → zeros like that weight's sums: a DDP rank whose data never reached it."""
+
+    def zeros(name: str) -> torch.Tensor:
+        weight = groups[name][0].weight
+        return torch.zeros(weight.shape, dtype=accumulation_dtype(weight), device=weight.device)
+
+    return zeros
+
+
 def _check_max_elements(max_elements: int) -> int:
     if isinstance(max_elements, bool) or not isinstance(max_elements, int) or max_elements < 1:
         raise ValueError(f"max_elements must be a positive int, got {max_elements!r}.")
@@ -510,6 +521,11 @@ def gradient_stats(
         dict name → ``GradientStats`` with ``.mean``, ``.sq_mean``, ``.var`` (shaped like
         the weight, float32 or wider) and ``.count`` (the number of samples).
 
+    Under ``torch.distributed`` (an initialised process group, e.g. DDP under ``torchrun``)
+    each rank passes its own shard; the sums and counts are all-reduced before the means
+    are formed, so every rank returns the statistics of all ranks' data, bit for bit the
+    same on every rank (``gradprune_lite/core/distributed.py``). Every rank must call it.
+
     Raises:
         ValueError: when ``batches`` yields no samples, the model has no prunable layers, a
             prunable weight gets no gradient, or the loss cannot be split into samples.
@@ -539,6 +555,8 @@ def gradient_stats(
                     chunk = chunk.to(accumulation_dtype(chunk))
                     add(name, chunk.sum(0), chunk.square().sum(0))
         count += record.n
+    # Under DDP: the sums and the count of all ranks' shards (a no-op in one process).
+    count = all_reduce_named_sums((sums, sq_sums), list(groups), count, _zero_sums(groups))
     if count == 0:
         raise _no_samples_error()
     missing = [name for name in groups if name not in sums]
