@@ -78,64 +78,129 @@ def _numel(t) -> int:
 
 
 def _locate_torch(tensors: Sequence[torch.Tensor], k: int, total: int):
-    """``_locate`` with torch ops only; any device."""
+    """``_locate`` with torch ops only; any device, and a fixed number of host syncs.
+
+    Two per sweep, whatever the number of layers: one reads the counts below and inside
+    the band of every chunk (so the band's size is known before it is gathered, and a
+    missed band is widened without gathering), one reads how many values are <= t and
+    how many equal t in each chunk. Gathers use those known sizes (``nonzero_static``),
+    so no per-layer boolean gather waits for the device.
+    """
     generator = torch.Generator().manual_seed(_SEED)
     flats = [t.reshape(-1) for t in tensors]
-    picks = []
-    for flat, m in zip(flats, _sample_sizes(flats, total)):
-        if m == 0:
-            continue
-        idx = torch.randint(flat.numel(), (m,), generator=generator).to(flat.device)
-        picks.append(flat[idx])
-    sample = torch.cat(picks).sort().values
+    sizes = _sample_sizes(flats, total)
+    # One copy of all sample indices to the device: a copy from pageable host memory
+    # waits for the device's queue, so one per layer would be one sync per layer.
+    drawn = [
+        torch.randint(max(flat.numel(), 1), (m,), generator=generator)
+        for flat, m in zip(flats, sizes)
+    ]
+    drawn = torch.cat(drawn).to(flats[0].device).split(sizes)
+    sample = torch.cat([flat[idx] for flat, idx in zip(flats, drawn) if idx.numel()])
+    sample = sample.sort().values
     lo_index, hi_index = _band_indices(k, total, sample.numel())
     lo = sample[lo_index] if lo_index >= 0 else None
     hi = sample[hi_index] if hi_index < sample.numel() else None
     while True:
-        below, parts = _torch_count_below_and_band(flats, lo, hi)
-        band = torch.cat([values for *_, values in parts])
+        below, chunks, gathered = _torch_count_below_and_band(flats, lo, hi)
+        band_size = sum(size for *_, size in chunks)
         rank = k - below
         if rank < 1:  # the answer lies under the band: widen downwards
             lo = None
-        elif rank > band.numel():  # above it: widen upwards
+        elif rank > band_size:  # above it: widen upwards
             hi = None
         else:
+            parts = gathered or [
+                _band_values(flats[i], a, b, lo, hi, n) for i, a, b, n in chunks if n
+            ]
+            band = torch.cat(parts)
             value = _select_in(band, rank)
-            at_most = below + int(torch.count_nonzero(band <= value))
-            # One host sync for all parts, not one per part.
-            holds = torch.stack([(values == value).any() for *_, values in parts]).tolist()
-            ties = [part[:3] for part, held in zip(parts, holds) if held]
-            return value, at_most, ties
+            where = [chunk[:3] for chunk in chunks if chunk[3]]
+            counts = _host_ints(
+                torch.stack(
+                    [torch.count_nonzero(band <= value)]
+                    + [torch.count_nonzero(part == value) for part in parts]
+                )
+            )
+            ties = [(*w, n) for w, n in zip(where, counts[1:]) if n]
+            return value, below + counts[0], ties
+
+
+def _host_ints(counts: torch.Tensor) -> list[int]:
+    """A 1-D integer tensor as Python ints: the one host sync of a step, visible as such."""
+    return counts.tolist()
+
+
+def _in_band(chunk: torch.Tensor, lo, hi, below_lo=None) -> torch.Tensor:
+    """Bool mask of lo <= x <= hi (None = unbounded); ``below_lo``: x < lo, if known."""
+    if lo is None:
+        return chunk <= hi
+    below_lo = chunk < lo if below_lo is None else below_lo
+    if hi is None:
+        return ~below_lo
+    # (x < lo) ⊂ (x <= hi), so xor leaves exactly lo <= x <= hi.
+    return (chunk <= hi).logical_xor_(below_lo)
+
+
+def _positions(mask: torch.Tensor, count: int) -> torch.Tensor:
+    """Flat indices of the ``count`` True entries of a 1-D bool mask, in order.
+
+    ``nonzero_static`` is told the size, so it need not wait for the device to learn it
+    (CPU and CUDA); other devices fall back to ``nonzero``, one sync per call.
+    """
+    if mask.device.type in ("cpu", "cuda"):
+        return torch.nonzero_static(mask, size=count).squeeze(1)
+    return mask.nonzero().squeeze(1)
+
+
+def _band_values(flat, start: int, stop: int, lo, hi, count: int) -> torch.Tensor:
+    """The ``count`` values of flat[start:stop] inside [lo, hi], in order."""
+    chunk = flat[start:stop]
+    if lo is None and hi is None:
+        return chunk
+    return chunk[_positions(_in_band(chunk, lo, hi), count)]
+
+
+def _syncs_are_free(device: torch.device) -> bool:
+    """On the CPU a host read waits for nothing, so a boolean gather costs no stall."""
+    return device.type == "cpu"
 
 
 def _torch_count_below_and_band(flats, lo, hi):
-    """One sweep: how many values are < lo, and the values in [lo, hi] (None = unbounded).
+    """One sweep: how many values are < lo, and where the values in [lo, hi] lie.
 
-    The values come back as parts ``(tensor index, start, stop, band values found in
-    flat[start:stop])``, like ``_band_kernel.count_below_and_band``.
+    Returns ``(below, chunks, gathered)``: chunks ``(tensor index, start, stop, how many
+    band values flat[start:stop] holds)``, their counts read in one host sync. On the CPU
+    the band values of the chunks that hold any are ``gathered`` in the same pass (a
+    boolean gather waits for nothing there; gathering later would cost a second pass,
+    about 40% more time); elsewhere ``gathered`` is empty and ``_band_values`` gathers
+    them, once their sizes are known, without a sync per chunk.
     """
     if lo is None and hi is None:
-        return 0, [(i, 0, flat.numel(), flat) for i, flat in enumerate(flats)]
-    below = 0
-    parts = []
+        return 0, [(i, 0, flat.numel(), flat.numel()) for i, flat in enumerate(flats)], []
+    eager = _syncs_are_free(flats[0].device)
+    where, counts, gathered = [], [], []
+    zero = flats[0].new_zeros((), dtype=torch.int64)
     for index, flat in enumerate(flats):
-        # On CUDA one launch per op over the whole tensor is fastest (and syncs once).
+        # On CUDA one launch per op over the whole tensor is fastest.
         step = TORCH_CHUNK if flat.device.type == "cpu" else max(flat.numel(), 1)
         for start in range(0, flat.numel(), step):
             chunk = flat[start : start + step]
-            where = (index, start, start + chunk.numel())
-            if lo is None:
-                parts.append((*where, chunk[chunk <= hi]))
-                continue
-            under = chunk < lo
+            where.append((index, start, start + chunk.numel()))
+            below_lo = None if lo is None else chunk < lo
             # count_nonzero, not sum: a bool sum widens to int64 and is ~20x slower.
-            below += int(torch.count_nonzero(under))
-            if hi is None:
-                parts.append((*where, chunk[~under]))
+            under = zero if below_lo is None else torch.count_nonzero(below_lo)
+            inside = _in_band(chunk, lo, hi, below_lo)
+            if eager:
+                gathered.append(chunk[inside])
+                size = zero.new_tensor(gathered[-1].numel())
             else:
-                # under ⊂ (chunk <= hi), so xor leaves exactly lo <= x <= hi.
-                parts.append((*where, chunk[(chunk <= hi).logical_xor_(under)]))
-    return below, parts
+                size = torch.count_nonzero(inside)
+            counts.append(torch.stack([under, size]))
+    values = _host_ints(torch.stack(counts).reshape(-1))
+    below = sum(values[0::2])
+    gathered = [part for part, n in zip(gathered, values[1::2]) if n]
+    return below, [(*w, n) for w, n in zip(where, values[1::2])], gathered
 
 
 def _locate_compiled(tensors: Sequence[torch.Tensor], k: int, total: int):
@@ -165,26 +230,24 @@ def _locate_compiled(tensors: Sequence[torch.Tensor], k: int, total: int):
         else:
             value = np.partition(band, rank - 1)[rank - 1]
             at_most = below + int(np.count_nonzero(band <= value))
-            ties = [part[:3] for part in parts if np.any(part[3] == value)]
+            equal = [int(np.count_nonzero(part[3] == value)) for part in parts]
+            ties = [(*part[:3], n) for part, n in zip(parts, equal) if n]
             return torch.tensor(value, dtype=tensors[0].dtype), at_most, ties
 
 
 def _locate(tensors: Sequence[torch.Tensor], k: int):
     """The k-th smallest value, how many values are <= it, and where its copies lie.
 
+    For inputs above ``SMALL_INPUT`` (smaller ones are selected on their concatenation).
+
     Returns:
         (value as a 0-dim tensor, count of values <= value, segments): ``segments`` is a
-        list of ``(tensor index, start, stop)`` flat ranges, in order, that together hold
-        every entry equal to the value. The sweep knows which of its chunks found the
-        value, so ties at the threshold are later looked for there only, not in whole
-        tensors.
+        list of ``(tensor index, start, stop, copies)`` flat ranges, in order, that
+        together hold every entry equal to the value, with how many each holds. The sweep
+        knows which of its chunks found the value, so ties at the threshold are later
+        looked for there only, not in whole tensors.
     """
     total = sum(t.numel() for t in tensors)
-    if total <= SMALL_INPUT:
-        flat = torch.cat([t.reshape(-1) for t in tensors])
-        value = _select_in(flat, k)
-        everywhere = [(i, 0, t.numel()) for i, t in enumerate(tensors)]
-        return value, int(torch.count_nonzero(flat <= value)), everywhere
     if _band_kernel.available(tensors):
         return _locate_compiled(tensors, k, total)
     return _locate_torch(tensors, k, total)
@@ -207,7 +270,25 @@ def kth_smallest(tensors: Sequence[torch.Tensor], k: int) -> torch.Tensor:
     total = sum(t.numel() for t in tensors)
     if not 1 <= k <= total:
         raise ValueError(f"k must be in [1, {total}], got {k}.")
+    if total <= SMALL_INPUT:
+        return _select_in(torch.cat([t.reshape(-1) for t in tensors]), k)
     return _locate(tensors, k)[0]
+
+
+def _small_masks(tensors: Mapping[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+    """``_masks_for_threshold`` on the concatenation, with no host sync at all.
+
+    The number of ties to give back stays on the device: among the entries equal to the
+    threshold, the i-th from the end is kept when i <= (count <= t) − k.
+    """
+    flat = torch.cat([t.reshape(-1) for t in tensors.values()])
+    value = _select_in(flat, k)
+    surplus = torch.count_nonzero(flat <= value) - k
+    equal = flat == value
+    from_end = equal.flip(0).cumsum(0).flip(0)
+    keep = (flat > value) | (equal & (from_end <= surplus))
+    parts = keep.split([t.numel() for t in tensors.values()])
+    return {name: part.view(t.shape) for (name, t), part in zip(tensors.items(), parts)}
 
 
 def _masks_for_threshold(tensors: Mapping[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
@@ -215,47 +296,50 @@ def _masks_for_threshold(tensors: Mapping[str, torch.Tensor], k: int) -> dict[st
 
     Among values equal to the threshold, those earliest in (dict order, flat index)
     are pruned first, so the result is deterministic even for all-equal scores.
+    Host syncs: none up to ``SMALL_INPUT`` values, two per sweep above (``_locate_torch``).
     """
     total = sum(t.numel() for t in tensors.values())
     if k == 0:
         return {name: torch.ones_like(t, dtype=torch.bool) for name, t in tensors.items()}
     if k == total:
         return {name: torch.zeros_like(t, dtype=torch.bool) for name, t in tensors.items()}
+    if total <= SMALL_INPUT:
+        return _small_masks(tensors, k)
     names = list(tensors)
     threshold, at_most, tie_segments = _locate(list(tensors.values()), k)
     threshold = threshold.to(next(iter(tensors.values())).device)
     masks = {name: t > threshold for name, t in tensors.items()}
     # Everything <= t is pruned now, which is at least k entries; the surplus are ties
     # at t, and the last of them (in dict order, flat index) are given back. Only the
-    # segments where the sweep met t are searched.
+    # segments where the sweep met t are searched, and their counts are known.
     surplus = at_most - k
-    for index, start, stop in reversed(tie_segments):
+    for index, start, stop, copies in reversed(tie_segments):
         if surplus == 0:
             break
         name = names[index]
         segment = tensors[name].reshape(-1)[start:stop]
-        equal = (segment == threshold).nonzero().squeeze(1) + start
-        if equal.numel() == 0:
-            continue
-        keep_here = equal[-min(surplus, equal.numel()) :]
+        equal = _positions(segment == threshold, copies) + start
+        keep_here = equal[copies - min(surplus, copies) :]
         masks[name].view(-1)[keep_here] = True
         surplus -= keep_here.numel()
     return masks
 
 
 def _all_finite(scores: Mapping[str, torch.Tensor]) -> bool:
-    """Fast pre-check: min and max propagate NaN and show ±inf, with no full-size temporary."""
-    extremes = []
+    """Fast pre-check: min and max propagate NaN and show ±inf, with no full-size temporary.
+
+    Each layer is checked in its own dtype (no float64, which MPS lacks), and the layers'
+    verdicts reach the host together: one sync, however many layers.
+    """
+    verdicts = []
     for tensor in scores.values():
         if not isinstance(tensor, torch.Tensor) or tensor.dtype == torch.bool:
             return False
         if tensor.is_complex():
             return False
         if tensor.is_floating_point() and tensor.numel():
-            # float64 so that stacking layers of mixed dtypes cannot overflow to inf.
-            extremes.extend(e.double() for e in torch.aminmax(tensor.detach()))
-    # One stack and one host sync for all layers, not one per layer.
-    return not extremes or bool(torch.isfinite(torch.stack(extremes)).all())
+            verdicts.append(torch.isfinite(torch.stack(torch.aminmax(tensor.detach()))).all())
+    return not verdicts or bool(torch.stack(verdicts).all())
 
 
 def _prepare(scores: Mapping[str, torch.Tensor], sparsity: float, exclude, min_density):
@@ -288,7 +372,9 @@ def _capped_masks(tensors: dict[str, torch.Tensor], k: int, caps: dict[str, int]
     pool = dict(tensors)
     while pool:
         trial = _masks_for_threshold(pool, k)
-        over = [name for name in pool if trial[name].numel() - int(trial[name].sum()) > caps[name]]
+        # One host sync per pass for all layers' counts, not one per layer.
+        kept = _host_ints(torch.stack([torch.count_nonzero(trial[name]) for name in pool]))
+        over = [name for name, n in zip(pool, kept) if pool[name].numel() - n > caps[name]]
         if not over:
             masks.update(trial)
             break
