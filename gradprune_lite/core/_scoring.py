@@ -59,9 +59,24 @@ def scoring_state(model: nn.Module) -> Iterator[None]:
         for p, flag in flags:
             p.requires_grad_(flag)
         with grad_enabled(), torch.no_grad():
-            for buffer, saved in buffers:
-                if not torch.equal(buffer, saved):
-                    buffer.copy_(saved)
+            for buffer, saved in _changed(buffers):
+                buffer.copy_(saved)
+
+
+def _changed(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> list:
+    """The (buffer, saved) pairs whose values differ: one host sync per device, not per buffer."""
+    verdicts: dict[torch.device, list] = {}
+    changed = []
+    for pair in pairs:
+        buffer, saved = pair
+        if buffer.shape != saved.shape:
+            changed.append(pair)
+        elif buffer.numel():
+            verdicts.setdefault(buffer.device, []).append((pair, (buffer != saved).any()))
+    for entries in verdicts.values():
+        flags = torch.stack([flag for _, flag in entries]).tolist()
+        changed += [pair for (pair, _), flag in zip(entries, flags) if flag]
+    return changed
 
 
 #: The dtype every exactness check runs in, whatever the model's: bfloat16's round-off

@@ -284,14 +284,34 @@ def _synflow_input_shape(ctx: ScoringContext) -> tuple[int, ...]:
 def synflow_scores(ctx: ScoringContext) -> Scores:
     """SynFlow (Tanaka et al., NeurIPS 2020): |w ⊙ ∂R/∂w| with R = 1ᵀ(∏|W|)1, data-free.
 
-    Computed on a float64 copy of the model with every parameter replaced by its absolute
-    value and an all-ones input; the model itself is untouched. Pruned (zero) weights stay
-    zero, so calling it inside ``gp.prune`` with many rounds gives SynFlow's iterative loop.
+    Computed on a copy of the model with every parameter replaced by its absolute value
+    and an all-ones input; the model itself is untouched. Pruned (zero) weights stay zero,
+    so calling it inside ``gp.prune`` with many rounds gives SynFlow's iterative loop.
+    The copy runs in float32 on the model's device (MPS has no float64). R is a product
+    over the layers, so a deep network can overflow float32; then, and only then, the
+    copy is run again in float64 on the CPU (every CPU has it) and the scores are moved
+    back. One host sync either way. Data-free and deterministic, so under
+    ``torch.distributed`` every rank gets the same scores with no communication.
     """
     shape = _synflow_input_shape(ctx)
-    device = next(iter(ctx.weights.values())).device
+    weight = next(iter(ctx.weights.values()))
+    dtype = torch.promote_types(weight.dtype, torch.float32)
+    total, raw = _synflow_raw(ctx, shape, dtype, weight.device)
+    largest = torch.stack([total, *(r.max() for r in raw)])
+    if dtype != torch.float64 and not bool(torch.isfinite(largest).all()):
+        _, raw = _synflow_raw(ctx, shape, torch.float64, torch.device("cpu"))
+        raw = [r.to(weight.device) for r in raw]
+        largest = torch.stack([r.max() for r in raw])
+    # The ranking only needs relative sizes: the largest score becomes 1.
+    scale = largest[-len(raw) :].max()
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return {name: (r / scale).to(ctx.weights[name].dtype) for name, r in zip(ctx.weights, raw)}
+
+
+def _synflow_raw(ctx: ScoringContext, shape, dtype, device) -> tuple[torch.Tensor, list]:
+    """R and |w ⊙ ∂R/∂w| per weight, on a |·| copy of the model in ``dtype`` on ``device``."""
     with grad_enabled():
-        probe = copy.deepcopy(ctx.model).double()
+        probe = copy.deepcopy(ctx.model).to(device=device, dtype=dtype)
     probe.eval()
     with torch.no_grad():
         for p in itertools.chain(probe.parameters(), probe.buffers()):
@@ -304,13 +324,10 @@ def synflow_scores(ctx: ScoringContext) -> Scores:
     for w in weights:
         w.requires_grad_(True)
     with grad_enabled():
-        ones = torch.ones((1, *shape), dtype=torch.float64, device=device)
+        ones = torch.ones((1, *shape), dtype=dtype, device=device)
         total = probe(ones).sum()
         grads = torch.autograd.grad(total, weights)
-    raw = [(w.detach() * g).abs() for w, g in zip(weights, grads)]
-    # Deep products overflow float32; the ranking only needs relative sizes.
-    scale = max(float(r.max()) for r in raw) or 1.0
-    return {name: (r / scale).to(ctx.weights[name].dtype) for name, r in zip(ctx.weights, raw)}
+    return total.detach(), [(w.detach() * g).abs() for w, g in zip(weights, grads)]
 
 
 #: The built-in criteria, in the order they are listed (``gp.CRITERIA``, the comparison, the

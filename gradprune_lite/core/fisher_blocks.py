@@ -42,6 +42,7 @@ from torch import nn
 from ._scoring import scoring_state
 from .distributed import all_reduce_sums
 from .layers import prunable_modules
+from .selection import _syncs_are_free
 from .stats import per_sample_gradients
 
 
@@ -71,7 +72,14 @@ def sampled_label_batches(
     with scoring_state(model), torch.no_grad():
         for inputs, _ in batches:
             probs = torch.softmax(model(inputs.to(device)).float(), dim=-1)
-            draws = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1)
+            if _syncs_are_free(probs.device):
+                draws = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            else:
+                # Off the CPU, copying probs to the host would wait for the forward pass
+                # every batch: draw by inverse CDF on the device, from host-made uniforms.
+                uniform = torch.rand(probs.shape[0], 1, generator=generator).to(device)
+                below = probs.cumsum(-1) < uniform * probs.sum(-1, keepdim=True)
+                draws = below.sum(-1).clamp_(max=probs.shape[-1] - 1)
             drawn.append((inputs, draws.to(device)))
     return drawn
 
@@ -238,22 +246,55 @@ def damped_inverse(
         damping: λ > 0, relative to the mean curvature of the living entries.
 
     Returns:
-        (blocks, B, B) inverses, same dtype as ``curvature``. Factorised in float64: at
-        small λ the blocks of a trained net are nearly singular in float32.
+        (blocks, B, B) inverses, computed in the dtype of ``curvature`` (float32 from the
+        library: no float64, which MPS lacks and consumer GPUs run at 1/32 to 1/64 speed).
+        The damping bounds each block's condition number by about
+        1 + trace(block) / (λ·mean diag), so float32 keeps about 7 − log10(that) digits;
+        a factorisation that fails in float32 at a tiny λ raises, asking for more damping.
     """
+    inverse, failed = _damped_inverse(curvature, alive_blocks, damping)
+    if bool(failed):
+        raise _not_positive_definite(damping)
+    return inverse
+
+
+def damped_inverses(
+    curvatures: dict[str, torch.Tensor],
+    alive: dict[str, torch.Tensor],
+    damping: float,
+    block_size: int,
+) -> dict[str, torch.Tensor]:
+    """``damped_inverse`` of every layer (alive: name → bool mask shaped like the weight),
+    with one host sync for all the layers' factorisation checks, not one per layer."""
+    results = {
+        name: _damped_inverse(
+            curvatures[name],
+            padded_blocks(mask.reshape(-1).to(curvatures[name].dtype), block_size),
+            damping,
+        )
+        for name, mask in alive.items()
+    }
+    if results and bool(torch.stack([failed for _, failed in results.values()]).any()):
+        raise _not_positive_definite(damping)
+    return {name: inverse for name, (inverse, _) in results.items()}
+
+
+def _not_positive_definite(damping: float) -> ValueError:
+    return ValueError(
+        f"the damped curvature is not positive definite at damping={damping}; "
+        "raise damping (e.g. 1e-2)."
+    )
+
+
+def _damped_inverse(curvature, alive_blocks, damping) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inverses, 0-dim bool tensor: did any factorisation fail), without a host sync."""
     diag = curvature.diagonal(dim1=1, dim2=2)
     living = alive_blocks.sum().clamp(min=1)
     scale = (diag * alive_blocks).sum() / living
     # A layer whose gradient vanishes everywhere still needs a positive damping.
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     if curvature.shape[-1] == 1:
-        return 1.0 / (curvature + damping * scale)
-    eye = torch.eye(curvature.shape[-1], dtype=torch.float64, device=curvature.device)
-    damped = curvature.double() + (damping * scale).double() * eye
-    factor, info = torch.linalg.cholesky_ex(damped)
-    if torch.any(info > 0):
-        raise ValueError(
-            f"the damped curvature is not positive definite at damping={damping}; "
-            "raise damping (e.g. 1e-2)."
-        )
-    return torch.cholesky_inverse(factor).to(curvature.dtype)
+        return 1.0 / (curvature + damping * scale), scale.new_zeros((), dtype=torch.bool)
+    eye = torch.eye(curvature.shape[-1], dtype=curvature.dtype, device=curvature.device)
+    factor, info = torch.linalg.cholesky_ex(curvature + (damping * scale) * eye)
+    return torch.cholesky_inverse(factor), (info > 0).any()

@@ -31,8 +31,8 @@ Choices, and why:
 * ``block_size=1`` is OBD (the diagonal ``fisher`` criterion, damped) with its update,
   which only zeroes the weight: the cross terms are what lets survivors compensate.
 
-Memory: the curvature and its inverse are 2 × B × P_pad floats per layer (plus float64
-during the factorisation), and per-sample gradients stream in chunks of at most
+Memory: the curvature and its inverse are 2 × B × P_pad floats per layer (float32,
+also during the factorisation), and per-sample gradients stream in chunks of at most
 ``gp.per_sample_gradients``' 16 M floats; measured in ``docs/RESULTS.md``.
 """
 
@@ -47,7 +47,7 @@ from torch import nn
 
 from ._scoring import check_batch_list, scoring_state
 from .fisher_blocks import (
-    damped_inverse,
+    damped_inverses,
     gradient_curvature,
     padded_blocks,
     reconstruction_curvature,
@@ -57,7 +57,7 @@ from .fisher_blocks import (
 from .layers import prunable_weights
 from .masks import current_masks
 from .registry import ScoringContext
-from .selection import global_masks
+from .selection import _syncs_are_free, global_masks
 
 CURVATURES = ("empirical", "sampled", "reconstruction")
 ALLOCATIONS = ("magnitude", "saliency")
@@ -143,14 +143,7 @@ def inverse_curvature(
             if curvature == "sampled":
                 data = sampled_label_batches(model, data, options["seed"])
             blocks = gradient_curvature(model, data, alive, block_size, options["loss_fn"])
-    return {
-        name: damped_inverse(
-            blocks[name],
-            padded_blocks(alive[name].reshape(-1).float(), block_size),
-            options["damping"],
-        )
-        for name in alive
-    }
+    return damped_inverses(blocks, alive, options["damping"], block_size)
 
 
 def saliency(weight: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
@@ -173,7 +166,10 @@ def obs_update(weight: torch.Tensor, inverse: torch.Tensor, remove: torch.Tensor
     w = padded_blocks(weight.reshape(-1), block_size)
     q = padded_blocks(remove.reshape(-1), block_size)
     counts = q.sum(1)
-    width = int(counts.max())  # one host sync per layer and step, for the batch width
+    # The batch width, the most removals in any block. Reading it costs nothing on the
+    # CPU; elsewhere the whole block width spares a host sync per layer and step (padding
+    # columns solve as identity rows with zero weight, so the update is the same).
+    width = int(counts.max()) if _syncs_are_free(w.device) else block_size
     if width == 0:
         return weight.clone()
     # The removed entries of each block first, padded to a common width m.

@@ -89,8 +89,7 @@ def _locate_torch(tensors: Sequence[torch.Tensor], k: int, total: int):
     generator = torch.Generator().manual_seed(_SEED)
     flats = [t.reshape(-1) for t in tensors]
     sizes = _sample_sizes(flats, total)
-    # One copy of all sample indices to the device: a copy from pageable host memory
-    # waits for the device's queue, so one per layer would be one sync per layer.
+    # One copy of all the sample indices to the device, not one per layer.
     drawn = [
         torch.randint(max(flat.numel(), 1), (m,), generator=generator)
         for flat, m in zip(flats, sizes)

@@ -24,6 +24,7 @@ compared with each other on the same draw.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,29 +40,65 @@ from .selection import global_masks, layerwise_masks
 SCOPES = ("global", "layerwise")
 
 
-def ranks(values: torch.Tensor) -> torch.Tensor:
-    """Rank (0 … n−1, float64) of each element of a 1-D tensor; tied values share their
-    average rank, so ties never order themselves by position."""
+def _doubled_ranks(values: torch.Tensor) -> torch.Tensor:
+    """2 × the average rank (0 … n−1) of each element of a 1-D tensor, as exact int64.
+
+    A run of tied values at sorted positions start … end has average rank
+    (start + end) / 2, so twice it is an integer. Fixed-shape ops only (no unique, no
+    host sync): each position finds its run's start by a running max and its end by a
+    running min from the back.
+    """
+    n = len(values)
     sorted_values, order = values.sort(stable=True)
-    _, counts = torch.unique_consecutive(sorted_values, return_counts=True)
-    ends = counts.cumsum(0).double()
-    average = ends - (counts.double() + 1) / 2  # mean of positions end−count … end−1
-    result = torch.empty(len(values), dtype=torch.float64, device=values.device)
-    result[order] = torch.repeat_interleave(average, counts)
+    position = torch.arange(n, device=values.device)
+    starts = torch.ones(n, dtype=torch.bool, device=values.device)
+    starts[1:] = sorted_values[1:] != sorted_values[:-1]
+    ends = torch.ones_like(starts)
+    ends[:-1] = starts[1:]
+    start = torch.where(starts, position, 0).cummax(0).values
+    end = torch.where(ends, position, n - 1).flip(0).cummin(0).values.flip(0)
+    result = torch.empty(n, dtype=torch.int64, device=values.device)
+    result[order] = start + end
     return result
+
+
+def ranks(values: torch.Tensor) -> torch.Tensor:
+    """Rank (0 … n−1) of each element of a 1-D tensor; tied values share their average
+    rank, so ties never order themselves by position.
+
+    float64 on the CPU; float32 on other devices (MPS has no float64), which holds the
+    half-integer ranks exactly up to 2²³ elements.
+    """
+    dtype = torch.float64 if values.device.type == "cpu" else torch.float32
+    return _doubled_ranks(values).to(dtype) / 2
+
+
+def _exact_sum(products: torch.Tensor, bound: int) -> int:
+    """Σ of an int64 tensor whose entries are at most ``bound`` in size, exactly: int64
+    sums of chunks that cannot overflow, then Python's unbounded ints (one host sync)."""
+    n = products.numel()
+    chunk = max(1, min(1 << 16, (1 << 62) // max(bound, 1)))
+    pad = -n % chunk
+    padded = torch.nn.functional.pad(products, (0, pad)) if pad else products
+    return sum(padded.reshape(-1, chunk).sum(1).tolist())
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     """Spearman rank correlation of two equally long 1-D tensors (Pearson of the ranks).
 
-    Returns 0.0 when either tensor is constant (no order to correlate).
+    Computed exactly in integers on the tensors' device, in no float64 (which MPS
+    lacks): the centred doubled ranks 2r − (n − 1) are int64, their products and sums
+    are exact, and only the final ratio is a float. Returns 0.0 when either tensor is
+    constant (no order to correlate).
     """
     if a.shape != b.shape or a.dim() != 1:
         raise ValueError(f"spearman needs two 1-D tensors of one length, got {a.shape}, {b.shape}.")
-    ra, rb = ranks(a), ranks(b.to(a.device))
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    norm = ra.norm() * rb.norm()
-    return 0.0 if norm == 0 else float((ra * rb).sum() / norm)
+    n = len(a)
+    ca = _doubled_ranks(a) - (n - 1)
+    cb = _doubled_ranks(b.to(a.device)) - (n - 1)
+    bound = (n - 1) ** 2  # |2r − (n − 1)| <= n − 1
+    norm = math.sqrt(_exact_sum(ca * ca, bound)) * math.sqrt(_exact_sum(cb * cb, bound))
+    return 0.0 if norm == 0 else _exact_sum(ca * cb, bound) / norm
 
 
 def random_overlap_expected(sparsity: float) -> float:
@@ -169,7 +206,8 @@ def _as_models(model) -> list[nn.Module]:
 
 
 def _flat(scores: dict[str, torch.Tensor]) -> torch.Tensor:
-    return torch.cat([s.flatten().double() for s in scores.values()])
+    # Only the order matters: torch.cat promotes mixed dtypes, no float64 is needed.
+    return torch.cat([s.flatten() for s in scores.values()])
 
 
 def _pair_overlaps(
