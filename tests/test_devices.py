@@ -291,3 +291,29 @@ def test_synflow_falls_back_to_float64_on_the_cpu_when_float32_overflows():
     top = max(float(e.max()) for e in expected)
     for got, want in zip(scores.values(), expected):
         torch.testing.assert_close(got, (want / top).float(), rtol=1e-5, atol=0)
+
+
+def test_a_failed_prune_restores_from_a_snapshot_kept_on_the_cpu(digits):
+    model = deep_mlp(3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for x, y in digits:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    before = copy.deepcopy(model.state_dict())
+    momentum = {p: optimizer.state[p]["momentum_buffer"].clone() for p in model.parameters()}
+
+    def fail(model, round_index):
+        raise RuntimeError("training failed")
+
+    with pytest.raises(RuntimeError, match="training failed"):
+        gp.prune(model, "taylor", 0.9, digits, rounds=2, between=fail, optimizer=optimizer,
+                 snapshot_device="cpu")  # fmt: skip
+    assert gp.current_masks(model) == {}
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    for p in model.parameters():
+        assert torch.equal(optimizer.state[p]["momentum_buffer"], momentum[p])
+    with pytest.raises(ValueError, match="snapshot_device"):
+        gp.prune(model, "magnitude", 0.5, snapshot_device="nowhere")
+    assert gp.sparsity(model) == 0.0

@@ -8,7 +8,8 @@ optimiser's state and hyper-parameters, and the mask hook registered on it.
 
 Tensors are restored *in place* where they still exist, so references held elsewhere (an
 optimiser's parameter list, a user's variable) see the old values again. The snapshot
-holds one copy of every parameter, buffer and optimiser state tensor.
+holds one copy of every parameter, buffer and optimiser state tensor: beside it by default,
+or in host memory (``gp.prune(..., snapshot_device="cpu")``) to keep a GPU's memory free.
 """
 
 from __future__ import annotations
@@ -22,8 +23,25 @@ from torch import nn
 from .masks import HOOKS_ATTRIBUTE, _refresh_derived_weight
 
 
-def _saved(value):
-    return value.detach().clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
+def _saved(value, device: torch.device | None = None):
+    """A copy of ``value``: a tensor beside itself, or on ``device`` when one is given."""
+    if not isinstance(value, torch.Tensor):
+        return copy.deepcopy(value)
+    if device is None:
+        return value.detach().clone()
+    return value.detach().to(device, copy=True)
+
+
+def _snapshot_device(device) -> torch.device | None:
+    if device is None:
+        return None
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(
+            f"snapshot_device must be None (keep the copy beside each tensor) or a device "
+            f"such as 'cpu', got {device!r}."
+        ) from error
 
 
 def _restore_value(original, saved):
@@ -35,16 +53,24 @@ def _restore_value(original, saved):
     return saved
 
 
-def snapshot(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> Callable[[], None]:
-    """Save the state of ``model`` (and ``optimizer``); return a function restoring it."""
-    params = [(p, p.detach().clone(), p.grad, _saved(p.grad)) for p in model.parameters()]
+def snapshot(
+    model: nn.Module, optimizer: torch.optim.Optimizer | None, device=None
+) -> Callable[[], None]:
+    """Save the state of ``model`` (and ``optimizer``); return a function restoring it.
+
+    ``device``: where the saved tensors live (None: beside each tensor; ``"cpu"`` keeps a
+    GPU's memory free at the cost of copying everything to the host now).
+    """
+    device = _snapshot_device(device)
+    params = [(p, _saved(p, device), p.grad, _saved(p.grad, device)) for p in model.parameters()]
     modules = list(model.modules())
     buffers = [
-        (m, {name: (b, _saved(b)) for name, b in m._buffers.items()}, m.training) for m in modules
+        (m, {name: (b, _saved(b, device)) for name, b in m._buffers.items()}, m.training)
+        for m in modules
     ]
     if optimizer is not None:
         state = {
-            param: {key: (value, _saved(value)) for key, value in entry.items()}
+            param: {key: (value, _saved(value, device)) for key, value in entry.items()}
             for param, entry in optimizer.state.items()
         }
         groups = [

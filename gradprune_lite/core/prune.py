@@ -78,6 +78,7 @@ def prune(
     *,
     exclude: str | Sequence[str] = (),
     min_density: float = 0.0,
+    snapshot_device: str | torch.device | None = None,
     **options,
 ) -> dict[str, torch.Tensor]:
     """Prune ``model`` in place to ``sparsity`` over ``rounds`` rounds; all or nothing.
@@ -109,6 +110,12 @@ def prune(
         exclude: parameter-name patterns kept dense (fnmatch-style, see
             ``gp.global_masks``); ``sparsity`` is then the fraction of the other weights.
         min_density: the smallest fraction kept in every layer (see ``gp.global_masks``).
+        snapshot_device: where the rollback copy lives. None (default): beside each
+            tensor, which on a GPU costs device memory the size of the parameters,
+            gradients, buffers and optimiser state (about 2× the model with momentum).
+            ``"cpu"``: in host memory, freeing that device memory at the price of one
+            device→host copy of all of it per call (and a host→device copy back only if
+            the call fails); at PCIe speeds, roughly 0.1 s per GB.
         **options: passed to the criterion (see ``gp.score``).
 
     Returns:
@@ -134,7 +141,7 @@ def prune(
     min_density = check_min_density(min_density)
     select = global_masks if scope == "global" else layerwise_masks
 
-    restore = snapshot(model, optimizer)
+    restore = snapshot(model, optimizer, device=snapshot_device)
     state = None
     try:
         # A stateful criterion (see core/registry.py) keeps one state through every round.
