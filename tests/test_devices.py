@@ -317,3 +317,17 @@ def test_a_failed_prune_restores_from_a_snapshot_kept_on_the_cpu(digits):
     with pytest.raises(ValueError, match="snapshot_device"):
         gp.prune(model, "magnitude", 0.5, snapshot_device="nowhere")
     assert gp.sparsity(model) == 0.0
+
+
+def test_trained_trains_on_the_cpu_and_returns_the_model_on_the_requested_device(tmp_path):
+    data = gp.mnist("train", limit=256, verbose=False, download=False)
+    net = gp.trained("lenet_300_100", train=data, epochs=1, cache_dir=tmp_path)
+    moved = gp.trained("lenet_300_100", train=data, epochs=1, cache_dir=tmp_path, device="meta")
+    assert {p.device.type for p in net.parameters()} == {"cpu"}
+    # "meta" stands for any accelerator here: the cached CPU weights are moved, not retrained.
+    assert {p.device.type for p in moved.parameters()} == {"meta"} and not moved.training
+    assert [tuple(p.shape) for p in moved.parameters()] == [
+        tuple(p.shape) for p in net.parameters()
+    ]
+    with pytest.raises(ValueError, match="device must name"):
+        gp.trained("lenet_300_100", train=data, epochs=1, cache_dir=tmp_path, device="gpu0")

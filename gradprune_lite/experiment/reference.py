@@ -87,6 +87,7 @@ def trained(
     cache_dir: str | Path | None = None,
     cache: bool = True,
     progress: bool = False,
+    device: str | torch.device = "cpu",
 ) -> nn.Module:
     """The dense ``model`` trained with the reference budget, from the cache when possible.
 
@@ -98,11 +99,18 @@ def trained(
         cache_dir: folder of cached weights (default ``<gp cache>/models``).
         cache: False trains afresh and writes nothing.
         progress: show a progress bar while training.
+        device: where the returned model lives (``"cuda"``, ``"mps"``, …). Training
+            always runs on the CPU, with a pinned thread count, on purpose: the weights
+            then do not depend on which GPU a machine has (GPU kernels are not
+            bit-reproducible across cards), so a cached file and a fresh run agree.
+            Only the trained model is moved.
 
     Returns:
-        the trained model on the CPU, in eval mode, float32, with no ``.grad`` on any
-        parameter: the same state whether it was trained now or loaded from the cache.
+        the trained model on ``device`` (default the CPU), in eval mode, float32, with no
+        ``.grad`` on any parameter: the same state whether it was trained now or loaded
+        from the cache.
     """
+    target = _requested_device(device)
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose from {sorted(MODELS)}.")
     if train is None:
@@ -118,7 +126,7 @@ def trained(
     if cache and path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         net.load_state_dict(saved["state"])
-        return _as_returned(net)
+        return _as_returned(net).to(target)
     callers_threads = torch.get_num_threads()
     torch.set_num_threads(TRAINING_THREADS)
     try:
@@ -139,7 +147,7 @@ def trained(
         partial = path.with_suffix(".partial")
         torch.save({"state": net.state_dict(), "config": config}, partial)
         partial.replace(path)  # atomic: a reader never sees half a file
-    return _as_returned(net)
+    return _as_returned(net).to(target)
 
 
 def _as_returned(net: nn.Module) -> nn.Module:
@@ -153,3 +161,12 @@ def _as_returned(net: nn.Module) -> nn.Module:
     """
     net.zero_grad(set_to_none=True)
     return net.eval()
+
+
+def _requested_device(device) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(
+            f"device must name a torch device such as 'cpu', 'cuda' or 'mps', got {device!r}."
+        ) from error
