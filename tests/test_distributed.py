@@ -12,6 +12,9 @@ entry that differs has a score within 1e-5 (relative) of the threshold, never el
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -124,3 +127,17 @@ def test_all_reduce_sums_is_a_no_op_without_a_process_group():
     assert all_reduce_sums(tensors, [5, 0]) == [5, 0]
     assert torch.equal(tensors[0], torch.arange(3.0))
     assert not is_distributed()
+
+
+def test_the_readme_ddp_recipe_runs_under_torchrun_and_keeps_ranks_identical(tmp_path):
+    # The README's command, `torchrun --standalone --nproc_per_node=2 scripts/ddp_prune.py`,
+    # here through `python -m torch.distributed.run` (what `torchrun` runs), on 512 digits.
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node=2", str(root / "scripts" / "ddp_prune.py"), "--limit", "512"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=environment, cwd=tmp_path, timeout=600
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "sparsity 0.9000" in result.stdout and "identical on all ranks: True" in result.stdout

@@ -36,6 +36,10 @@ EXERCISED_BY = {
     TEST: (".ci/run", re.escape(TEST)),
     "jupyter lab": ("tests/test_browser.py", r'"-m",\s*"jupyter",\s*"lab",'),
     "gradprune-lite compare --quick": ("tests/test_cli.py", r'main\(\["compare", "--quick"'),
+    "torchrun --standalone --nproc_per_node=2 scripts/ddp_prune.py": (
+        "tests/test_distributed.py",
+        r'"torch\.distributed\.run"',
+    ),
     "python scripts/make_student_versions.py": (
         "tests/test_exercises.py",
         r'ROOT / "scripts" / "make_student_versions\.py"',
