@@ -12,6 +12,10 @@ same numbers, and ``global_masks`` (deterministic, exact) the same masks.
 ``all_reduce_sums`` is the one place where that happens; ``gradient_stats``, ``grasp`` and
 the curvature of ``obs`` call it where their sums are final. Without an initialised
 process group it does nothing and costs nothing, so single-process code is unchanged.
+Errors that depend on all ranks' data (no samples, a weight no gradient reached) are raised
+after the reduction, on every rank alike; an error that one rank raises before it (a bad
+batch on that rank) leaves the others waiting in the collective until torch.distributed's
+timeout ends them, as with any collective.
 """
 
 from __future__ import annotations
