@@ -17,14 +17,15 @@ Host syncs per call, measured below and independent of the number of layers:
   ``min_density`` adds 1 per water-filling pass.
 * ``layerwise_masks``: 1, plus 2 for each layer above 2¹⁷ scores (its own sweep).
 * ``apply_masks``: 0 (with ``min_density=0``).
-* ``gradient_stats``: 1 (the first-sample check), plus 1 per device for the buffer guard
-  when the model has buffers (the masks are buffers).
+* ``gradient_stats``: 1 per batch (the loss's ``ignore_index`` check reads the targets),
+  1 for the first-sample check on a model structure not seen before, and 1 per device for
+  the buffer guard when the model has buffers (the masks are buffers).
 * ``score``: that of ``gradient_stats`` for the data criteria; ``grasp`` 3 (its loss on
   temperature-scaled outputs is a wrapper, so how it reduces is measured once, on two
   samples); ``synflow`` 1 (the float32 overflow check); ``magnitude`` and ``random`` 0.
-* Measured on the 3- and 12-layer MLPs: gradient_stats 1, taylor/fisher/snip 1, grasp 3,
-  synflow 1, global_masks 1, layerwise_masks 1, apply_masks 0, prune (first round) 2,
-  prune again (masks are now buffers) 3.
+* The same on the 3- and 12-layer MLPs with two batches (printed by the assertion when it
+  fails); before the per-batch target check joined main: gradient_stats 1, taylor/fisher/
+  snip 1, grasp 3, synflow 1, global_masks 1, layerwise_masks 1, apply_masks 0, prune 2-3.
 * ``prune`` one round: the sum of its parts.
 """
 
@@ -146,7 +147,9 @@ def test_hot_paths_use_no_float64_and_syncs_do_not_grow_with_layers(digits, acce
     assert counts[3] == counts[12], counts
     expected = {"magnitude": 0, "random": 0, "apply_masks": 0, "global_masks": 1}
     assert {k: counts[3][k] for k in expected} == expected, counts[3]
-    assert counts[3]["gradient_stats"] == 1 and counts[3]["synflow"] == 1, counts[3]
+    # gradient_stats: the loss's ignore_index check reads each batch's targets (one per
+    # batch, not per layer), and the first-sample check one more on a new structure.
+    assert counts[3]["gradient_stats"] <= len(digits) + 1 and counts[3]["synflow"] == 1, counts[3]
     assert max(counts[3].values()) <= 6, counts[3]
 
 
