@@ -3,7 +3,7 @@
 import gradprune_lite as gp
 scores = gp.score(model, "taylor", batches)        # dict name -> tensor, higher = keep
 masks = gp.global_masks(scores, sparsity=0.9)      # dict name -> bool tensor
-gp.apply_masks(model, masks, optimizer)            # pruned weights stay exactly zero
+gp.apply_masks(model, masks)                       # pruned weights stay exactly zero
 """
 
 import importlib
@@ -20,6 +20,7 @@ from .core.masks import (
     current_masks,
     enforce_masks,
     hold_masks,
+    load_state_dict,
     mask_overlap,
     remove_masks,
     sparsity,
@@ -103,6 +104,7 @@ __all__ = [
     "kth_smallest",
     "layerwise_masks",
     "load",
+    "load_state_dict",
     "mask_overlap",
     "mnist",
     "model_cost",

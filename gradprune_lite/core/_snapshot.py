@@ -4,7 +4,7 @@
 criteria) in between, so an error can come after some rounds were applied. A snapshot
 taken before the first round makes the whole call all-or-nothing: parameters (values and
 ``.grad``), buffers (masks and BatchNorm statistics included), train/eval flags, the
-optimiser's state and hyper-parameters, and the mask hook registered on it.
+optimiser's state and hyper-parameters, and which layers' masks are held.
 
 Tensors are restored *in place* where they still exist, so references held elsewhere (an
 optimiser's parameter list, a user's variable) see the old values again. The snapshot
@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .masks import HOOKS_ATTRIBUTE, _refresh_derived_weight
+from ._hold import MASK_BUFFER, hold_module, refresh_derived_weight, release_module
 
 
 def _saved(value, device: torch.device | None = None):
@@ -76,7 +76,6 @@ def snapshot(
         groups = [
             {k: _saved(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups
         ]
-        hooks = list(optimizer.__dict__.get(HOOKS_ATTRIBUTE, []))
 
     def restore() -> None:
         with torch.no_grad():
@@ -89,7 +88,12 @@ def snapshot(
                 module._buffers[name] = _restore_value(original, value)
             module.training = training
         for module in modules:
-            _refresh_derived_weight(module)
+            # Hooks follow the restored masks: layers masked during the failed run let go.
+            if MASK_BUFFER in module._buffers:
+                hold_module(module)
+            elif hasattr(module, "weight"):
+                release_module(module)
+            refresh_derived_weight(module)
         if optimizer is None:
             return
         optimizer.state.clear()
@@ -99,10 +103,5 @@ def snapshot(
             }
         for group, saved_group in zip(optimizer.param_groups, groups):
             group.update({k: copy.deepcopy(v) for k, v in saved_group.items()})
-        registered = optimizer.__dict__.get(HOOKS_ATTRIBUTE, [])
-        for entry in registered:
-            if not any(entry is old for old in hooks):
-                entry[1].remove()
-        registered[:] = hooks
 
     return restore

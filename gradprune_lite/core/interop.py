@@ -10,7 +10,7 @@ from torch.nn.utils import prune as torch_prune
 
 from ._validate import check_masks_match
 from .layers import prunable_modules, prunable_weights
-from .masks import MASK_BUFFER
+from ._hold import MASK_BUFFER, release_module
 
 
 def to_torch_prune(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:
@@ -23,6 +23,7 @@ def to_torch_prune(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Mo
     for name, module in prunable_modules(model).items():
         mask = masks[name].to(module.weight.device)
         # torch's float mask takes over from our bool one; two masks on a layer would fight.
+        release_module(module)
         module._buffers.pop(MASK_BUFFER, None)
         torch_prune.custom_from_mask(module, "weight", mask)
     return model

@@ -11,11 +11,18 @@ Everything in gradprune-lite is keyed by the parameter name from
 ``model.named_parameters()`` (for example ``"fc1.weight"``), so a user can print any dict
 we return and understand it. A weight shared by several layers (tied weights,
 ``dec.weight = enc.weight``) is one entry, keyed by its first name.
+
+Names are those of the plain model even when it is wrapped: ``torch.compile(model)`` names
+its parameters ``_orig_mod.fc1.weight`` and DDP ``module.fc1.weight``, and we key both as
+``fc1.weight``, so scores and masks move freely between a model and its wrapped twin.
+``canonical_names`` accepts dicts keyed either way.
 """
 
 from __future__ import annotations
 
 import warnings
+
+from collections.abc import Iterable, Mapping
 
 from torch import nn
 
@@ -40,6 +47,55 @@ NOT_PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (
 )
 
 
+#: Attributes through which wrappers hold the model: ``torch.compile``'s OptimizedModule
+#: (``_orig_mod``), ``DistributedDataParallel`` and ``DataParallel`` (``module``).
+WRAPPER_ATTRIBUTES = ("_orig_mod", "module")
+
+
+def wrapper_prefix(model: nn.Module) -> str:
+    """The name prefix a wrapper adds, e.g. ``"_orig_mod."`` or ``"_orig_mod.module."``.
+
+    A wrapper is a module whose only child is ``_orig_mod`` or ``module`` and which has no
+    parameters of its own; any other model gets ``""``, so no user layer that happens to
+    be called ``module`` is ever renamed.
+    """
+    prefix = ""
+    while True:
+        children = dict(model.named_children())
+        if len(children) != 1 or next(model.parameters(recurse=False), None) is not None:
+            return prefix
+        (name, inner), = children.items()
+        if name not in WRAPPER_ATTRIBUTES:
+            return prefix
+        prefix, model = f"{prefix}{name}.", inner
+
+
+def canonical_names(mapping: Mapping[str, object], known: Iterable[str]) -> dict[str, object]:
+    """``mapping`` with keys written with a wrapper's prefixes renamed to ``known`` names.
+
+    A key not in ``known`` loses leading ``_orig_mod.`` / ``module.`` segments until it is;
+    keys that match nothing either way are kept as they are (the caller's check names them).
+    Raises ``ValueError`` when two keys name the same weight.
+    """
+    known = set(known)
+    renamed: dict[str, object] = {}
+    for name, value in mapping.items():
+        candidate = name
+        while candidate not in known:
+            head, dot, rest = candidate.partition(".")
+            if head not in WRAPPER_ATTRIBUTES or not dot:
+                candidate = name
+                break
+            candidate = rest
+        if candidate in renamed:
+            raise ValueError(
+                f"{name!r} and another key both name {candidate!r} (one with a wrapper's "
+                "'_orig_mod.' or 'module.' prefix): give each weight once."
+            )
+        renamed[candidate] = value
+    return renamed
+
+
 def _weight_key(module_name: str) -> str:
     return f"{module_name}.weight" if module_name else "weight"
 
@@ -47,14 +103,19 @@ def _weight_key(module_name: str) -> str:
 def prunable_groups(model: nn.Module) -> dict[str, list[nn.Module]]:
     """Return ``{"<first module>.weight": [every prunable module holding that weight]}``.
 
-    Keyed by identity: a weight shared by several modules (tied weights) is one entry whose
-    list holds every module that uses it, first-named first. A module registered under two
+    Names are the plain model's (see ``wrapper_prefix``). Keyed by identity: a weight
+    shared by several modules (tied weights) is one entry whose list holds every module
+    that uses it, first-named first. A module registered under two
     names appears once. Raises ``ValueError`` when the model has no prunable layer.
     """
     groups: dict[str, list[nn.Module]] = {}
     key_of_weight: dict[int, str] = {}
     skipped = []
+    prefix = wrapper_prefix(model)
     for name, module in model.named_modules():
+        name = name[len(prefix) :] if name.startswith(prefix) else name
+        if prefix and name == prefix[:-1]:  # the wrapped model itself, e.g. DDP(nn.Linear)
+            name = ""
         if isinstance(module, PRUNABLE_TYPES):
             key = key_of_weight.setdefault(id(module.weight), _weight_key(name))
             groups.setdefault(key, []).append(module)

@@ -1,133 +1,101 @@
 """Masks that hold: zero pruned weights and keep them exactly zero through training.
 
 A mask is a bool tensor shaped like its weight (True = keep). ``apply_masks`` stores it
-on the layer as a *non-persistent* buffer named ``weight_keep``, so
+on the layer as a *non-persistent* buffer named ``weight_keep``, and holds it (see
+``_hold``): the mask lives with the parameter, not with one optimiser, so
 
-* ``model.state_dict()`` keeps the dense model's keys (it loads with ``strict=True``
-  into a fresh model, and the zeros travel in the weights themselves);
-* ``copy.deepcopy(model)`` and ``model.to(device)`` carry the masks along;
+* pruned weights stay exactly zero through **any** optimiser stepping the parameter,
+  including one created after pruning, a resumed one, gradient clipping, weight decay and
+  mixed precision: a gradient hook zeroes their gradient after every backward, and torch's
+  global optimiser step hook re-zeroes them and the optimiser's state there after every
+  step;
+* ``model.state_dict()`` keeps the dense model's keys (it loads with ``strict=True`` into a
+  fresh dense model, the zeros travelling in the weights); the mask travels as packed bits
+  in the state_dict's per-layer metadata, which ``gp.load_state_dict`` reads back;
+* ``copy.deepcopy(model)``, pickling and ``model.to(device)`` carry the masks along, and a
+  copy holds its own masks from its first forward;
 * there is no ``weight_orig`` copy and no float mask, unlike ``torch.nn.utils.prune``.
 
 A layer already pruned with ``torch.nn.utils.prune`` (it has a ``weight_orig`` parameter and
 a pruning forward pre-hook that recomputes ``weight``) is masked through ``weight_orig``, the
 tensor the optimiser actually updates, so both masks hold together.
-
-Pruned weights are re-zeroed after every optimiser step by a step hook that also zeroes
-the optimiser's state (momentum, Adam moments) at pruned entries, so stale state can
-never revive them, in our training loop or in yours.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.nn.utils import prune as torch_prune
 
+from ._hold import (
+    MASK_BUFFER,
+    hold_module,
+    refresh_derived_weight,
+    release_module,
+    trained_weight,
+    unpack_bits,
+    zero_pruned,
+)
 from ._validate import check_exclude, check_masks_match, check_min_density, excluded_names
-from .layers import prunable_modules, prunable_weights
+from .layers import (
+    WRAPPER_ATTRIBUTES,
+    canonical_names,
+    prunable_modules,
+    prunable_weights,
+    wrapper_prefix,
+)
 
-MASK_BUFFER = "weight_keep"
-#: Attribute of an optimiser listing (model, hook handle) pairs registered by ``hold_masks``.
-HOOKS_ATTRIBUTE = "_gradprune_hooked_models"
+__all__ = [
+    "MASK_BUFFER",
+    "apply_masks",
+    "current_masks",
+    "enforce_masks",
+    "hold_masks",
+    "load_state_dict",
+    "mask_overlap",
+    "refresh_derived_weight",
+    "remove_masks",
+    "sparsity",
+    "sparsity_report",
+    "trained_weight",
+]
 
 
 def current_masks(model: nn.Module) -> dict[str, torch.Tensor]:
     """Return ``{name: bool mask}`` for every prunable weight that has a mask applied."""
     return {
-        name: getattr(module, MASK_BUFFER)
+        name: module._buffers[MASK_BUFFER]
         for name, module in prunable_modules(model).items()
-        if getattr(module, MASK_BUFFER, None) is not None
+        if module._buffers.get(MASK_BUFFER) is not None
     }
 
 
-def _as_factor(mask: torch.Tensor) -> torch.Tensor:
-    return mask.view(torch.uint8) if mask.dtype == torch.bool else mask
-
-
-def _torch_pruning_hook(module: nn.Module):
-    """The ``torch.nn.utils.prune`` method that recomputes ``module.weight``, or None."""
-    for hook in module._forward_pre_hooks.values():
-        if isinstance(hook, torch_prune.BasePruningMethod) and hook._tensor_name == "weight":
-            return hook
-    return None
-
-
-def trained_weight(module: nn.Module) -> torch.Tensor:
-    """The tensor an optimiser updates for ``module.weight``.
-
-    Normally ``module.weight`` itself. Under ``torch.nn.utils.prune`` it is ``weight_orig``:
-    ``weight`` is then a product recomputed from it before every forward, so zeros written
-    into ``weight`` would be overwritten by the next forward (the bug this function avoids).
-    """
-    original = module._parameters.get("weight_orig")
-    if original is not None and _torch_pruning_hook(module) is not None:
-        return original
-    return module.weight
-
-
-def _refresh_derived_weight(module: nn.Module) -> None:
-    """Recompute ``weight`` of a torch-pruned layer now, as its pre-hook does at forward."""
-    hook = _torch_pruning_hook(module)
-    if hook is not None:
-        hook(module, None)
-
-
-def _masked(modules) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(trained weight, uint8 view of its mask) for every module that has a mask applied."""
-    pairs = []
-    for module in modules:
-        mask = getattr(module, MASK_BUFFER, None)
-        if mask is not None:
-            pairs.append((trained_weight(module), _as_factor(mask)))
-    return pairs
-
-
-def _multiply_all(pairs, optimizer: torch.optim.Optimizer | None = None) -> None:
-    """Zero pruned entries of the weights and of their optimiser state, in one fused op.
-
-    The factor is the bool mask's own bytes read as uint8 (0/1): multiplying a float tensor
-    by a bool tensor takes torch's slow casting path (measured ~4x slower on CPU), and the
-    view makes no copy, so the stored masks stay bool.
-    """
-    tensors, factors = [], []
-    for weight, factor in pairs:
-        tensors.append(weight)
-        factors.append(factor)
-        state = optimizer.state.get(weight, {}) if optimizer is not None else {}
-        for value in state.values():
-            if isinstance(value, torch.Tensor) and value.shape == weight.shape:
-                tensors.append(value)
-                factors.append(factor)
-    if tensors:
-        with torch.no_grad():
-            torch._foreach_mul_(tensors, factors)
-
-
 def enforce_masks(model: nn.Module) -> None:
-    """Re-zero every pruned weight, all layers in one fused ``_foreach_mul_``."""
-    _multiply_all(_masked(prunable_modules(model).values()))
+    """Re-zero every pruned weight now, all layers in one fused ``_foreach_mul_``.
 
-
-def hold_masks(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Keep ``model``'s applied masks through ``optimizer``'s steps.
-
-    Registers (once per optimiser and model) a step post-hook that re-zeroes pruned
-    weights and the optimiser's state at pruned entries (momentum, Adam moments), all in
-    one fused multiply. Masks applied later are honoured too, since the hook reads the
-    layers' masks at every step; the list of prunable layers is taken once, here.
+    Not needed in training (held masks re-zero after every optimiser step); useful after
+    writing into the weights by hand.
     """
-    hooked = optimizer.__dict__.setdefault(HOOKS_ATTRIBUTE, [])
-    if any(m is model for m, _ in hooked):
-        return
-    modules = list(prunable_modules(model).values())
+    zero_pruned(m for m in prunable_modules(model).values() if MASK_BUFFER in m._buffers)
 
-    def after_step(opt, args, kwargs):
-        _multiply_all(_masked(modules), opt)
 
-    hooked.append((model, optimizer.register_step_post_hook(after_step)))
+def hold_masks(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> None:
+    """Make sure every mask on ``model`` is held; clear ``optimizer``'s state at pruned entries.
+
+    Rarely needed: ``apply_masks``, ``gp.load`` and ``gp.load_state_dict`` hold the masks
+    they set, and a copied model holds its masks from its first forward. Holding is not
+    tied to ``optimizer``: every optimiser, now or later, respects held masks. Given, the
+    optimiser's state (momentum, Adam moments) is zeroed at pruned entries right away
+    (it would be at its next step anyway). Calling it again changes nothing.
+    """
+    masked = [m for m in prunable_modules(model).values() if MASK_BUFFER in m._buffers]
+    for module in masked:
+        hold_module(module)
+    if optimizer is not None:
+        zero_pruned(masked, optimizer)
 
 
 @torch.no_grad()
@@ -139,26 +107,32 @@ def apply_masks(
     exclude: str | Sequence[str] = (),
     min_density: float = 0.0,
 ) -> nn.Module:
-    """Zero pruned weights and keep them zero from now on.
+    """Zero pruned weights and keep them exactly zero from now on, with any optimiser.
 
     Args:
-        model: the model to prune, on any device; changed in place.
+        model: the model to prune, on any device; changed in place. A wrapped model
+            (``torch.compile(model)``, DDP) works too.
         masks: dict name → bool tensor shaped like the weight (True = keep), for all
             prunable weights or a subset of them (``gp.global_masks`` gives such a dict).
+            Names may carry a wrapper's ``_orig_mod.`` / ``module.`` prefix or not.
             Layers without an entry are left as they are (dense, or with the mask they
             already had). 0/1 tensors are accepted and converted. Masks combine with any
             already applied: a weight once pruned stays pruned.
-        optimizer: optional. Given, a step hook re-zeroes pruned weights after every step
-            and clears the optimiser's state there (SGD momentum, Adam moments), so a plain
-            ``loss.backward(); optimizer.step()`` loop keeps the sparsity exactly.
+        optimizer: optional and not needed: masks hold through every optimiser (see the
+            module docstring). Given, its state (momentum, Adam moments) is zeroed at
+            pruned entries now rather than at its next step.
         exclude: parameter-name patterns (fnmatch-style, e.g. ``"fc3.weight"``,
             ``"classifier.*"``) of layers that are not masked: their entries in ``masks``
             are ignored and they stay as they are. A pattern matching no name raises.
         min_density: refuse (``ValueError``, nothing changed) masks that would leave any
             masked layer keeping less than this fraction of its weights.
 
-    A layer already under ``torch.nn.utils.prune`` is masked through its ``weight_orig``
-    (the parameter the optimiser updates); its own ``weight_mask`` stays in force too.
+    After this, a gradient hook on each masked weight zeroes its gradient at pruned
+    entries after every backward (so ``clip_grad_norm_`` does not count them), and torch's
+    global optimiser step hook re-zeroes the weights and any optimiser's state there after
+    every step. A layer already under ``torch.nn.utils.prune`` is masked through its
+    ``weight_orig`` (the parameter the optimiser updates); its own ``weight_mask`` stays in
+    force too.
 
     Returns:
         the same model, for chaining.
@@ -169,6 +143,7 @@ def apply_masks(
             ``min_density``; nothing is changed then.
     """
     modules = prunable_modules(model)
+    masks = canonical_names(masks, modules)
     check_masks_match(masks, prunable_weights(model), partial=True)
     min_density = check_min_density(min_density)
     skipped = excluded_names(modules, check_exclude(exclude))
@@ -178,7 +153,7 @@ def apply_masks(
             continue
         module = modules[name]
         mask = mask.to(device=module.weight.device, dtype=torch.bool)
-        old = getattr(module, MASK_BUFFER, None)
+        old = module._buffers.get(MASK_BUFFER)
         combined[name] = mask & old if old is not None else mask.clone()
         if min_density == 0:  # nothing to check: no host sync per layer
             continue
@@ -191,20 +166,130 @@ def apply_masks(
             )
     for name, mask in combined.items():
         modules[name].register_buffer(MASK_BUFFER, mask, persistent=False)
-    _multiply_all(_masked(modules[name] for name in combined), optimizer)
-    for name in combined:
-        _refresh_derived_weight(modules[name])
-    if optimizer is not None:
-        hold_masks(model, optimizer)
+        hold_module(modules[name])
+    zero_pruned([modules[name] for name in combined], optimizer)
     return model
 
 
 def remove_masks(model: nn.Module) -> nn.Module:
-    """Forget the masks (the zeros stay in the weights, but training may revive them)."""
+    """Forget the masks: no hook and no reference to the model is left behind.
+
+    The zeros stay in the weights, but training may revive them.
+    """
     for module in prunable_modules(model).values():
-        if MASK_BUFFER in module._buffers:
-            del module._buffers[MASK_BUFFER]
+        release_module(module)
+        module._buffers.pop(MASK_BUFFER, None)
     return model
+
+
+def _saved_masks(model: nn.Module, state_dict: Mapping) -> dict[str, torch.Tensor] | None:
+    """The masks stored in ``state_dict``'s metadata by ``model.state_dict()``; None if it has none.
+
+    Keyed like ``prunable_weights(model)``; the metadata's module names may carry a
+    wrapper's prefix or not.
+    """
+    metadata = getattr(state_dict, "_metadata", None)
+    if metadata is None:
+        return None
+    weights = prunable_weights(model)
+    packed = {
+        (f"{path}.weight" if path else "weight"): entry[MASK_BUFFER]
+        for path, entry in metadata.items()
+        if isinstance(entry, Mapping) and MASK_BUFFER in entry
+    }
+    masks = {}
+    for name, bits in canonical_names(packed, weights).items():
+        weight = weights.get(name)
+        if weight is None:
+            raise ValueError(
+                f"the checkpoint holds a mask for {name!r}, which this model has no prunable "
+                f"weight for (its prunable weights are {list(weights)}). Load it into the "
+                "architecture it was saved from."
+            )
+        if (
+            not isinstance(bits, torch.Tensor)
+            or bits.dtype != torch.uint8
+            or bits.numel() != (weight.numel() + 7) // 8
+        ):
+            raise ValueError(
+                f"the checkpoint's mask for {name!r} does not fit the weight of shape "
+                f"{tuple(weight.shape)}; load it into the architecture it was saved from."
+            )
+        masks[name] = unpack_bits(bits.to(weight.device), weight.shape)
+    return masks
+
+
+def load_state_dict(model: nn.Module, state_dict: Mapping, *, strict: bool = True):
+    """Load ``model.state_dict()`` of a pruned model into ``model``, masks included.
+
+    The masks ``model.state_dict()`` recorded (packed bits in the state_dict's metadata,
+    kept by ``torch.save``/``torch.load``) replace any masks on ``model``, and are held,
+    so training resumed with any optimiser keeps exactly the saved sparsity. A checkpoint
+    of an unpruned model leaves ``model`` without masks. Plain ``model.load_state_dict``
+    still works on the same checkpoint (the keys are the dense model's) but restores no
+    masks. Keys may carry a wrapper's prefix (``_orig_mod.``, ``module.``) that ``model``
+    lacks, or the other way round.
+
+    Args:
+        model: the model to load into, of the architecture the checkpoint came from.
+        state_dict: what ``model.state_dict()`` returned (directly or via ``torch.load``).
+        strict: as in ``nn.Module.load_state_dict``.
+
+    Returns:
+        ``nn.Module.load_state_dict``'s named tuple of missing and unexpected keys.
+
+    Raises:
+        ValueError: keys, shapes or masks that do not fit ``model`` (checked before
+            anything is written, so ``model`` is unchanged).
+
+    Warns:
+        UserWarning: when ``state_dict`` carries no metadata at all (it was rebuilt as a
+            plain dict or went through a format without it, e.g. safetensors): no masks
+            can be restored then; re-apply them with ``gp.apply_masks``.
+    """
+    masks = _saved_masks(model, state_dict)
+    if masks is None:
+        warnings.warn(
+            "this state_dict carries no metadata (rebuilt as a plain dict, or saved in a "
+            "format without it), so it holds no masks: the model loads without masks. "
+            "Save with torch.save(model.state_dict(), path), or re-apply the masks with "
+            "gp.apply_masks(model, masks).",
+            stacklevel=2,
+        )
+    target = model.state_dict()
+    saved_prefix, prefix = _shared_wrapper_prefix(state_dict), wrapper_prefix(model)
+    renamed = {prefix + key[len(saved_prefix) :]: value for key, value in state_dict.items()}
+    missing = sorted(set(target) - set(renamed))
+    unexpected = sorted(set(renamed) - set(target))
+    if strict and (missing or unexpected):
+        raise ValueError(
+            f"the state_dict does not fit this model: missing {missing}, unexpected "
+            f"{unexpected}. Load it into the architecture it was saved from, or pass "
+            "strict=False."
+        )
+    for key in set(renamed) & set(target):
+        value = renamed[key]
+        if isinstance(value, torch.Tensor) and value.shape != target[key].shape:
+            raise ValueError(
+                f"{key} has shape {tuple(value.shape)} in the state_dict but "
+                f"{tuple(target[key].shape)} in the model."
+            )
+    result = model.load_state_dict(renamed, strict=strict)
+    remove_masks(model)
+    if masks:
+        apply_masks(model, masks)
+    return result
+
+
+def _shared_wrapper_prefix(keys) -> str:
+    """The wrapper prefix (``_orig_mod.``, ``module.``, …) that every one of ``keys`` has."""
+    keys, prefix = list(keys), ""
+    while keys:
+        head = keys[0].partition(".")[0]
+        if head not in WRAPPER_ATTRIBUTES or not all(k.startswith(f"{head}.") for k in keys):
+            break
+        prefix, keys = f"{prefix}{head}.", [k[len(head) + 1 :] for k in keys]
+    return prefix
 
 
 @dataclass
