@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import copy
+import gc
+import weakref
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from torch.optim import optimizer as optimizer_module
+
 import gradprune_lite as gp
+from gradprune_lite.core import _hold
 
 
 def half_masks(model):
@@ -74,19 +79,163 @@ def test_without_the_fix_momentum_revives_pruned_weights(mlp, mlp_batches):
     assert (pruned_entries(mlp, masks) != 0).any()
 
 
-def test_state_dict_keys_strict_load_and_deepcopy(mlp, mlp_batches, mlp_factory):
+def test_state_dict_keeps_dense_keys_and_loads_strictly_into_a_fresh_dense_model(
+    mlp, mlp_factory, tmp_path
+):
+    """The contract: dense keys (strict loading anywhere), masks as packed bits in metadata."""
     dense_keys = list(mlp.state_dict())
     gp.apply_masks(mlp, half_masks(mlp))
-    assert list(mlp.state_dict()) == dense_keys
+    state = mlp.state_dict()
+    assert list(state) == dense_keys
+    assert set(state._metadata["1"]) >= {"weight_keep"}
+    torch.save(state, tmp_path / "plain.pt")
+    loaded = torch.load(tmp_path / "plain.pt", weights_only=True)
     fresh = mlp_factory()
-    fresh.load_state_dict(mlp.state_dict(), strict=True)
+    fresh.load_state_dict(loaded, strict=True)  # plain torch: weights, no masks
     assert gp.sparsity(fresh) == pytest.approx(gp.sparsity(mlp))
+    assert gp.current_masks(fresh) == {}
+
+
+def test_load_state_dict_restores_exactly_the_saved_masks(mlp, mlp_batches, mlp_factory, tmp_path):
+    """Item 2: a plain state_dict checkpoint resumes with its masks, kept zeros included."""
+    masks = half_masks(mlp)
+    gp.apply_masks(mlp, masks)
+    with torch.no_grad():  # a kept weight that is exactly zero must stay a kept weight
+        kept_at = masks["1.weight"].flatten().nonzero()[0, 0]
+        mlp[1].weight.view(-1)[kept_at] = 0.0
+    torch.save(mlp.state_dict(), tmp_path / "plain.pt")
+    fresh = mlp_factory()
+    gp.load_state_dict(fresh, torch.load(tmp_path / "plain.pt", weights_only=True))
+    restored = gp.current_masks(fresh)
+    assert restored.keys() == masks.keys()
+    assert all(torch.equal(restored[n], masks[n]) for n in masks)
+    optimizer = torch.optim.Adam(fresh.parameters(), lr=1e-2)  # created after the resume
+    train_steps(fresh, optimizer, mlp_batches, steps=3)
+    assert (pruned_entries(fresh, masks) == 0).all()
+    assert fresh[1].weight.view(-1)[kept_at] != 0  # the kept zero trained on
+
+
+def test_load_state_dict_of_a_dense_checkpoint_removes_masks(mlp, mlp_factory):
+    dense_state = mlp_factory().state_dict()
+    gp.apply_masks(mlp, half_masks(mlp))
+    gp.load_state_dict(mlp, dense_state)
+    assert gp.current_masks(mlp) == {}
+    assert all(torch.equal(v, dense_state[k]) for k, v in mlp.state_dict().items())
+
+
+def test_load_state_dict_refuses_a_misfit_and_changes_nothing(mlp, mlp_factory):
+    gp.apply_masks(mlp, half_masks(mlp))
+    state = mlp.state_dict()
+    other = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU())
+    other.add_module("3", torch.nn.Linear(16, 10))
+    before = copy.deepcopy(other.state_dict())
+    with pytest.raises(ValueError, match="shape|fit"):
+        gp.load_state_dict(other, state)
+    assert all(torch.equal(v, before[k]) for k, v in other.state_dict().items())
+    assert gp.current_masks(other) == {}
+    plain = dict(state)  # metadata lost: warned, loads without masks
+    fresh = mlp_factory()
+    with pytest.warns(UserWarning, match="no metadata"):
+        gp.load_state_dict(fresh, plain)
+    assert gp.current_masks(fresh) == {}
+
+
+def make_optimizers():
+    return {
+        "sgd-momentum-wd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-3),
+        "adam": lambda p: torch.optim.Adam(p, lr=1e-2),
+        "adamw": lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=0.1),
+        "adafactor": lambda p: torch.optim.Adafactor(p, lr=1e-2),
+        "rmsprop": lambda p: torch.optim.RMSprop(p, lr=1e-2, momentum=0.5),
+    }
+
+
+@pytest.mark.parametrize("name", list(make_optimizers()))
+def test_an_optimizer_created_after_pruning_cannot_revive_weights(name, mlp, mlp_batches):
+    """Item 1: a resumed run or a trainer builds its own optimiser after pruning."""
+    masks = half_masks(mlp)
+    gp.apply_masks(mlp, masks)
+    optimizer = make_optimizers()[name](mlp.parameters())
+    train_steps(mlp, optimizer, mlp_batches, steps=3)
+    assert (pruned_entries(mlp, masks) == 0).all()
+    copied = copy.deepcopy(optimizer)  # a deep-copied optimiser steps the same parameters
+    train_steps(mlp, copied, mlp_batches, steps=1)
+    assert (pruned_entries(mlp, masks) == 0).all()
+
+
+def test_a_deep_copy_trained_with_its_own_optimizer_keeps_its_masks(mlp, mlp_batches):
+    """Item 1: copy.deepcopy(model) carries its masks and holds them with no call of ours."""
+    masks = half_masks(mlp)
+    gp.apply_masks(mlp, masks)
     clone = copy.deepcopy(mlp)
-    assert set(gp.current_masks(clone)) == set(gp.current_masks(mlp))
+    assert set(gp.current_masks(clone)) == set(masks)
     optimizer = torch.optim.SGD(clone.parameters(), lr=0.5, momentum=0.9)
-    gp.hold_masks(clone, optimizer)
     train_steps(clone, optimizer, mlp_batches)
+    assert (pruned_entries(clone, masks) == 0).all()
     assert gp.sparsity(clone) == pytest.approx(gp.sparsity(mlp))
+    assert not torch.equal(clone[1].weight, mlp[1].weight)  # it did train, on its own
+
+
+def test_clipping_weight_decay_and_bf16_autocast_keep_zeros(mlp, mlp_batches):
+    masks = half_masks(mlp)
+    gp.apply_masks(mlp, masks)
+    optimizer = torch.optim.AdamW(mlp.parameters(), lr=1e-2, weight_decay=0.5)
+    for _ in range(3):
+        for x, y in mlp_batches:
+            optimizer.zero_grad()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = F.cross_entropy(mlp(x), y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(mlp.parameters(), 0.1)
+            optimizer.step()
+    assert (pruned_entries(mlp, masks) == 0).all()
+
+
+def test_gradients_at_pruned_entries_are_zero_after_backward(mlp, mlp_batches):
+    """Item 3: so clip_grad_norm_ sees only the kept entries."""
+    masks = half_masks(mlp)
+    reference = copy.deepcopy(mlp)  # no masks: its gradient, masked by hand, is the truth
+    gp.apply_masks(mlp, masks)
+    with torch.no_grad():
+        for name, w in gp.prunable_weights(reference).items():
+            w.mul_(masks[name])
+    x, y = mlp_batches[0]
+    for model in (mlp, reference):
+        F.cross_entropy(model(x), y).backward()
+    weights, expected = gp.prunable_weights(mlp), gp.prunable_weights(reference)
+    for name, mask in masks.items():
+        assert (weights[name].grad[~mask] == 0).all()
+        assert torch.equal(weights[name].grad, expected[name].grad * mask)
+        assert (expected[name].grad[~mask] != 0).any()  # there was something to mask
+    norm = torch.nn.utils.clip_grad_norm_(mlp.parameters(), float("inf"), norm_type=2)
+    grads = [p.grad for p in reference.parameters()]
+    for grad, (name, mask) in zip(grads[::2], masks.items()):
+        grad.mul_(mask)
+    torch.testing.assert_close(norm, torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads])))
+
+
+def test_adafactor_matches_a_gradient_masked_run(mlp, mlp_batches):
+    """Item 3: factored second moments see zeros at pruned entries, as in a masked run."""
+    masks = half_masks(mlp)
+    reference = copy.deepcopy(mlp)
+    gp.apply_masks(mlp, masks)
+    weights = gp.prunable_weights(reference)
+    with torch.no_grad():
+        for name, w in weights.items():
+            w.mul_(masks[name])
+    ours = torch.optim.Adafactor(mlp.parameters(), lr=1e-2)
+    theirs = torch.optim.Adafactor(reference.parameters(), lr=1e-2)
+    for _ in range(5):
+        for x, y in mlp_batches:
+            for model, optimizer in ((mlp, ours), (reference, theirs)):
+                optimizer.zero_grad()
+                F.cross_entropy(model(x), y).backward()
+                if model is reference:
+                    for name, w in weights.items():
+                        w.grad.mul_(masks[name])
+                optimizer.step()
+    for name, w in gp.prunable_weights(mlp).items():
+        assert torch.equal(w, weights[name])
 
 
 def test_masks_combine_so_pruned_stays_pruned(mlp):
@@ -98,12 +247,52 @@ def test_masks_combine_so_pruned_stays_pruned(mlp):
         assert torch.equal(mask, first[name])
 
 
-def test_hold_masks_registers_once(mlp, mlp_batches):
+def test_hooks_are_registered_once_per_weight(mlp):
     optimizer = torch.optim.SGD(mlp.parameters(), lr=0.1)
     gp.apply_masks(mlp, half_masks(mlp), optimizer)
     gp.apply_masks(mlp, half_masks(mlp), optimizer)
     gp.hold_masks(mlp, optimizer)
-    assert len(optimizer._optimizer_step_post_hooks) == 1
+    for w in gp.prunable_weights(mlp).values():
+        assert len(w._post_accumulate_grad_hooks) == 1
+    assert len(optimizer._optimizer_step_post_hooks) == 0  # nothing hangs on the optimiser
+    assert sum(h is _hold._after_any_step for h in global_step_hooks().values()) == 1
+
+
+def global_step_hooks():
+    return optimizer_module._global_optimizer_post_hooks
+
+
+def test_remove_masks_leaves_no_hook_and_no_reference(mlp_factory, mlp_batches):
+    """Item 4: nothing of ours stays on the weights, the layers or the optimiser."""
+    mlp = mlp_factory()  # not the fixture: pytest would keep a reference to that one
+    optimizer = torch.optim.SGD(mlp.parameters(), lr=0.1, momentum=0.9)
+    gp.apply_masks(mlp, half_masks(mlp), optimizer)
+    train_steps(mlp, optimizer, mlp_batches, steps=1)
+    gp.remove_masks(mlp)
+    for w in gp.prunable_weights(mlp).values():
+        assert not w._post_accumulate_grad_hooks
+    for module in mlp.modules():
+        assert not module._forward_pre_hooks and not module._state_dict_hooks
+    assert len(optimizer._optimizer_step_post_hooks) == 0
+    assert not any(h is _hold._after_any_step for h in global_step_hooks().values())
+    model_ref, optimizer_ref = weakref.ref(mlp), weakref.ref(optimizer)
+    del mlp
+    gc.collect()
+    assert model_ref() is None  # the optimiser is alive, and holds no link to the model
+    del optimizer
+    gc.collect()
+    assert optimizer_ref() is None
+
+
+def test_a_dropped_pruned_model_is_collected(mlp_factory, mlp_batches):
+    mlp = mlp_factory()
+    optimizer = torch.optim.SGD(mlp.parameters(), lr=0.1)
+    gp.apply_masks(mlp, half_masks(mlp))
+    train_steps(mlp, optimizer, mlp_batches, steps=1)
+    model_ref = weakref.ref(mlp)
+    del mlp, optimizer
+    gc.collect()
+    assert model_ref() is None
 
 
 def test_enforce_masks_re_zeroes(mlp):
@@ -265,3 +454,75 @@ def test_sparsity_counts_a_tied_weight_once():
         enc.weight.view(-1)[:18] = 0  # half of the shared 36
     truth = 18 / (36 + 24)
     assert gp.sparsity(model) == pytest.approx(truth)
+
+
+class Wrapper(torch.nn.Module):
+    """A wrapper with ``.module``, named as DDP and DataParallel name theirs."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x):
+        return self.module(x)
+
+
+def compiled(model):
+    # The "eager" backend gives the real _orig_mod names and dynamo's tracing of our hooks
+    # without a C++ toolchain; inductor took 150 s on this machine's shared CPU.
+    return torch.compile(model, backend="eager")
+
+
+@pytest.mark.parametrize("wrap", [Wrapper, compiled, lambda m: compiled(Wrapper(m))])
+def test_wrapped_models_are_keyed_like_the_plain_model(wrap, mlp, mlp_factory, mlp_batches):
+    """Item 5: torch.compile's '_orig_mod.' and DDP's 'module.' prefixes."""
+    masks = half_masks(mlp)
+    wrapped = wrap(mlp_factory())
+    assert set(gp.score(wrapped, "magnitude")) == set(masks)
+    assert set(gp.score(wrapped, "taylor", mlp_batches)) == set(masks)
+    gp.apply_masks(wrapped, masks)
+    assert set(gp.current_masks(wrapped)) == set(masks)
+    optimizer = torch.optim.Adam(wrapped.parameters(), lr=1e-2)
+    train_steps(wrapped, optimizer, mlp_batches, steps=2)
+    assert (pruned_entries(wrapped, masks) == 0).all()
+    fresh = mlp_factory()  # its checkpoint resumes into the plain model, masks included
+    gp.load_state_dict(fresh, wrapped.state_dict())
+    assert all(torch.equal(gp.current_masks(fresh)[n], m) for n, m in masks.items())
+
+
+def test_masks_named_with_a_wrapper_prefix_fit_the_plain_model(mlp):
+    masks = half_masks(mlp)
+    gp.apply_masks(mlp, {f"_orig_mod.module.{n}": m for n, m in masks.items()})
+    assert all(torch.equal(gp.current_masks(mlp)[n], m) for n, m in masks.items())
+    with pytest.raises(ValueError, match="give each weight once"):
+        gp.apply_masks(mlp, {"1.weight": masks["1.weight"], "module.1.weight": masks["1.weight"]})
+
+
+def test_a_layer_called_module_beside_others_is_not_a_wrapper():
+    model = torch.nn.Module()
+    model.module = torch.nn.Linear(3, 3)
+    model.head = torch.nn.Linear(3, 2)
+    assert set(gp.prunable_weights(model)) == {"module.weight", "head.weight"}
+
+
+def test_distributed_data_parallel_holds_masks(mlp, mlp_factory, mlp_batches, tmp_path):
+    dist = pytest.importorskip("torch.distributed")
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not built into this torch")
+    dist.init_process_group(
+        "gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1
+    )
+    try:
+        masks = half_masks(mlp)
+        ddp = torch.nn.parallel.DistributedDataParallel(mlp_factory())
+        gp.apply_masks(ddp, masks)
+        optimizer = torch.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
+        for x, y in mlp_batches:
+            optimizer.zero_grad()
+            F.cross_entropy(ddp(x), y).backward()
+            for name, w in gp.prunable_weights(ddp).items():
+                assert (w.grad[~masks[name]] == 0).all()
+            optimizer.step()
+        assert (pruned_entries(ddp, masks) == 0).all()
+    finally:
+        dist.destroy_process_group()

@@ -13,14 +13,28 @@ import torch
 from torch import nn
 
 from .io import checkpoint_sizes
+from .layers import prunable_modules
+from .masks import trained_weight
 from .sparse import to_masked_dense
+
+
+def _as_used(model: nn.Module) -> list[torch.Tensor]:
+    """The parameters as the forward uses them: a ``torch.nn.utils.prune`` layer's
+    ``weight_orig`` counts as its masked ``weight``."""
+    derived = {}
+    for module in prunable_modules(model).values():
+        trained = trained_weight(module)
+        if trained is not module.weight:
+            derived[id(trained)] = module.weight
+    return [derived.get(id(p), p) for p in model.parameters()]
 
 
 def model_cost(model: nn.Module, example_inputs) -> dict[str, int]:
     """Cost of ``model`` on one forward pass of ``example_inputs``.
 
     Args:
-        model: any model; ``gp.to_sparse`` models are counted as their masked dense twin.
+        model: any model; ``gp.to_sparse`` models are counted as their masked dense twin,
+            and a layer pruned with ``torch.nn.utils.prune`` by its masked weight.
         example_inputs: a tensor (or tuple of tensors); pass a batch of one for per-sample
             MACs.
 
@@ -33,13 +47,13 @@ def model_cost(model: nn.Module, example_inputs) -> dict[str, int]:
     # 1.2 s import of gradprune_lite on a 2-core machine), which only this function needs.
     from torch.utils.flop_counter import FlopCounterMode
 
-    dense = to_masked_dense(model)
+    dense = to_masked_dense(model)  # a copy: the forward leaves the model untouched
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         dense(*example_inputs)
-    parameters = list(dense.parameters())
+    parameters = _as_used(dense)
     return {
         "params": sum(int(torch.count_nonzero(p)) for p in parameters),
         "params_dense": sum(p.numel() for p in parameters),

@@ -2,8 +2,12 @@
 
 A prunable weight is stored as its kept values (same dtype) plus their positions, as
 int32 flat indices or as a packed bitmask (1 bit per weight), whichever is smaller:
-indices win below about 3% density. Everything else in the ``state_dict`` (biases,
-buffers) is stored as is. Files are read with ``torch.load(weights_only=True)`` only, and
+indices win below about 3% density. The kept positions are the applied mask, so a kept
+weight that is exactly zero stays a kept weight; an unmasked layer keeps its non-zero
+entries. Entries are keyed by the ``state_dict`` key of the tensor an optimiser trains:
+``fc1.weight``, or ``fc1.weight_orig`` for a layer pruned with ``torch.nn.utils.prune``
+(whose float ``weight_mask`` is then stored as is). Everything else in the ``state_dict``
+(biases, buffers) is stored as is. Files are read with ``torch.load(weights_only=True)`` only, and
 everything is checked before the model is touched, so a bad file leaves it unchanged.
 """
 
@@ -18,18 +22,34 @@ import torch
 from torch import nn
 
 from .layers import prunable_modules
-from .masks import apply_masks, current_masks, remove_masks
+from .masks import apply_masks, current_masks, remove_masks, trained_weight
 
 FORMAT = "gradprune-lite-sparse"
 VERSION = 1
 
 
+def _trained_keys(model: nn.Module) -> dict[str, str]:
+    """``{state_dict key: prunable weight name}`` for the tensor each prunable layer trains.
+
+    Found by identity, so wrappers' prefixes (``_orig_mod.``, ``module.``) and
+    ``torch.nn.utils.prune``'s ``weight_orig`` come out right.
+    """
+    key_of = {id(t): key for key, t in model.state_dict(keep_vars=True).items()}
+    keys = {}
+    for name, module in prunable_modules(model).items():
+        key = key_of.get(id(trained_weight(module)))
+        if key is not None:
+            keys[key] = name
+    return keys
+
+
 def _kept(model: nn.Module) -> dict[str, torch.Tensor]:
-    """bool mask per prunable weight: the applied mask, else the non-zero entries."""
+    """bool mask per trained tensor (by state_dict key): the applied mask, else its non-zeros."""
     masks = current_masks(model)
+    modules = prunable_modules(model)
     return {
-        name: masks[name] if name in masks else module.weight.detach() != 0
-        for name, module in prunable_modules(model).items()
+        key: masks[name] if name in masks else trained_weight(modules[name]).detach() != 0
+        for key, name in _trained_keys(model).items()
     }
 
 
@@ -67,6 +87,7 @@ def _decode_positions(entry: dict, numel: int, name: str, path) -> torch.Tensor:
 def sparse_state(model: nn.Module) -> dict:
     """The checkpoint as a dict of tensors, strings and lists (what ``save`` writes)."""
     kept = _kept(model)
+    masked = current_masks(model)
     state = model.state_dict()
     sparse = {}
     for name, keep in kept.items():
@@ -82,7 +103,7 @@ def sparse_state(model: nn.Module) -> dict:
         "version": VERSION,
         "sparse": sparse,
         "dense": dense,
-        "masked": sorted(current_masks(model)),
+        "masked": sorted(key for key, name in _trained_keys(model).items() if name in masked),
     }
 
 
@@ -169,15 +190,10 @@ def load(path: str | os.PathLike, model: nn.Module) -> nn.Module:
     # Everything is checked: only now is the model written to.
     model.load_state_dict(restored, strict=True)
     remove_masks(model)
-    masked = [n for n in checkpoint.get("masked", []) if n in masks]
+    names = _trained_keys(model)
+    masked = [key for key in checkpoint.get("masked", []) if key in masks and key in names]
     if masked:
-        apply_masks(
-            model,
-            {
-                name: masks[name] if name in masked else torch.ones_like(masks[name])
-                for name in masks
-            },
-        )
+        apply_masks(model, {names[key]: masks[key] for key in masked})
     return model
 
 
