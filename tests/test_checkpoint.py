@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import small_mlp
 
 import gradprune_lite as gp
 from gradprune_lite.core import io as checkpoint
+
+DATA = Path(__file__).parent / "data"
 
 
 def pruned(build, sparsity, seed=0):
@@ -141,3 +144,46 @@ def test_a_file_written_by_release_0_1_0_still_loads():
     for name, mask in masks.items():  # a layer saved unmasked may come back with a keep-all mask
         assert torch.equal(mask, expected["masks"].get(name, torch.ones_like(mask)))
     assert set(expected["masks"]) <= set(masks)
+
+
+def v0_1_model():
+    """The model tests/data/save_v0_1_masks.pt was written from, by gp.save of version 0.1.0.
+
+    The small MLP of conftest, 1.weight masked at 50% by magnitude with its first kept
+    weight set to exactly zero, 3.weight unmasked with its first five entries zero.
+    """
+    model = small_mlp()
+    masks = gp.global_masks({"1.weight": gp.score(model, "magnitude")["1.weight"]}, 0.5)
+    with torch.no_grad():
+        model[1].weight.mul_(masks["1.weight"])
+        model[1].weight.view(-1)[masks["1.weight"].flatten().nonzero()[0, 0]] = 0.0
+        model[3].weight.view(-1)[:5] = 0.0
+    return model, masks
+
+
+def test_a_file_written_by_version_0_1_still_loads_with_its_masks():
+    expected, masks = v0_1_model()
+    restored = gp.load(DATA / "save_v0_1_masks.pt", small_mlp())
+    assert same_state(restored, expected)
+    back = gp.current_masks(restored)
+    assert set(back) == {"1.weight"}  # 3.weight was saved unmasked, and stays so
+    assert torch.equal(back["1.weight"], masks["1.weight"])  # the kept zero is still kept
+
+
+def test_a_loaded_checkpoint_trained_with_a_new_optimizer_stays_pruned(tmp_path):
+    """Item 1: gp.save → gp.load into a fresh model, then a new Adam (was 0.000 sparsity)."""
+    model = pruned(gp.models.lenet_300_100, 0.8)
+    gp.save(model, tmp_path / "m.pt")
+    restored = gp.load(tmp_path / "m.pt", gp.models.lenet_300_100(seed=3))
+    masks = gp.current_masks(restored)
+    optimizer = torch.optim.Adam(restored.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        x = torch.randn(16, 1, 28, 28, generator=generator)
+        y = torch.randint(0, 10, (16,), generator=generator)
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(restored(x), y).backward()
+        optimizer.step()
+    weights = gp.prunable_weights(restored)
+    assert all((weights[n].detach()[~m] == 0).all() for n, m in masks.items())
+    assert gp.sparsity(restored) == pytest.approx(0.8, abs=1e-4)

@@ -63,3 +63,42 @@ def test_apply_masks_on_a_torch_pruned_model_holds_through_training(mlp, mlp_bat
         assert (original.detach()[~mask] == 0).all()
         assert (optimizer.state[original]["momentum_buffer"][~mask] == 0).all()
         assert torch_prune.is_pruned(modules[name])  # torch's own mask is still in force
+
+
+def torch_pruned(model, amount=0.6):
+    torch_prune.global_unstructured(
+        [(m, "weight") for m in gp.core.layers.prunable_modules(model).values()],
+        pruning_method=torch_prune.L1Unstructured,
+        amount=amount,
+    )
+    return model
+
+
+def test_save_and_load_a_torch_pruned_model(mlp, mlp_factory, mlp_batches, tmp_path):
+    """Item 11: gp.save raised KeyError('1.weight') on torch.nn.utils.prune's keys."""
+    torch_pruned(mlp)
+    gp.apply_masks(mlp, gp.global_masks(gp.score(mlp, "magnitude"), 0.8))
+    F.cross_entropy(mlp(mlp_batches[0][0]), mlp_batches[0][1]).backward()  # weight is derived
+    gp.save(mlp, tmp_path / "m.pt")
+    restored = torch_pruned(mlp_factory())  # the same architecture: weight_orig, weight_mask
+    gp.load(tmp_path / "m.pt", restored)
+    for key, value in mlp.state_dict().items():
+        assert torch.equal(restored.state_dict()[key], value), key
+    assert set(gp.current_masks(restored)) == set(gp.current_masks(mlp))
+    x = mlp_batches[1][0]
+    torch.testing.assert_close(restored(x), mlp(x), rtol=0, atol=0)
+
+
+def test_model_cost_of_a_torch_pruned_model_counts_its_masked_weights(mlp):
+    """Item 11: gp.model_cost raised deepcopy's RuntimeError; torch's masks are the reference."""
+    x = torch.zeros(1, 1, 8, 8)
+    dense_cost = gp.model_cost(mlp, x)
+    torch_pruned(mlp)
+    mlp(x).sum().backward()  # the derived weight now has a grad_fn: deepcopy refuses it
+    cost = gp.model_cost(mlp, x)
+    kept = sum(int(m.weight_mask.sum()) for m in gp.core.layers.prunable_modules(mlp).values())
+    biases = sum(p.numel() for n, p in mlp.named_parameters() if n.endswith("bias"))
+    assert cost["params"] == kept + biases
+    assert cost["params_dense"] == dense_cost["params_dense"]
+    assert cost["macs"] == dense_cost["macs"]
+    assert cost["checkpoint_bytes"] > 0

@@ -185,6 +185,44 @@ def test_global_masks_equal_torch_global_unstructured(path):
         assert torch.equal(masks[f"{i}.weight"], layer.weight_mask.bool())
 
 
+@pytest.mark.parametrize("path", SWEEPS)
+def test_ties_against_global_unstructured_follow_the_documented_rule(path):
+    """Item 14: with tied scores both prune the same count, and differ only at the threshold.
+
+    3,200 scores taking 8 values, so hundreds tie at the threshold: global_unstructured's
+    topk chooses among them in an unspecified order, global_masks in (dict order, flat
+    index) order, as its docstring says.
+    """
+    generator = torch.Generator().manual_seed(11)
+    layers = nn.Sequential(nn.Linear(40, 60), nn.Linear(40, 20))
+    with torch.no_grad():
+        for layer in layers:
+            layer.weight.copy_(torch.randint(0, 8, layer.weight.shape, generator=generator))
+    scores = {f"{i}.weight": layer.weight.detach().abs().clone() for i, layer in enumerate(layers)}
+    with sweep_path(path):
+        masks = gp.global_masks(scores, 0.45)
+    torch_prune.global_unstructured(
+        [(layer, "weight") for layer in layers],
+        pruning_method=torch_prune.L1Unstructured,
+        amount=0.45,
+    )
+    theirs = {f"{i}.weight": layer.weight_mask.bool() for i, layer in enumerate(layers)}
+    flat = torch.cat([s.flatten() for s in scores.values()])
+    ours_kept = torch.cat([m.flatten() for m in masks.values()])
+    their_kept = torch.cat([m.flatten() for m in theirs.values()])
+    k = round(0.45 * flat.numel())
+    assert int((~ours_kept).sum()) == int((~their_kept).sum()) == k  # equal counts
+    threshold = torch.kthvalue(flat, k).values
+    below, at = flat < threshold, flat == threshold
+    assert not ours_kept[below].any() and not their_kept[below].any()
+    assert ours_kept[flat > threshold].all() and their_kept[flat > threshold].all()
+    differ = ours_kept != their_kept
+    assert differ.any() and at[differ].all()  # ties at the threshold only
+    tied_pruned = k - int(below.sum())
+    first_tied = at.nonzero().flatten()[:tied_pruned]  # (dict order, flat index) order
+    assert not ours_kept[first_tied].any() and ours_kept[at].sum() == at.sum() - tied_pruned
+
+
 def test_layerwise_masks_prune_each_layer_exactly():
     generator = torch.Generator().manual_seed(2)
     scores = {

@@ -35,7 +35,7 @@ def test_csr_stores_only_the_kept_weights():
     for name in ("fc1", "fc2", "fc3"):
         weight = getattr(sparse, name).weight
         assert weight.layout == torch.sparse_csr
-        assert weight.values().numel() <= kept[f"{name}.weight"]
+        assert weight.values().numel() == kept[f"{name}.weight"]
         torch.testing.assert_close(
             weight.to_dense(), getattr(model, name).weight.detach(), rtol=0, atol=0
         )
@@ -71,7 +71,6 @@ def test_back_to_masked_dense_is_exact():
     assert masks.keys() == back_masks.keys()
     for name, p in model.state_dict().items():
         torch.testing.assert_close(back.state_dict()[name], p, rtol=0, atol=0)
-    # A kept weight is never exactly zero here, so the CSR positions are the mask.
     assert all(torch.equal(masks[n], back_masks[n]) for n in masks)
 
 
@@ -82,3 +81,28 @@ def test_sparse_model_deep_copies():
     x = torch.randn(3, 784)
     with torch.no_grad():
         torch.testing.assert_close(twin(x), sparse(x), rtol=0, atol=0)
+
+
+def test_kept_weights_that_are_exactly_zero_are_stored():
+    """Item 12: CSR holds exactly the kept entries (was 75 kept, 71 stored)."""
+    model = masked(gp.models.lenet_300_100, 0.9)
+    keep = gp.current_masks(model)["fc2.weight"]
+    with torch.no_grad():
+        model.fc2.weight[keep] = torch.where(
+            torch.rand(int(keep.sum())) < 0.1, 0.0, model.fc2.weight[keep]
+        )
+    assert (model.fc2.weight[keep] == 0).sum() > 0
+    sparse = gp.to_sparse(model)
+    for name in ("fc1", "fc2", "fc3"):
+        weight, mask = getattr(sparse, name).weight, gp.current_masks(model)[f"{name}.weight"]
+        assert weight.values().numel() == int(mask.sum())
+        assert torch.equal(getattr(sparse, name)._keep(), mask)
+    back = to_masked_dense(sparse)
+    assert torch.equal(gp.current_masks(back)["fc2.weight"], keep)
+    assert torch.equal(copy.deepcopy(sparse).fc2._keep(), keep)
+
+
+def test_half_on_cpu_is_refused_at_conversion_naming_a_dtype_that_works():
+    model = masked(gp.models.lenet_300_100, 0.9).half()
+    with pytest.raises(ValueError, match="float16 on cpu.*float32"):
+        gp.to_sparse(model)

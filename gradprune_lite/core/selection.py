@@ -421,10 +421,17 @@ def global_masks(
 
     Returns:
         dict name → bool tensor shaped like the score (True = keep), on the score's device.
-        Exactly ``round(sparsity·N)`` entries are False. Ties at the threshold are pruned
-        in order of (dict order, flat index). On magnitude scores, without ``exclude`` and
-        ``min_density``, the result equals
-        ``torch.nn.utils.prune.global_unstructured(..., L1Unstructured, amount=sparsity)``.
+        Exactly ``round(sparsity·N)`` entries are False. The tie rule: with t the
+        ``round(sparsity·N)``-th smallest score, every score below t is pruned, every score
+        above t is kept, and the remaining count is pruned among the scores equal to t in
+        order of (dict order, flat index): the first ones in ``scores``' order, and within
+        a tensor the lowest flat indices. On magnitude scores, without ``exclude`` and
+        ``min_density``,
+        ``torch.nn.utils.prune.global_unstructured(..., L1Unstructured, amount=sparsity)``
+        prunes the same count (both round with Python's ``round``) and the same entries
+        below and above t; when several scores equal t, it may choose *different* tied
+        entries, since its ``torch.topk`` picks among ties in no specified order. Without
+        ties at t the two results are identical.
 
     Raises:
         ValueError: bad sparsity, min_density or pattern, non-finite or non-real scores,
