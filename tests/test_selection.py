@@ -221,6 +221,8 @@ def test_ties_against_global_unstructured_follow_the_documented_rule(path):
     tied_pruned = k - int(below.sum())
     first_tied = at.nonzero().flatten()[:tied_pruned]  # (dict order, flat index) order
     assert not ours_kept[first_tied].any() and ours_kept[at].sum() == at.sum() - tied_pruned
+    doc = " ".join(gp.global_masks.__doc__.split())
+    assert "(dict order, flat index)" in doc and "different* tied entries" in doc
 
 
 def test_layerwise_masks_prune_each_layer_exactly():
