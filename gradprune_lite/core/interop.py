@@ -8,9 +8,9 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
+from ._hold import MASK_BUFFER, release_module
 from ._validate import check_masks_match
 from .layers import prunable_modules, prunable_weights
-from ._hold import MASK_BUFFER, release_module
 
 
 def to_torch_prune(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:

@@ -21,7 +21,6 @@ its parameters ``_orig_mod.fc1.weight`` and DDP ``module.fc1.weight``, and we ke
 from __future__ import annotations
 
 import warnings
-
 from collections.abc import Iterable, Mapping
 
 from torch import nn
@@ -64,7 +63,7 @@ def wrapper_prefix(model: nn.Module) -> str:
         children = dict(model.named_children())
         if len(children) != 1 or next(model.parameters(recurse=False), None) is not None:
             return prefix
-        (name, inner), = children.items()
+        ((name, inner),) = children.items()
         if name not in WRAPPER_ATTRIBUTES:
             return prefix
         prefix, model = f"{prefix}{name}.", inner
