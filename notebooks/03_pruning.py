@@ -17,7 +17,7 @@
 #
 # **After this notebook you can:**
 # 1. explain why a weight set to zero comes back to life in the very next SGD step, and
-#    keep it at zero with a mask held by the optimiser;
+#    keep it at zero with a mask that holds through any optimiser;
 # 2. compare one-shot and iterative pruning, and SNIP at initialisation against pruning
 #    after training, *at equal training budgets* — and say which wins here, and why;
 # 3. move masks to and from `torch.nn.utils.prune`, and store a sparse checkpoint.
@@ -56,8 +56,9 @@ print(f"dense LeNet-300-100: test error {dense_error:.2f}% on {len(test):,} digi
 # ## Masks
 #
 # `gp.apply_masks` zeroes the pruned weights and stores each mask as a bool buffer
-# `weight_keep`, which is *not* saved: the state_dict keys stay those of the dense model,
-# so a pruned model loads wherever the dense one does.
+# `weight_keep` on its layer. It is not a state_dict *key*: the keys stay those of the dense
+# model, so a pruned model loads wherever the dense one does. The mask rides along as packed
+# bits in the state_dict's metadata, where `gp.load_state_dict` finds it again (last section).
 
 # %%
 model = copy.deepcopy(dense)
@@ -164,9 +165,16 @@ assert revival[(0.0, False)] < 0.5 and revival[(0.9, False)] < 0.5
 # pruned weights away from zero although their gradient is now zero. So there are two
 # leaks, the gradient (always) and the optimiser's state (when it has any).
 #
-# The fix closes both: give the optimiser to `gp.apply_masks`. A hook runs after every
-# `optimizer.step()`, multiplies the weights by their masks **and** clears the momentum at
-# pruned positions. (`gp.fit` does the same for masks already applied.)
+# `gp.apply_masks` closes both leaks on the *parameter*, not on one optimiser:
+#
+# - a gradient hook on each masked weight zeroes its gradient at pruned entries after every
+#   backward (so `clip_grad_norm_` does not count them either);
+# - torch's *global* optimiser step hook runs after **any** optimiser's `step()`, multiplies
+#   the weights by their masks and clears that optimiser's state (momentum, Adam moments)
+#   at pruned positions.
+#
+# So nothing has to be handed over. Below, the optimiser already holds 20 dense steps of
+# momentum, and we never tell `gp` about it.
 
 # %%
 held = copy.deepcopy(dense)
@@ -175,19 +183,39 @@ for images, labels in batches:  # 20 dense steps: the momentum buffer is full
     optimizer.zero_grad()
     F.cross_entropy(held(images), labels).backward()
     optimizer.step()
-gp.apply_masks(held, masks, optimizer)
+gp.apply_masks(held, masks)  # no optimiser passed: the masks hold through every one
 for images, labels in batches:
     optimizer.zero_grad()
     F.cross_entropy(held(images), labels).backward()
     optimizer.step()
-print(
-    f"with gp.apply_masks(model, masks, optimizer): sparsity after 20 steps {gp.sparsity(held):.1%}"
-)
+print(f"with gp.apply_masks(model, masks): sparsity after 20 steps {gp.sparsity(held):.1%}")
 assert abs(gp.sparsity(held) - 0.9) < 1e-6
 
 # %% [markdown]
-# Exactly 90% after 20 momentum steps. From here on every training run (`gp.fit`) holds
-# the masks this way, so every comparison below measures pruning, not revival.
+# Exactly 90% after 20 momentum steps. **Predict:** what if we deep-copy the pruned model
+# and train the copy with a brand-new Adam optimiser, created after pruning, as a trainer
+# or a resumed run would? Adam's update $m/(\sqrt{v}+\epsilon)$ differs from SGD's in every
+# way but one: it, too, is driven by the gradient.
+
+# %%
+twin = copy.deepcopy(held)
+adam = torch.optim.Adam(twin.parameters(), lr=1e-3)
+for images, labels in batches:
+    adam.zero_grad()
+    F.cross_entropy(twin(images), labels).backward()
+    pruned_gradient = max(
+        float(w.grad[~masks[name]].abs().max()) for name, w in gp.prunable_weights(twin).items()
+    )
+    adam.step()
+print(f"largest gradient at a pruned entry after backward: {pruned_gradient}")
+print(f"deep copy after 20 Adam steps: sparsity {gp.sparsity(twin):.1%}")
+assert pruned_gradient == 0 and abs(gp.sparsity(twin) - 0.9) < 1e-6
+
+# %% [markdown]
+# The copy carries its masks (they are buffers) and holds them from its first forward: its
+# pruned gradients are exactly zero, and Adam never moves those weights. From here on every
+# training run (`gp.fit`) holds the masks this way, so every comparison below measures
+# pruning, not revival.
 #
 # ## One-shot against iterative pruning, at equal budgets
 #
@@ -384,12 +412,26 @@ assert sizes["sparse_bytes"] < 0.5 * sizes["dense_bytes"]
 # weight also needs its position. Smaller files do not mean faster training here — the
 # masked network still runs the dense kernels (see `docs/RESULTS.md`).
 #
+# A plain `torch.save(model.state_dict())` checkpoint works too: its keys are the dense
+# model's, so `fresh.load_state_dict(...)` loads it strictly anywhere, and
+# `gp.load_state_dict(fresh, ...)` also restores the masks it was saved with.
+
+# %%
+with tempfile.TemporaryDirectory() as folder:
+    path = Path(folder) / "lenet_90_state_dict.pt"
+    torch.save(model.state_dict(), path)
+    resumed = gp.models.lenet_300_100()
+    gp.load_state_dict(resumed, torch.load(path, weights_only=True))
+same_masks = all(torch.equal(gp.current_masks(resumed)[n], m) for n, m in masks.items())
+print(f"resumed from a plain state_dict: same masks {same_masks}, sparsity {gp.sparsity(resumed):.1%}")
+assert same_masks
+#
 # ## Takeaways
 #
 # - A zeroed weight still has a gradient ($\partial L/\partial W_{ij} =
 #   (\partial L/\partial y_i)\,x_j$ does not contain $W_{ij}$), so pruning must be *held*
-#   after every step; momentum is a second leak on top.
-#   `gp.apply_masks(model, masks, optimizer)` closes both.
+#   after every step; momentum is a second leak on top. `gp.apply_masks(model, masks)`
+#   closes both on the parameter itself, for any optimiser, copy or checkpoint.
 # - Compare pruning schedules at equal training budgets. Here iterative never beats
 #   one-shot at 98%: it loses at small budgets (its final network gets a third of the
 #   fine-tuning) and ties once both get 3 epochs over all the data.

@@ -276,6 +276,8 @@ def test_remove_masks_leaves_no_hook_and_no_reference(mlp_factory, mlp_batches):
         assert not module._forward_pre_hooks and not module._state_dict_hooks
     assert len(optimizer._optimizer_step_post_hooks) == 0
     assert not any(h is _hold._after_any_step for h in global_step_hooks().values())
+    pre_hooks = optimizer_module._global_optimizer_pre_hooks.values()
+    assert not any(h is _hold._before_any_step for h in pre_hooks)
     model_ref, optimizer_ref = weakref.ref(mlp), weakref.ref(optimizer)
     del mlp
     gc.collect()
@@ -527,3 +529,38 @@ def test_distributed_data_parallel_holds_masks(mlp, mlp_factory, mlp_batches, tm
         assert (pruned_entries(ddp, masks) == 0).all()
     finally:
         dist.destroy_process_group()
+
+
+def sgd_subclass(params):
+    class Noisy(torch.optim.SGD):  # not ours to trust: its step could do anything
+        pass
+
+    return Noisy(params, lr=0.1, momentum=0.9)
+
+
+@pytest.mark.parametrize(
+    "meddle",
+    ["write-weights", "set-grad-by-hand", "clip", "subclass", "stale-state"],
+)
+def test_every_way_around_the_gradient_hook_is_still_caught(meddle, mlp, mlp_batches):
+    """The step hook skips its multiply only when zeros are provable; each case here is not."""
+    masks = half_masks(mlp)
+    make = sgd_subclass if meddle == "subclass" else None
+    optimizer = (make or (lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)))(mlp.parameters())
+    if meddle == "stale-state":
+        train_steps(mlp, optimizer, mlp_batches, steps=1)  # momentum full before pruning
+    gp.apply_masks(mlp, masks)
+    train_steps(mlp, optimizer, mlp_batches, steps=1)
+    weights = gp.prunable_weights(mlp)
+    for x, y in mlp_batches:
+        optimizer.zero_grad()
+        F.cross_entropy(mlp(x), y).backward()
+        if meddle == "write-weights":
+            with torch.no_grad():
+                weights["1.weight"].add_(1.0)
+        if meddle == "set-grad-by-hand":  # as per-sample-gradient trainers do
+            weights["1.weight"].grad = torch.ones_like(weights["1.weight"])
+        if meddle == "clip":
+            torch.nn.utils.clip_grad_norm_(mlp.parameters(), 1e-3)
+        optimizer.step()
+        assert (pruned_entries(mlp, masks) == 0).all()
