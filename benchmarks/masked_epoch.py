@@ -49,14 +49,19 @@ def epoch(model, optimizer, x, y, batch_size: int = 128):
     return run
 
 
-def ratio_rows(samples: dict[str, int], rounds: int, device: str) -> list[list[str]]:
-    rows = []
-    for name, build in MODELS:
+def ratio_rows(
+    samples: dict[str, int], rounds: int, device: str, control: bool = False, models=MODELS
+) -> tuple[list[list[str]], dict[str, float]]:
+    """Table rows and ``{model: masked ÷ dense}``; ``control`` leaves the second copy dense
+    too, so its ratio shows the noise of the measurement itself."""
+    rows, ratios = [], {}
+    for name, build in models:
         generator = torch.Generator().manual_seed(3)
         x = torch.randn(samples[name], 1, 28, 28, generator=generator).to(device)
         y = torch.randint(10, (samples[name],), generator=generator).to(device)
         dense, masked = build(seed=0).to(device), build(seed=0).to(device)
-        gp.apply_masks(masked, gp.global_masks(gp.score(masked, "magnitude"), SPARSITY))
+        if not control:
+            gp.apply_masks(masked, gp.global_masks(gp.score(masked, "magnitude"), SPARSITY))
         runs = {
             model_name: epoch(
                 model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), x, y
@@ -64,8 +69,8 @@ def ratio_rows(samples: dict[str, int], rounds: int, device: str) -> list[list[s
             for model_name, model in (("dense", dense), ("masked", masked))
         }
         medians = interleaved_medians(runs, rounds, device=device)
-        assert abs(gp.sparsity(masked) - SPARSITY) < 1e-4, "the masks did not hold"
-        ratio = medians["masked"] / medians["dense"]
+        assert control or abs(gp.sparsity(masked) - SPARSITY) < 1e-4, "the masks did not hold"
+        ratio = ratios[name] = medians["masked"] / medians["dense"]
         rows.append(
             [
                 name,
@@ -76,7 +81,7 @@ def ratio_rows(samples: dict[str, int], rounds: int, device: str) -> list[list[s
             ]
         )
         print(f"{name}: {rows[-1]}", flush=True)
-    return rows
+    return rows, ratios
 
 
 def main(argv=None) -> int:
@@ -86,6 +91,10 @@ def main(argv=None) -> int:
     parser.add_argument("--cpu-clock", action="store_true", help="process CPU time")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="fewer samples per epoch")
+    parser.add_argument(
+        "--control", action="store_true", help="both copies dense: the measurement's noise"
+    )
+    parser.add_argument("--model", choices=[name for name, _ in MODELS], help="one model only")
     args = parser.parse_args(argv)
     if args.rounds < 5:
         parser.error("--rounds must be at least 5")
@@ -101,11 +110,14 @@ def main(argv=None) -> int:
         f"load average at start {load_average()}",
         flush=True,
     )
-    rows = ratio_rows(samples, args.rounds, args.device)
+    models = [(n, b) for n, b in MODELS if args.model in (None, n)]
+    rows, _ = ratio_rows(samples, args.rounds, args.device, args.control, models)
     print(
         "\n"
         + markdown_table(["model", "samples", "dense epoch", "masked epoch", "ratio"], rows)
-        + f"\n\nmedians of {args.rounds} interleaved epochs; load average at end {load_average()}"
+        + f"\n\nmedians of {args.rounds} interleaved epochs"
+        + (" (control: both copies dense)" if args.control else "")
+        + f"; load average at end {load_average()}"
     )
     return 0
 

@@ -55,7 +55,12 @@ print("pruned weights in all:", int((~mask).sum()))
 #   kwargs)` re-zeroes the pruned weights and `optimizer.state[param]["momentum_buffer"]`
 #   at pruned entries (the buffer exists only after the first step).
 #
-# (`gp.apply_masks(model, masks, optimizer)` does this for you; here you build it.)
+# Here you build the idea for one optimiser. `gp.apply_masks(model, masks)` goes one step
+# further and hangs the mask on the *parameter* instead: a gradient hook
+# (`param.register_post_accumulate_grad_hook`) zeroes pruned gradients after every backward,
+# and torch's global hook `torch.optim.optimizer.register_optimizer_step_post_hook` re-zeroes
+# the weights after **any** optimiser's step. A hook on one optimiser, like yours, protects
+# nothing once a trainer, a resumed checkpoint or a copy of the model brings its own.
 
 
 # %% nbgrader={"grade": false, "grade_id": "keep_pruned_at_zero", "locked": false, "schema_version": 3, "solution": true, "task": false}
