@@ -3,8 +3,10 @@
 Two copies of each model train on the same batches (SGD, momentum 0.9, batch 128, random
 MNIST-shaped data), one dense and one with 90% of its weights masked by ``gp.apply_masks``;
 the masked copy's optimiser is created *after* pruning and is never handed to us, as a
-trainer would do. Whole epochs of the two alternate (order rotating), in one process, and
-the ratio is masked ÷ dense of the medians over ``--rounds`` epochs (at least 5).
+trainer would do. Single steps of the two alternate (order flipping every step), in one
+process; an epoch is the sum of its steps, and the ratio is masked ÷ dense of the medians
+over ``--rounds`` epochs (at least 5). ``--control`` leaves both copies dense: its ratio is
+the noise of the measurement on this machine at this moment.
 
     python benchmarks/masked_epoch.py --threads 1 --cpu-clock
     python benchmarks/masked_epoch.py --device cuda
@@ -13,6 +15,7 @@ the ratio is masked ÷ dense of the medians over ``--rounds`` epochs (at least 5
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -20,10 +23,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import timing  # noqa: E402
 from timing import (  # noqa: E402
     clock_name,
     fmt_seconds,
-    interleaved_medians,
     load_average,
     markdown_table,
     use_cpu_clock,
@@ -35,18 +38,35 @@ SPARSITY = 0.9
 MODELS = (("LeNet-300-100", gp.models.lenet_300_100), ("LeNet-5", gp.models.lenet5))
 
 
-def epoch(model, optimizer, x, y, batch_size: int = 128):
-    """A function running one epoch of SGD steps over ``x``, ``y``."""
+def step(model, optimizer, xb, yb) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    F.cross_entropy(model(xb), yb).backward()
+    optimizer.step()
 
-    def run():
-        for start in range(0, x.shape[0], batch_size):
-            optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(
-                model(x[start : start + batch_size]), y[start : start + batch_size]
-            ).backward()
-            optimizer.step()
 
-    return run
+def interleaved_epochs(runs: dict, x, y, rounds: int, device: str, batch_size: int = 128):
+    """Median epoch seconds of each ``(model, optimizer)`` in ``runs``.
+
+    Single steps alternate between the runs (the order flipping every step), so both meet
+    the same background load from one moment to the next; an epoch's time is the sum of
+    its steps, and the median is over ``rounds`` epochs after one untimed warm-up epoch.
+    """
+    names = list(runs)
+    epochs: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds + 1):
+        totals = dict.fromkeys(names, 0.0)
+        for i, start in enumerate(range(0, x.shape[0], batch_size)):
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+            for name in names if (r + i) % 2 == 0 else names[::-1]:
+                timing.sync(device)
+                began = timing._clock()
+                step(*runs[name], xb, yb)
+                timing.sync(device)
+                totals[name] += timing._clock() - began
+        if r:  # the first epoch warms up both
+            for name in names:
+                epochs[name].append(totals[name])
+    return {name: statistics.median(values) for name, values in epochs.items()}
 
 
 def ratio_rows(
@@ -63,12 +83,10 @@ def ratio_rows(
         if not control:
             gp.apply_masks(masked, gp.global_masks(gp.score(masked, "magnitude"), SPARSITY))
         runs = {
-            model_name: epoch(
-                model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), x, y
-            )
-            for model_name, model in (("dense", dense), ("masked", masked))
+            key: (model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
+            for key, model in (("dense", dense), ("masked", masked))
         }
-        medians = interleaved_medians(runs, rounds, device=device)
+        medians = interleaved_epochs(runs, x, y, rounds, device)
         assert control or abs(gp.sparsity(masked) - SPARSITY) < 1e-4, "the masks did not hold"
         ratio = ratios[name] = medians["masked"] / medians["dense"]
         rows.append(

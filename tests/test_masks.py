@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import pickle
 import weakref
 
 import pytest
@@ -168,11 +169,34 @@ def test_a_deep_copy_trained_with_its_own_optimizer_keeps_its_masks(mlp, mlp_bat
     gp.apply_masks(mlp, masks)
     clone = copy.deepcopy(mlp)
     assert set(gp.current_masks(clone)) == set(masks)
+    x, y = mlp_batches[0]
+    F.cross_entropy(clone(x), y).backward()  # its very first gradients are masked already
+    assert all((w.grad[~masks[n]] == 0).all() for n, w in gp.prunable_weights(clone).items())
     optimizer = torch.optim.SGD(clone.parameters(), lr=0.5, momentum=0.9)
     train_steps(clone, optimizer, mlp_batches)
     assert (pruned_entries(clone, masks) == 0).all()
     assert gp.sparsity(clone) == pytest.approx(gp.sparsity(mlp))
     assert not torch.equal(clone[1].weight, mlp[1].weight)  # it did train, on its own
+
+
+def test_an_unpickled_model_holds_its_masks(mlp, mlp_batches):
+    masks = half_masks(mlp)
+    gp.apply_masks(mlp, masks)
+    twin = pickle.loads(pickle.dumps(mlp))
+    optimizer = torch.optim.Adam(twin.parameters(), lr=1e-2)
+    train_steps(twin, optimizer, mlp_batches, steps=2)
+    assert (pruned_entries(twin, masks) == 0).all()
+    assert all((w.grad[~masks[n]] == 0).all() for n, w in gp.prunable_weights(twin).items())
+
+
+def test_a_parameter_replaced_by_an_assigning_load_is_held(mlp, mlp_batches):
+    masks = half_masks(mlp)
+    gp.apply_masks(mlp, masks)
+    state = {k: v.clone() for k, v in mlp.state_dict().items()}
+    mlp.load_state_dict(state, assign=True)  # new Parameter objects
+    optimizer = torch.optim.SGD(mlp.parameters(), lr=0.5, momentum=0.9)
+    train_steps(mlp, optimizer, mlp_batches, steps=2)
+    assert (pruned_entries(mlp, masks) == 0).all()
 
 
 def test_clipping_weight_decay_and_bf16_autocast_keep_zeros(mlp, mlp_batches):
@@ -274,6 +298,7 @@ def test_remove_masks_leaves_no_hook_and_no_reference(mlp_factory, mlp_batches):
         assert not w._post_accumulate_grad_hooks
     for module in mlp.modules():
         assert not module._forward_pre_hooks and not module._state_dict_hooks
+        assert not module._load_state_dict_post_hooks and _hold.MARKER not in module.__dict__
     assert len(optimizer._optimizer_step_post_hooks) == 0
     assert not any(h is _hold._after_any_step for h in global_step_hooks().values())
     pre_hooks = optimizer_module._global_optimizer_pre_hooks.values()

@@ -13,7 +13,7 @@ on the layer as a *non-persistent* buffer named ``weight_keep``, and holds it (s
   fresh dense model, the zeros travelling in the weights); the mask travels as packed bits
   in the state_dict's per-layer metadata, which ``gp.load_state_dict`` reads back;
 * ``copy.deepcopy(model)``, pickling and ``model.to(device)`` carry the masks along, and a
-  copy holds its own masks from its first forward;
+  deep copy holds its own masks at once (an unpickled model from its first step);
 * there is no ``weight_orig`` copy and no float mask, unlike ``torch.nn.utils.prune``.
 
 A layer already pruned with ``torch.nn.utils.prune`` (it has a ``weight_orig`` parameter and
@@ -33,6 +33,7 @@ from torch import nn
 from ._hold import (
     MASK_BUFFER,
     hold_module,
+    hold_pending,
     refresh_derived_weight,
     release_module,
     trained_weight,
@@ -86,11 +87,12 @@ def hold_masks(model: nn.Module, optimizer: torch.optim.Optimizer | None = None)
     """Make sure every mask on ``model`` is held; clear ``optimizer``'s state at pruned entries.
 
     Rarely needed: ``apply_masks``, ``gp.load`` and ``gp.load_state_dict`` hold the masks
-    they set, and a copied model holds its masks from its first forward. Holding is not
+    they set, and a copied model holds its own masks. Holding is not
     tied to ``optimizer``: every optimiser, now or later, respects held masks. Given, the
     optimiser's state (momentum, Adam moments) is zeroed at pruned entries right away
     (it would be at its next step anyway). Calling it again changes nothing.
     """
+    hold_pending()
     masked = [m for m in prunable_modules(model).values() if MASK_BUFFER in m._buffers]
     for module in masked:
         hold_module(module)
