@@ -589,3 +589,11 @@ def test_every_way_around_the_gradient_hook_is_still_caught(meddle, mlp, mlp_bat
             torch.nn.utils.clip_grad_norm_(mlp.parameters(), 1e-3)
         optimizer.step()
         assert (pruned_entries(mlp, masks) == 0).all()
+
+
+@pytest.mark.parametrize("criterion", sorted(gp.CRITERIA))
+def test_every_criterion_scores_a_wrapped_model_under_plain_names(
+    criterion, mlp_factory, mlp_batches
+):
+    scores = gp.score(Wrapper(mlp_factory()), criterion, mlp_batches)
+    assert set(scores) == {"1.weight", "3.weight"}

@@ -317,7 +317,7 @@ def _synflow_raw(ctx: ScoringContext, shape, dtype, device) -> tuple[torch.Tenso
         for p in itertools.chain(probe.parameters(), probe.buffers()):
             if p.is_floating_point():
                 p.abs_()
-    params = dict(probe.named_parameters())
+    params = prunable_weights(probe)  # keyed like ctx.weights, also behind a wrapper
     weights = [params[name] for name in ctx.weights]
     for p in probe.parameters():
         p.requires_grad_(False)
