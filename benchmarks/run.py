@@ -23,6 +23,7 @@ from torch.nn.utils import prune as torch_prune
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from masked_epoch import ratio_rows  # noqa: E402
 from timing import (
     fmt_seconds,
     interleaved_medians,
@@ -432,44 +433,13 @@ def epoch_seconds(model, optimizer, x, y, device: torch.device | str = "cpu") ->
     return timed(lambda: train_epoch(model, optimizer, x, y), 1, warmup=0, device=device)
 
 
-def train_step(model, optimizer, xb, yb) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    F.cross_entropy(model(xb), yb).backward()
-    optimizer.step()
-
-
 def training_section(samples: int, repeats: int) -> tuple[list[list[str]], dict]:
-    """Dense and masked SGD on the same batches, step by step in alternation.
+    """Dense and masked SGD on the same batches: ``masked_epoch.py``'s measurement.
 
-    Alternating single steps (rather than whole epochs) puts both runs under the same
-    background load from one moment to the next; an epoch's time is the sum of its steps.
+    Single steps alternate between the two runs; an epoch's time is the sum of its steps,
+    and the ratio compares medians over ``repeats`` epochs (at least 5).
     """
-    rows, ratios = [], {}
-    generator = torch.Generator().manual_seed(3)
-    x = torch.randn(samples, 1, 28, 28, generator=generator)
-    y = torch.randint(10, (samples,), generator=generator)
-    for name, build in MODELS:
-        dense, masked = build(seed=0), build(seed=0)
-        dense_opt = torch.optim.SGD(dense.parameters(), lr=0.01, momentum=0.9)
-        masked_opt = torch.optim.SGD(masked.parameters(), lr=0.01, momentum=0.9)
-        masks = gp.global_masks(gp.score(masked, "magnitude"), SPARSITY)
-        gp.apply_masks(masked, masks, masked_opt)
-        runs = {"dense": (dense, dense_opt), "masked": (masked, masked_opt)}
-        totals = {"dense": 0.0, "masked": 0.0}
-        for epoch in range(repeats):
-            for step, start in enumerate(range(0, samples, 128)):
-                xb, yb = x[start : start + 128], y[start : start + 128]
-                order = ("dense", "masked") if (epoch + step) % 2 == 0 else ("masked", "dense")
-                for key in order:
-                    model, opt = runs[key]
-                    totals[key] += timed(
-                        lambda m=model, o=opt, a=xb, b=yb: train_step(m, o, a, b), 1, 0
-                    )
-        d, m = totals["dense"] / repeats, totals["masked"] / repeats
-        ratios[name] = m / d
-        rows.append([name, str(samples), fmt_seconds(d), fmt_seconds(m), f"{m / d:.3f}×"])
-        print(f"training {name}: dense {fmt_seconds(d)}, masked {fmt_seconds(m)}", flush=True)
-    return rows, ratios
+    return ratio_rows(dict.fromkeys((name for name, _ in MODELS), samples), max(5, repeats), "cpu")
 
 
 def verdict(ok: bool) -> str:
@@ -536,7 +506,7 @@ def main(argv=None) -> int:
     sel_rows, sel10 = selection_section(sizes, repeats)
     memory = mask_memory_rows()
     stats_rows, stats_ratios, notes = stats_section(256, repeats)
-    train_rows, train_ratios = training_section(samples, 3)
+    train_rows, train_ratios = training_section(samples, 5)
     details["load average (1, 5, 15 min) at end"] = load_average()
 
     speedup = sel10["global_unstructured"] / sel10["ours_masks"]
@@ -607,7 +577,7 @@ def main(argv=None) -> int:
             )
             + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else ""),
             "### Training epoch, 90% of weights masked vs dense (SGD momentum, batch 128, random MNIST-shaped data; "
-            "steps alternate between the two runs, epoch = sum of its steps, mean of the epochs)\n\n"
+            "steps alternate between the two runs, epoch = sum of its steps, median of 5 epochs)\n\n"
             + markdown_table(
                 ["model", "samples", "dense epoch", "masked epoch", "ratio"], train_rows
             ),
