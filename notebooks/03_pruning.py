@@ -423,7 +423,9 @@ with tempfile.TemporaryDirectory() as folder:
     resumed = gp.models.lenet_300_100()
     gp.load_state_dict(resumed, torch.load(path, weights_only=True))
 same_masks = all(torch.equal(gp.current_masks(resumed)[n], m) for n, m in masks.items())
-print(f"resumed from a plain state_dict: same masks {same_masks}, sparsity {gp.sparsity(resumed):.1%}")
+print(
+    f"resumed from a plain state_dict: same masks {same_masks}, sparsity {gp.sparsity(resumed):.1%}"
+)
 assert same_masks
 #
 # ## Takeaways

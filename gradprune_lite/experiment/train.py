@@ -2,7 +2,8 @@
 
 No DataLoader and no workers: MNIST fits in memory many times over, and indexing a tensor
 with a permutation is the cheapest batching there is. Masks applied to the model hold
-through training (``gp.hold_masks``), so a pruned weight stays exactly zero.
+through training with any optimiser (they live with the parameters, see ``gp.apply_masks``),
+so a pruned weight stays exactly zero.
 """
 
 from __future__ import annotations
