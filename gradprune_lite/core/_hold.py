@@ -328,7 +328,7 @@ class _Marker:
         old = self.module()
         new = memo.get(id(old)) if old is not None else None
         twin = _Marker.__new__(_Marker)
-        twin.module = weakref.ref(new) if new is not None else weakref.ref(_Marker)
+        twin.module = weakref.ref(new) if new is not None else _nothing
         if new is None:
             return twin
         old_weight = trained_weight(old)
@@ -344,9 +344,14 @@ class _Marker:
         return (_unpickled_marker, (self.module(),))
 
 
+def _nothing() -> None:
+    """Stands in for a dead weak reference."""
+    return None
+
+
 def _unpickled_marker(module: nn.Module | None) -> _Marker:
     marker = _Marker.__new__(_Marker)
-    marker.module = weakref.ref(module) if module is not None else weakref.ref(_Marker)
+    marker.module = weakref.ref(module) if module is not None else _nothing
     if module is not None:
         _PENDING.append(weakref.ref(module))
         _ensure_global_hooks()
