@@ -427,6 +427,10 @@ print(
     f"resumed from a plain state_dict: same masks {same_masks}, sparsity {gp.sparsity(resumed):.1%}"
 )
 assert same_masks
+
+# %% [markdown]
+# The restored masks are the saved ones bit for bit, and the resumed model holds them
+# with whatever optimiser trains it next.
 #
 # ## Takeaways
 #
