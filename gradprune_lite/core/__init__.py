@@ -20,9 +20,10 @@ Data flows one way through these files, each with one job:
 * ``interop``   conversion to and from ``torch.nn.utils.prune``.
 
 Private helpers (``_recording``, ``_func_fallback``, ``_scoring``, ``_snapshot``,
-``_validate``, ``_band_kernel``) keep the public files short: exactness checks of the fast
-statistics path, the torch.func fallback, side-effect-free scoring, atomic rollback, input
-checks and the compiled selection sweep.
+``_validate``, ``_band_kernel``, ``_hold``) keep the public files short: exactness checks of
+the fast statistics path, the torch.func fallback, side-effect-free scoring, atomic
+rollback, input checks, the compiled selection sweep, and the hooks that hold masks on the
+parameters through any optimiser.
 
 Nothing here knows about MNIST or notebooks: no module here imports ``experiment``,
 ``course`` or ``cli`` (``tests/test_architecture.py``; map in ``docs/ARCHITECTURE.md``).
