@@ -28,7 +28,7 @@
 #
 # We start from the dense reference network `gp.trained("lenet_300_100")`: LeNet-300-100
 # trained for 10 epochs on 55,000 digits (cached on disk after the first run), at the
-# published level of about 1.6% test error.
+# published level of about 1.7% test error.
 
 # %%
 import copy
@@ -302,9 +302,9 @@ print("iterative minus one-shot:", {budget: round(gap, 2) for budget, gap in gap
 #   each. Its final 98% network is fine-tuned on only a third of the budget, while one-shot's
 #   network is fine-tuned at 98% for all of it.
 # - **At equal budgets, iterative does not win here.** Its gap to one-shot shrinks as the
-#   budget grows, and with 3 epochs over all 55,000 digits the two are within about a tenth
-#   of a point: a tie, as `docs/RESULTS.md` found over 3 seeds for the same setting
-#   (3.02 ± 0.14 one-shot, 3.00 ± 0.06 iterative).
+#   budget grows, and with 3 epochs over all 55,000 digits the gap printed above is a few
+#   tenths of a point on this one seed; over 3 seeds `docs/RESULTS.md` found the two tied
+#   for the same setting (3.02 ± 0.14 one-shot, 3.00 ± 0.06 iterative).
 # - More training helps both far more than the choice between them. Iterative pruning's
 #   good reputation comes from long retraining after every round (Han et al. retrain for
 #   many epochs per round); at a budget of a few epochs it buys nothing on this network.
@@ -440,7 +440,7 @@ assert same_masks
 #   closes both on the parameter itself, for any optimiser, copy or checkpoint.
 # - Compare pruning schedules at equal training budgets. Here iterative never beats
 #   one-shot at 98%: it loses at small budgets (its final network gets a third of the
-#   fine-tuning) and ties once both get 3 epochs over all the data.
+#   fine-tuning) and ties (over 3 seeds) once both get 3 epochs over all the data.
 # - After training, magnitude beats SNIP's $|w\,\bar g|$, whose mean gradient is near zero
 #   at a minimum. At equal budgets SNIP at initialisation did as well as SNIP after
 #   training: gradient scores belong at initialisation, where they were designed to work.
