@@ -1,5 +1,15 @@
-"""The exercise self-checks pass on a correct answer and name the mistake on a wrong one."""
+"""The exercise self-checks pass on a correct answer and name the mistake on a wrong one.
 
+Each exercise whose check judges a method by what ran (no sort, no stored per-sample
+gradient, kept weights still training, random draws) gets a table of wrong answers, the
+ones named in issue 19 and at least three more, each with the one line it must produce,
+and a table of correct variants that must pass.
+"""
+
+import copy
+import random
+
+import numpy as np
 import pytest
 import torch
 
@@ -134,28 +144,6 @@ def test_threshold_check_names_the_off_by_one():
 
     with pytest.raises(AssertionError, match="one too many"):
         gp.checks.check_global_threshold(prunes_one_too_many)
-
-
-@pytest.mark.parametrize("how", ["torch.sort", "Tensor.sort", "argsort", "sorted"])
-def test_threshold_check_rejects_a_full_sort(how):
-    def by_sorting(scores, sparsity):
-        flat = torch.cat([s.reshape(-1) for s in scores.values()])
-        k = round(sparsity * flat.numel())
-        if k == 0:
-            return {name: torch.ones_like(s, dtype=torch.bool) for name, s in scores.items()}
-        if how == "torch.sort":
-            t = torch.sort(flat).values[k - 1]
-        elif how == "Tensor.sort":
-            t = flat.sort().values[k - 1]
-        elif how == "argsort":
-            t = flat[flat.argsort()[k - 1]]
-        else:
-            t = sorted(flat.tolist())[k - 1]
-        return {name: s > t for name, s in scores.items()}
-
-    with pytest.raises(AssertionError, match="You sorted"):
-        gp.checks.check_global_threshold(by_sorting)
-    assert torch.sort(torch.tensor([2.0, 1.0])).values.tolist() == [1.0, 2.0], "sort restored"
 
 
 def test_hook_check_catches_zeroing_only_once():
@@ -309,7 +297,6 @@ def test_channel_checks_name_the_sum_of_squares_and_an_unchanged_conv2():
         gp.checks.check_channel_importance(sum_of_squares)
 
     def conv1_only(model, c):
-        import copy
 
         smaller = copy.deepcopy(model)
         keep = [i for i in range(20) if i != c]
@@ -369,3 +356,504 @@ def test_lottery_checks_name_trained_weights_and_the_same_initialisation():
 
     with pytest.raises(AssertionError, match="ticket's initial weights"):
         gp.checks.check_random_reinit(same_init)
+
+
+def rejects(check, answer, message):
+    """``check(answer)`` fails with one line that matches ``message``."""
+    with pytest.raises(gp.checks.CheckFailed, match=message) as failure:
+        check(answer)
+    assert "\n" not in str(failure.value), str(failure.value)
+
+
+# Exercise 1: any score ranked like |w·ḡ| over all layers together passes.
+
+
+def taylor_variant(form):
+    return lambda weights, stats: {n: form(w, stats[n]) for n, w in weights.items()}
+
+
+TAYLOR_CORRECT = {
+    "|w g|": lambda w, s: (w * s.mean).abs(),
+    "(w g)^2": lambda w, s: (w * s.mean).square(),
+    "|w| |g|": lambda w, s: w.abs() * s.mean.abs(),
+    "float64": lambda w, s: (w.double() * s.mean.double()).abs(),
+    "1000 |w g|": lambda w, s: 1000 * (w * s.mean).abs(),
+}
+TAYLOR_WRONG = {
+    "signed w g": (lambda w, s: w * s.mean, "sign is missing"),
+    "-|w g|": (lambda w, s: -(w * s.mean).abs(), "ranked the other way"),
+    "|w|": (lambda w, s: w.abs(), "magnitude"),
+    "w sqrt(E[g^2])": (lambda w, s: (w * s.sq_mean.sqrt()).abs(), r"sqrt\(E\[g²\]\)"),
+    "|w var|": (lambda w, s: (w * s.var).abs(), "does not rank the weights as"),
+}
+
+
+@pytest.mark.parametrize("form", TAYLOR_CORRECT.values(), ids=TAYLOR_CORRECT)
+def test_taylor_check_accepts_rank_equivalent_scores(form):
+    assert gp.checks.check_taylor_score(taylor_variant(form))
+
+
+@pytest.mark.parametrize("form, message", TAYLOR_WRONG.values(), ids=TAYLOR_WRONG)
+def test_taylor_check_rejects(form, message):
+    rejects(gp.checks.check_taylor_score, taylor_variant(form), message)
+
+
+def test_taylor_check_rejects_a_per_layer_normalisation():
+    def per_layer(weights, stats):
+        scores = {n: (w * stats[n].mean).abs() for n, w in weights.items()}
+        return {n: s / s.max() for n, s in scores.items()}
+
+    rejects(gp.checks.check_taylor_score, per_layer, "not all layers together")
+
+
+# Exercise 2: the threshold check records what ran and rejects any sort.
+
+
+def threshold_by(pick):
+    def global_threshold(scores, sparsity):
+        flat = torch.cat([s.reshape(-1) for s in scores.values()])
+        k = round(sparsity * flat.numel())
+        if k == 0:
+            return {name: torch.ones_like(s, dtype=torch.bool) for name, s in scores.items()}
+        t = pick(flat, k)
+        return {name: s > t for name, s in scores.items()}
+
+    return global_threshold
+
+
+def bisection(flat, k):
+    low, high = flat.min(), flat.max()
+    for _ in range(60):
+        middle = (low + high) / 2
+        if int((flat <= middle).sum()) >= k:
+            high = middle
+        else:
+            low = middle
+    return flat[flat <= high].max()
+
+
+def quickselect(flat, k):
+    while True:
+        pivot = flat[len(flat) // 2]
+        below, equal = flat[flat < pivot], flat[flat == pivot]
+        if k <= len(below):
+            flat = below
+        elif k <= len(below) + len(equal):
+            return pivot
+        else:
+            k -= len(below) + len(equal)
+            flat = flat[flat > pivot]
+
+
+def list_sort(flat, k):
+    values = flat.tolist()
+    values.sort()
+    return values[k - 1]
+
+
+THRESHOLD_CORRECT = {
+    "Tensor.kthvalue": lambda flat, k: flat.kthvalue(k).values,
+    "torch.kthvalue": lambda flat, k: torch.kthvalue(flat, k)[0],
+    "bisection": bisection,
+    "quickselect": quickselect,
+    "np.partition": lambda flat, k: float(np.partition(flat.numpy(), k - 1)[k - 1]),
+}
+THRESHOLD_WRONG = {
+    "unique": (lambda flat, k: flat.unique()[k - 1], "torch.unique ran"),
+    "topk": (lambda flat, k: flat.topk(k, largest=False).values.max(), "torch.topk ran"),
+    "topk unsorted": (
+        lambda flat, k: flat.topk(k, largest=False, sorted=False).values.max(),
+        "torch.topk ran",
+    ),
+    "quantile": (
+        lambda flat, k: flat.quantile((k - 1) / (flat.numel() - 1), interpolation="lower"),
+        "a sort ran",
+    ),
+    "torch.sort": (lambda flat, k: torch.sort(flat).values[k - 1], "a sort ran"),
+    "Tensor.sort stable": (lambda flat, k: flat.sort(stable=True).values[k - 1], "a sort ran"),
+    "argsort": (lambda flat, k: flat[flat.argsort()[k - 1]], "a sort ran"),
+    "msort": (lambda flat, k: torch.msort(flat)[k - 1], "a sort ran"),
+    "np.sort": (lambda flat, k: float(np.sort(flat.numpy())[k - 1]), "NumPy sort ran"),
+    "np.unique": (lambda flat, k: float(np.unique(flat.numpy())[k - 1]), "NumPy sort ran"),
+    "sorted": (lambda flat, k: sorted(flat.tolist())[k - 1], r"sorted\(\) ran"),
+    "list.sort": (list_sort, r"list.sort\(\) ran"),
+}
+
+
+@pytest.mark.parametrize("pick", THRESHOLD_CORRECT.values(), ids=THRESHOLD_CORRECT)
+def test_threshold_check_accepts_any_selection(pick):
+    assert gp.checks.check_global_threshold(threshold_by(pick))
+
+
+@pytest.mark.parametrize("pick, message", THRESHOLD_WRONG.values(), ids=THRESHOLD_WRONG)
+def test_threshold_check_rejects_every_sort(pick, message):
+    rejects(gp.checks.check_global_threshold, threshold_by(pick), f"You sorted: .*{message}")
+
+
+def test_threshold_check_leaves_no_recorder_behind():
+    import sys
+
+    rejects(gp.checks.check_global_threshold, threshold_by(THRESHOLD_WRONG["sorted"][0]), "sorted")
+    assert sys.getprofile() is None
+    assert not torch._C._len_torch_dispatch_stack()
+
+
+# Exercise 3: pruned weights stay zero, kept weights train with their momentum.
+
+
+def step_hook(rezero):
+    """A keep_pruned_at_zero that calls ``rezero(params, optimizer, masks)`` now and
+    after every step."""
+
+    def keep_pruned_at_zero(model, masks, optimizer):
+        params = dict(model.named_parameters())
+
+        @torch.no_grad()
+        def hook(*_):
+            rezero(params, optimizer, masks)
+
+        hook()
+        optimizer.register_step_post_hook(hook)
+
+    return keep_pruned_at_zero
+
+
+def masked_weights_and_momentum(params, optimizer, masks):
+    for name, mask in masks.items():
+        params[name].mul_(mask)
+        buffer = optimizer.state[params[name]].get("momentum_buffer")
+        if buffer is not None:
+            buffer.mul_(mask)
+
+
+def data_reassigned(params, optimizer, masks):
+    for name, mask in masks.items():
+        params[name].data = params[name].data * mask
+        buffer = optimizer.state[params[name]].get("momentum_buffer")
+        if buffer is not None:
+            buffer.data = buffer.data * mask
+
+
+def masked_gradients(model, masks, optimizer):
+    """No step hook: mask the gradient; with no weight decay this holds the mask too."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, mask in masks.items():
+            params[name].mul_(mask)
+            optimizer.state[params[name]]["momentum_buffer"].mul_(mask)
+            params[name].register_hook(lambda grad, mask=mask: grad * mask)
+
+
+def zero_everything(params, optimizer, masks):
+    for name in masks:
+        params[name].zero_()
+        optimizer.state[params[name]].get("momentum_buffer", torch.zeros(1)).zero_()
+
+
+def hook_zeroes_every_weight(model, masks, optimizer):
+    gp.apply_masks(model, masks)
+    params = dict(model.named_parameters())
+
+    @torch.no_grad()
+    def hook(*_):
+        for name in masks:
+            params[name].zero_()
+
+    optimizer.register_step_post_hook(hook)
+
+
+def whole_buffer_cleared(params, optimizer, masks):
+    for name, mask in masks.items():
+        params[name].mul_(mask)
+        optimizer.state[params[name]].get("momentum_buffer", torch.zeros(1)).zero_()
+
+
+def state_cleared(params, optimizer, masks):
+    for name, mask in masks.items():
+        params[name].mul_(mask)
+    optimizer.state.clear()
+
+
+def new_parameters(model, masks, optimizer):
+    with torch.no_grad():
+        for name, mask in masks.items():
+            layer = model.get_submodule(name.rsplit(".", 1)[0])
+            layer.weight = torch.nn.Parameter(layer.weight * mask)
+
+
+def pre_step_hook(model, masks, optimizer):
+    params = dict(model.named_parameters())
+
+    @torch.no_grad()
+    def hook(*_):
+        masked_weights_and_momentum(params, optimizer, masks)
+
+    hook()
+    optimizer.register_step_pre_hook(hook)
+
+
+def biases_zeroed_too(params, optimizer, masks):
+    masked_weights_and_momentum(params, optimizer, masks)
+    for name, p in params.items():
+        if name.endswith("bias"):
+            p.zero_()
+
+
+HOOK_CORRECT = {
+    "gp.apply_masks": correct_hook,
+    "mul_ in a step hook": step_hook(masked_weights_and_momentum),
+    ".data reassigned": step_hook(data_reassigned),
+    "masked gradients": masked_gradients,
+}
+HOOK_WRONG = {
+    "zeroes every weight at once": (step_hook(zero_everything), "zeroed the kept weights"),
+    "hook zeroes every weight": (hook_zeroes_every_weight, "your hook zeroes every weight"),
+    "clears the whole buffer": (step_hook(whole_buffer_cleared), "momentum of kept weights"),
+    "clears the optimiser state": (step_hook(state_cleared), "momentum of kept weights"),
+    "new Parameters": (new_parameters, "is a new Parameter"),
+    "pre-step hook": (pre_step_hook, "came back after step 1"),
+    "zeroes the biases": (step_hook(biases_zeroed_too), "1.bias: kept entries are zero"),
+}
+
+
+@pytest.mark.parametrize("answer", HOOK_CORRECT.values(), ids=HOOK_CORRECT)
+def test_hook_check_accepts_every_way_of_holding_the_mask(answer):
+    assert gp.checks.check_mask_hook(answer)
+
+
+@pytest.mark.parametrize("answer, message", HOOK_WRONG.values(), ids=HOOK_WRONG)
+def test_hook_check_rejects(answer, message):
+    rejects(gp.checks.check_mask_hook, answer, message)
+
+
+# Exercise 5: no per-sample gradient is ever stored, one forward pass.
+
+
+def per_sample_functional(model, layer, inputs, targets, chunk=None):
+    from torch.func import functional_call, grad, vmap
+
+    name = next(n for n, p in model.named_parameters() if p is layer.weight)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def loss(p, x, y):
+        return torch.nn.functional.cross_entropy(functional_call(model, p, (x[None],)), y[None])
+
+    total, squares, step = 0, 0, chunk or len(targets)
+    for start in range(0, len(targets), step):
+        g = vmap(grad(loss), in_dims=(None, 0, 0))(
+            params, inputs[start : start + step], targets[start : start + step]
+        )[name]
+        total, squares = total + g.sum(0), squares + g.square().sum(0)
+    mean, sq_mean = total / len(targets), squares / len(targets)
+    return mean, sq_mean, sq_mean - mean.square()
+
+
+def per_sample_einsum(model, layer, inputs, targets):
+    seen = {}
+
+    def record(module, args, output):
+        seen["x"] = args[0].detach()
+        output.register_hook(lambda grad: seen.update(d=grad.detach()))
+
+    handle = layer.register_forward_hook(record)
+    torch.nn.functional.cross_entropy(model(inputs), targets).backward()
+    handle.remove()
+    g = torch.einsum("ni,nj->nij", seen["d"] * len(targets), seen["x"])
+    return g.mean(0), g.square().mean(0), g.var(0, unbiased=False)
+
+
+def per_sample_loop(model, layer, inputs, targets, stack=False):
+    grads = []
+    for x, y in zip(inputs, targets):
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[None]), y[None]).backward()
+        grads.append(layer.weight.grad.detach().clone())
+    if stack:
+        g = torch.stack(grads)
+        return g.mean(0), g.square().mean(0), g.var(0, unbiased=False)
+    mean = sum(grads) / len(grads)
+    sq_mean = sum(g.square() for g in grads) / len(grads)
+    return mean, sq_mean, sq_mean - mean.square()
+
+
+def batched_autograd(model, layer, inputs, targets):
+    losses = torch.nn.functional.cross_entropy(model(inputs), targets, reduction="none")
+    (g,) = torch.autograd.grad(losses, layer.weight, torch.eye(len(targets)), is_grads_batched=True)
+    return g.mean(0), g.square().mean(0), g.var(0, unbiased=False)
+
+
+def hooked_stats_stacked(*args):
+    mean, sq_mean, var = hooked_stats(*args)
+    return tuple(torch.stack([mean, sq_mean, var]).unbind())
+
+
+def hooked_stats_einsum(model, layer, inputs, targets):
+    seen = {}
+
+    def record(module, args, output):
+        seen["x"] = args[0].detach()
+        output.register_hook(lambda grad: seen.update(d=grad.detach()))
+
+    handle = layer.register_forward_hook(record)
+    torch.nn.functional.cross_entropy(model(inputs), targets, reduction="sum").backward()
+    handle.remove()
+    n, x, d = len(targets), seen["x"], seen["d"]  # a sum-reduced loss: grad_output is d_n
+    mean = torch.einsum("ni,nj->ij", d, x) / n
+    sq_mean = torch.einsum("ni,nj->ij", d.square(), x.square()) / n
+    return mean, sq_mean, sq_mean - mean.square()
+
+
+STATS_CORRECT = {
+    "hooks and matmul": hooked_stats,
+    "stacked statistics": hooked_stats_stacked,
+    "sum-reduced loss, einsum without n": hooked_stats_einsum,
+}
+STATS_WRONG = {
+    "vmap of grad": (per_sample_functional, r"shape \(40, 8, 12\), per-sample gradients"),
+    "vmap in chunks of 6": (
+        lambda *a: per_sample_functional(*a, chunk=6),
+        r"shape \(6, 8, 12\), per-sample gradients",
+    ),
+    "outer products by einsum": (per_sample_einsum, r"shape \(40, 8, 12\)"),
+    "a loop of stacked gradients": (
+        lambda *a: per_sample_loop(*a, stack=True),
+        r"shape \(40, 8, 12\)",
+    ),
+    "a loop of running sums": (per_sample_loop, "You ran the model 40 times"),
+    "batched autograd.grad": (batched_autograd, "per-sample gradients"),
+}
+
+
+@pytest.mark.parametrize("answer", STATS_CORRECT.values(), ids=STATS_CORRECT)
+def test_linear_stats_check_accepts(answer):
+    assert gp.checks.check_linear_gradient_stats(answer)
+
+
+@pytest.mark.parametrize("answer, message", STATS_WRONG.values(), ids=STATS_WRONG)
+def test_linear_stats_check_rejects_stored_per_sample_gradients(answer, message):
+    rejects(gp.checks.check_linear_gradient_stats, answer, message)
+
+
+# Exercise 8: any positive multiple (a sum-reduced loss) passes, other orderings fail.
+
+
+def importance(model, inputs, targets, reduction="mean", bias=True, zero_grad=True, form="sq"):
+    if zero_grad:
+        model.zero_grad()
+    torch.nn.functional.cross_entropy(model(inputs), targets, reduction=reduction).backward()
+    conv = model.conv1
+    weight_gw, bias_gw = conv.weight.grad * conv.weight, conv.bias.grad * conv.bias
+    total = weight_gw.sum(dim=(1, 2, 3)) + (bias_gw if bias else 0)
+    forms = {"sq": total.square(), "signed": total, "abs": total.abs(), "neg": -total.square()}
+    return forms[form].detach()
+
+
+def channel_gradient_only(model, inputs, targets):
+    model.zero_grad()
+    torch.nn.functional.cross_entropy(model(inputs), targets).backward()
+    return (model.conv1.weight.grad.sum(dim=(1, 2, 3)) + model.conv1.bias.grad).square()
+
+
+CHANNEL_WRONG = {
+    "signed sum": (lambda *a: importance(*a, form="signed"), "Square the group sum"),
+    "|sum|": (lambda *a: importance(*a, form="abs"), "Square the group sum"),
+    "no bias": (lambda *a: importance(*a, bias=False), "bias is part of the channel"),
+    "old gradients kept": (lambda *a: importance(*a, zero_grad=False), "model.zero_grad"),
+    "negated": (lambda *a: importance(*a, form="neg"), "yours are negative"),
+    "gradient only": (channel_gradient_only, "differs from"),
+}
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_channel_importance_check_accepts_a_mean_or_a_sum_reduced_loss(reduction):
+    assert gp.checks.check_channel_importance(lambda *a: importance(*a, reduction=reduction))
+
+
+@pytest.mark.parametrize("answer, message", CHANNEL_WRONG.values(), ids=CHANNEL_WRONG)
+def test_channel_importance_check_rejects(answer, message):
+    rejects(gp.checks.check_channel_importance, answer, message)
+
+
+# Exercise 9: draws are random, disjoint and spread over the whole range.
+
+
+def from_permutation(n, total, seed):
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+    return order[:n], order[n : 2 * n]
+
+
+def from_numpy(n, total, seed):
+    order = np.random.default_rng(seed).permutation(total)
+    return torch.from_numpy(order[:n]), torch.from_numpy(order[n : 2 * n])
+
+
+def from_python(n, total, seed):
+    sample = random.Random(seed).sample(range(total), 2 * n)
+    return sample[:n], sample[n:]
+
+
+def sorted_draws(n, total, seed):
+    first, second = from_permutation(n, total, seed)
+    return first.sort().values, second.sort().values
+
+
+def consecutive_blocks(n, total, seed):
+    generator = torch.Generator().manual_seed(seed)
+    start = int(torch.randint(total - 2 * n + 1, (1,), generator=generator))
+    return torch.arange(start, start + n), torch.arange(start + n, start + 2 * n)
+
+
+def shuffled_blocks(n, total, seed):
+    first, second = consecutive_blocks(n, total, seed)
+    generator = torch.Generator().manual_seed(seed)
+    return first[torch.randperm(n, generator=generator)], second[
+        torch.randperm(n, generator=generator)
+    ]
+
+
+def evenly_spaced(n, total, seed):
+    indices = (torch.arange(2 * n) * (total // (2 * n)) + seed) % total
+    return indices[0::2], indices[1::2]
+
+
+def low_part_only(n, total, seed):
+    order = torch.randperm(max(2 * n, total // 2), generator=torch.Generator().manual_seed(seed))
+    return order[:n], order[n : 2 * n]
+
+
+def shifted_copy(n, total, seed):
+    first = torch.randperm(total // 2, generator=torch.Generator().manual_seed(seed))[:n]
+    return first, first + total // 2
+
+
+def two_permutations(n, total, seed):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(total, generator=generator)[:n], torch.randperm(
+        total, generator=generator
+    )[:n]
+
+
+DRAWS_CORRECT = {
+    "torch.randperm": from_permutation,
+    "numpy permutation": from_numpy,
+    "random.sample": from_python,
+    "sorted draws": sorted_draws,
+}
+DRAWS_WRONG = {
+    "consecutive blocks": (consecutive_blocks, "consecutive blocks are not a random sample"),
+    "shuffled blocks": (shuffled_blocks, "crowd together"),
+    "evenly spaced": (evenly_spaced, "evenly spaced"),
+    "low part only": (low_part_only, r"tenths of \[0, total\)"),
+    "shifted copy": (shifted_copy, "shifted by a constant"),
+    "two permutations": (two_permutations, "share digits"),
+}
+
+
+@pytest.mark.parametrize("answer", DRAWS_CORRECT.values(), ids=DRAWS_CORRECT)
+def test_draws_check_accepts_any_uniform_sample(answer):
+    assert gp.checks.check_disjoint_draws(answer)
+
+
+@pytest.mark.parametrize("answer, message", DRAWS_WRONG.values(), ids=DRAWS_WRONG)
+def test_draws_check_rejects(answer, message):
+    rejects(gp.checks.check_disjoint_draws, answer, message)

@@ -28,29 +28,53 @@ def _products(model: nn.Module, inputs, targets) -> tuple[torch.Tensor, torch.Te
     return (conv.weight.grad * conv.weight).detach(), (conv.bias.grad * conv.bias).detach()
 
 
+def _scaled(got: torch.Tensor, want: torch.Tensor) -> bool:
+    """``got`` equals ``want`` times one positive factor (least squares), within 1e-4."""
+    factor = float(got.double() @ want.double() / (want.double() @ want.double()))
+    return factor > 0 and close(got, factor * want, rtol=1e-4, atol=1e-12 * factor)
+
+
 @self_check
 def check_channel_importance(channel_importance: Callable) -> bool:
     """Check ``channel_importance(model, inputs, targets) -> (20,)``: (Σ_group g·w)² per channel.
 
     The group of channel c is conv1.weight[c] (25 entries) and conv1.bias[c]; g is the
-    gradient of the mean cross-entropy on the batch.
+    gradient of the mean cross-entropy on the batch. Accepted too: the same importances times
+    one positive factor, such as the N² that a sum-reduced loss gives (its gradient is N
+    times the mean's); the importances only rank the channels. Not accepted: other
+    orderings, since |Σ g·w| ranks like (Σ g·w)² but leaving out the bias may too, on 20
+    channels, and the check could not tell them apart. The model comes with old gradients
+    in ``.grad``, as after training, so forgetting ``zero_grad`` shows.
     """
     model = lenet5(seed=3)
     inputs, targets = _batch()
     weight_gw, bias_gw = _products(model, inputs, targets)
     want = (weight_gw.sum(dim=(1, 2, 3)) + bias_gw).square()
+    generator = torch.Generator().manual_seed(14)
+    for p in model.parameters():
+        p.grad = torch.randn(p.shape, generator=generator)
     got = call(channel_importance, "channel_importance", model, inputs, targets)
     got = check_tensor(got, (20,), "channel_importance")
-    if close(got, want, rtol=1e-4, atol=1e-12):
+    if _scaled(got, want):
         return
+    fresh = lenet5(seed=3)
+    again = check_tensor(
+        call(channel_importance, "channel_importance", fresh, inputs, targets),
+        (20,),
+        "channel_importance",
+    )
+    assert not _scaled(again, want), (
+        "Your result includes the model's old gradients: call model.zero_grad() first."
+    )
     signed = weight_gw.sum(dim=(1, 2, 3)) + bias_gw
-    assert not close(got, signed, rtol=1e-4) and not close(got, signed.abs(), rtol=1e-4), (
+    assert not _scaled(got, signed) and not _scaled(got, signed.abs()), (
         "Square the group sum: (Σ g·w)²."
     )
-    assert not close(got, weight_gw.square().sum(dim=(1, 2, 3)) + bias_gw.square(), rtol=1e-4), (
+    assert not bool((got < 0).any()), "Importances are squares, (Σ g·w)² ≥ 0; yours are negative."
+    assert not _scaled(got, weight_gw.square().sum(dim=(1, 2, 3)) + bias_gw.square()), (
         "That is Σ (g·w)²; the importance squares the *sum* over the group, (Σ g·w)²."
     )
-    assert not close(got, weight_gw.sum(dim=(1, 2, 3)).square(), rtol=1e-4), (
+    assert not _scaled(got, weight_gw.sum(dim=(1, 2, 3)).square()), (
         "The bias is part of the channel's group: add conv1.bias[c]'s g·w."
     )
     raise AssertionError("channel_importance differs from (Σ over the group of g·w)².")

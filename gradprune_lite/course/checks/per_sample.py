@@ -8,8 +8,13 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ._common import call, check_tensor, close, self_check
+from ._common import check_tensor, close, self_check
 from ._tiny import tiny_batches, tiny_model
+from ._watch import Trace, watched_call
+
+# A chunk of at least this many per-sample gradients counts as storing them; three is the
+# most a correct answer allocates in that shape (torch.stack([mean, sq_mean, var])).
+_CHUNK = 4
 
 
 def per_sample_weight_gradients(model: nn.Module, name: str, inputs, targets) -> torch.Tensor:
@@ -23,6 +28,27 @@ def per_sample_weight_gradients(model: nn.Module, name: str, inputs, targets) ->
     return vmap(grad(loss), in_dims=(None, 0, 0))(params, inputs, targets)[name]
 
 
+def _stored_per_sample(trace: Trace, weight_shape: tuple, samples: int) -> tuple | None:
+    """The first result shape that holds per-sample gradients of the weight, if any.
+
+    That is (m, *weight) or (m, weight.numel()) with m >= ``_CHUNK`` (all samples or a
+    chunk of them, flat or not), or any tensor of N·P entries or more, N samples and P
+    weights, the size of all per-sample gradients however they are arranged. The check's
+    batch and layers are sized so that no correct answer allocates any of these.
+    """
+    size = 1
+    for dim in weight_shape:
+        size *= dim
+    for shape in trace.shapes():
+        numel = 1
+        for dim in shape:
+            numel *= dim
+        chunk = len(shape) > 1 and shape[0] >= _CHUNK and shape[1:] in (weight_shape, (size,))
+        if chunk or numel >= samples * size:
+            return shape
+    return None
+
+
 @self_check
 def check_linear_gradient_stats(linear_gradient_stats: Callable) -> bool:
     """Check ``linear_gradient_stats(model, layer, inputs, targets) -> (mean, sq_mean, var)``.
@@ -30,15 +56,37 @@ def check_linear_gradient_stats(linear_gradient_stats: Callable) -> bool:
     Each is shaped like ``layer.weight``: the mean, the second moment E[g²] and the
     (population) variance of the per-sample gradients of the mean cross-entropy loss.
     Reference: ``torch.func.vmap(grad(...))``. The model must be left without hooks.
+
+    The exercise's goal is one forward and one backward pass that never stores a per-sample
+    gradient, so the check records every tensor the student's code allocates (``_watch``)
+    and rejects one shaped like N (or a chunk of at least four) per-sample gradients of the
+    layer's weight, and it counts the model's forward passes (more than two: a loop over
+    samples).
     """
     model = tiny_model(seed=6)
-    inputs, targets = tiny_batches(seed=7, batches=1, size=24)[0]
+    inputs, targets = tiny_batches(seed=7, batches=1, size=40)[0]
     for name in ("1.weight", "3.weight"):
         layer = model.get_submodule(name.rsplit(".", 1)[0])
         g = per_sample_weight_gradients(model, name, inputs, targets)
         want_mean, want_sq = g.mean(0), g.square().mean(0)
         want_var = want_sq - want_mean.square()
-        result = call(linear_gradient_stats, "linear_gradient_stats", model, layer, inputs, targets)
+        forwards = []
+        counter = model.register_forward_pre_hook(lambda *_, seen=forwards: seen.append(1))
+        try:
+            result, trace = watched_call(
+                linear_gradient_stats, "linear_gradient_stats", model, layer, inputs, targets
+            )
+        finally:
+            counter.remove()
+        stored = _stored_per_sample(trace, tuple(layer.weight.shape), len(targets))
+        assert stored is None, (
+            f"{name}: your code made a tensor of shape {stored}, per-sample gradients "
+            "(torch.func.vmap or einsum?); combine d and x with matrix products instead."
+        )
+        assert len(forwards) <= 2, (
+            f"You ran the model {len(forwards)} times (once per sample?): one forward and "
+            "one backward pass over the whole batch give every x_n and d_n."
+        )
         assert isinstance(result, tuple) and len(result) == 3, (
             "Return a tuple (mean, sq_mean, var) of three tensors."
         )

@@ -2,79 +2,69 @@
 
 from __future__ import annotations
 
-import builtins
-import contextlib
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
 from ...core.selection import global_masks, layerwise_masks
-from ._common import CheckFailed, call, check_same_keys, self_check
+from ._common import CheckFailed, check_same_keys, self_check
+from ._watch import watched_call
 
-_SORTS = [
-    (torch, "sort"),
-    (torch, "argsort"),
-    (torch, "msort"),
-    (torch.Tensor, "sort"),
-    (torch.Tensor, "argsort"),
-    (torch.Tensor, "msort"),
-    (np, "sort"),
-    (np, "argsort"),
-    (builtins, "sorted"),
-]
-
-
-class _SortCalled(Exception):
-    """Raised by a sorting function while the student's code runs under ``_no_sorting``."""
-
-
-@contextlib.contextmanager
-def _no_sorting():
-    """While active, every sorting function in ``_SORTS`` raises ``_SortCalled``."""
-    originals = [(owner, name, getattr(owner, name)) for owner, name in _SORTS]
-
-    def forbid(label):
-        def sorting(*args, **kwargs):
-            raise _SortCalled(label)
-
-        return sorting
-
-    try:
-        for owner, name, _ in originals:
-            label = f"{getattr(owner, '__name__', owner)}.{name}"
-            setattr(owner, name, forbid(label))
-        yield
-    finally:
-        for owner, name, original in originals:
-            setattr(owner, name, original)
+# Operators and built-ins that sort, and what they are called by (why: see the docstring of
+# check_global_threshold).
+_SORTING = {
+    "sort": "a sort ran (torch.sort, argsort, msort or torch.quantile)",
+    "topk": "torch.topk ran (a partial sort of the k smallest)",
+    "_unique2": "torch.unique ran (it sorts to find duplicates)",
+    "_unique": "torch.unique ran (it sorts to find duplicates)",
+    "unique_dim": "torch.unique ran (it sorts to find duplicates)",
+    "sorted": "Python's sorted() ran",
+    "list.sort": "list.sort() ran",
+    "ndarray.sort": "a NumPy sort ran (np.sort or np.unique)",
+    "ndarray.argsort": "np.argsort ran",
+}
 
 
 def _masks(global_threshold: Callable, scores, sparsity: float):
     try:
-        with _no_sorting():
-            return call(global_threshold, "global_threshold", scores, sparsity)
+        result, trace = watched_call(
+            global_threshold, "global_threshold", scores, sparsity, python=True
+        )
     except CheckFailed as failed:
-        if isinstance(failed.__cause__, _SortCalled):
-            raise CheckFailed(
-                f"You sorted ({failed.__cause__} was called): find the k-th smallest score by "
-                "selection, with torch.kthvalue."
-            ) from None
         if sparsity == 0 and isinstance(failed.__cause__, RuntimeError):
             raise CheckFailed(
                 "At sparsity 0, k = 0 and torch.kthvalue needs k >= 1: when k == 0, keep every "
                 "weight."
             ) from None
         raise
+    sorting = trace.ran(_SORTING)
+    assert not sorting, (
+        f"You sorted: {_SORTING[sorting[0]]}; find the k-th smallest score by selection, "
+        "with torch.kthvalue."
+    )
+    return result
 
 
 @self_check
 def check_global_threshold(global_threshold: Callable) -> bool:
     """Check ``global_threshold(scores, sparsity) -> dict name → bool mask`` (True = keep).
 
-    One threshold over all layers, found by selection (``torch.kthvalue``): the check makes
-    every sorting function (torch/numpy sort and argsort, ``sorted``) raise while it runs.
-    Reference: ``gp.global_masks``.
+    One threshold over all layers, found by selection: the check records the operators (and
+    built-in functions) the student's code runs, and rejects any that orders more than the
+    one score the exercise needs. Reference: ``gp.global_masks``.
+
+    Rejected, as measured in their dispatch traces:
+    - ``aten.sort``: torch.sort, Tensor.sort, argsort, msort, and also torch.quantile and
+      nanquantile, which sort their input internally;
+    - ``aten.topk``: a partial sort, it returns the k smallest scores (ordered by default),
+      k values to find one;
+    - torch.unique (``aten._unique2``): it sorts to find duplicates;
+    - the ways out of torch: ``sorted``, ``list.sort``, NumPy's ``ndarray.sort`` and
+      ``argsort`` (np.sort, np.argsort and np.unique end in these).
+    Allowed, because they select one order statistic without ordering the rest:
+    ``torch.kthvalue`` (quickselect, the exercise's tool), ``torch.median`` (nth_element on
+    CPU, though it only gives the middle score), ``np.partition``, and any selection
+    written by hand (partition around a pivot, bisection on the threshold with counts).
     """
     generator = torch.Generator().manual_seed(1)
     # Layers with different score scales, so one threshold per layer gives another answer.
