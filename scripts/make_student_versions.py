@@ -8,8 +8,15 @@ This script applies nbgrader's own rules (``ClearSolutions``), without needing n
 - in a solution code cell, each marked region becomes ``# YOUR CODE HERE`` and
   ``raise NotImplementedError()`` at the marker's indentation;
 - a solution markdown cell (a written answer) becomes ``YOUR ANSWER HERE``;
+- in an autograder cell, the region between ``### BEGIN HIDDEN TESTS`` and ``### END
+  HIDDEN TESTS`` is removed, markers included (nbgrader's ``ClearHiddenTests``); autograde
+  puts it back from the source, so grading checks more than the student sees;
 - outputs and execution counts are cleared; metadata (grade ids, points) is kept, so
-  ``nbgrader autograde`` can grade the students' copies.
+  ``nbgrader autograde`` can grade the students' copies;
+- a cell tagged ``solution-only`` is dropped: the interpretation that follows a result
+  (it would answer a written question or a prediction) and asserts that check what a
+  student is asked to predict. nbgrader does the same with nbconvert's
+  ``TagRemovePreprocessor``, configured by ``NBGRADER_CONFIG`` below.
 
 ``tests/test_exercises.py`` runs ``nbgrader generate_assignment`` on the same solutions and
 checks that it produces the same cells, so either tool can make the handout.
@@ -17,6 +24,7 @@ checks that it produces the same cells, so either tool can make the handout.
 Usage:
     python scripts/make_student_versions.py          # (re)write notebooks/exercises/student/
     python scripts/make_student_versions.py --check  # exit 1 if any is missing or stale
+    python scripts/make_student_versions.py --nbgrader-config course/nbgrader_config.py
 """
 
 from __future__ import annotations
@@ -33,8 +41,24 @@ ROOT = Path(__file__).resolve().parent.parent
 EXERCISES = ROOT / "notebooks" / "exercises"
 STUDENT = EXERCISES / "student"
 BEGIN, END = "BEGIN SOLUTION", "END SOLUTION"
+HIDDEN_BEGIN, HIDDEN_END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"
 CODE_STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
 TEXT_STUB = "YOUR ANSWER HERE"
+SOLUTION_ONLY = "solution-only"
+#: An ``nbgrader_config.py`` for a course built from these solutions: nbgrader then drops
+#: the ``solution-only`` cells from the release as this script does (tested).
+NBGRADER_CONFIG = f"""\
+from nbconvert.preprocessors import TagRemovePreprocessor
+from nbgrader.converters import GenerateAssignment
+
+c = get_config()  # noqa: F821 - nbgrader's config loader defines it
+c.GenerateAssignment.preprocessors = [
+    TagRemovePreprocessor,
+    *GenerateAssignment.class_traits()["preprocessors"].default(),
+]
+c.TagRemovePreprocessor.enabled = True
+c.TagRemovePreprocessor.remove_cell_tags = {{"{SOLUTION_ONLY}"}}
+"""
 
 
 def _clear_regions(source: str, origin: str) -> tuple[str, int]:
@@ -58,14 +82,38 @@ def _clear_regions(source: str, origin: str) -> tuple[str, int]:
     return "\n".join(lines), regions
 
 
+def _remove_hidden_tests(source: str, origin: str) -> tuple[str, int]:
+    """``source`` without its hidden-test regions (markers included); and their count."""
+    lines, inside, regions = [], False, 0
+    for number, line in enumerate(source.split("\n"), start=1):
+        if HIDDEN_BEGIN in line:
+            if inside:
+                raise ValueError(f"{origin}, line {number}: {HIDDEN_BEGIN} inside another one.")
+            inside, regions = True, regions + 1
+        elif HIDDEN_END in line:
+            if not inside:
+                raise ValueError(f"{origin}, line {number}: {HIDDEN_END} without BEGIN.")
+            inside = False
+        elif not inside:
+            lines.append(line)
+    if inside:
+        raise ValueError(f"{origin}: {HIDDEN_BEGIN} is never closed by {HIDDEN_END}.")
+    return "\n".join(lines), regions
+
+
 def student_notebook(solution: nbformat.NotebookNode, origin: str = "<solution>"):
     """The student version of one solution notebook (a new notebook; the input is unchanged)."""
     notebook = nbformat.from_dict(solution)
+    notebook.cells = [c for c in notebook.cells if SOLUTION_ONLY not in c.metadata.get("tags", [])]
     tasks = 0
     for index, cell in enumerate(notebook.cells):
         where = f"{origin}, cell {index}"
-        is_solution = cell.metadata.get("nbgrader", {}).get("solution", False)
+        nbgrader = cell.metadata.get("nbgrader", {})
+        is_solution = nbgrader.get("solution", False)
         if cell.cell_type == "code":
+            cell.source, hidden = _remove_hidden_tests(cell.source, where)
+            if hidden and not nbgrader.get("grade", False):
+                raise ValueError(f"{where}: hidden tests in a cell that is not an autograder test.")
             cell.source, regions = _clear_regions(cell.source, where)
             if regions and not is_solution:
                 raise ValueError(f"{where}: a solution region in a cell not marked solution.")
@@ -109,7 +157,17 @@ def stale_files() -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report stale files")
+    parser.add_argument(
+        "--nbgrader-config",
+        type=Path,
+        metavar="PATH",
+        help="only write an nbgrader_config.py that drops the solution-only cells, as we do",
+    )
     args = parser.parse_args(argv)
+    if args.nbgrader_config:
+        args.nbgrader_config.write_text(NBGRADER_CONFIG)
+        print(f"wrote {args.nbgrader_config}")
+        return 0
     if args.check:
         stale = stale_files()
         for path in stale:

@@ -79,6 +79,73 @@ def test_generator_follows_nbgrader_rules():
     assert notebook.cells[1].source == "the answer", "the solution notebook is left unchanged"
 
 
+def test_generator_drops_solution_only_cells_and_hidden_tests():
+    script = load_script()
+    notebook = nbformat.v4.new_notebook()
+    grade = {"nbgrader": {"solution": False, "grade": True, "grade_id": "c", "locked": True}}
+    notebook.cells = [
+        nbformat.v4.new_code_cell("f = 1", metadata={"nbgrader": {"solution": True}}),
+        nbformat.v4.new_markdown_cell("It came out at 2%.", metadata={"tags": ["solution-only"]}),
+        nbformat.v4.new_code_cell("assert 2 < 3", metadata={"tags": ["solution-only"]}),
+        nbformat.v4.new_code_cell(
+            "### BEGIN HIDDEN TESTS\nassert f == 1\n### END HIDDEN TESTS\ncheck(f)",
+            metadata=grade,
+        ),
+    ]
+    student = script.student_notebook(notebook)
+    assert [c.source for c in student.cells] == [
+        "# YOUR CODE HERE\nraise NotImplementedError()",
+        "check(f)",
+    ]
+
+
+def test_generator_rejects_hidden_tests_outside_an_autograder_cell():
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(
+            "### BEGIN HIDDEN TESTS\nx = 1\n### END HIDDEN TESTS",
+            metadata={"nbgrader": {"solution": True, "grade": False}},
+        )
+    ]
+    with pytest.raises(ValueError, match="not an autograder test"):
+        load_script().student_notebook(notebook)
+
+
+# How a visible markdown cell right after a result may begin: a heading, a question, or one
+# of the reviewed cells that set up the next step (ex04's "Only now ... the test set",
+# ex06's "Now the per-layer choice", ex07's "We remove 900 weights") or teach a fact that
+# answers no question (ex05's "Memory: ..." cost of storing per-sample gradients).
+NOT_AN_ANSWER = ("#", "**Q", "Only now", "Now", "We remove", "Memory:")
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.stem)
+def test_student_versions_ask_and_do_not_tell(solution):
+    """After a result, the student version shows no interpretation and no assert on it.
+
+    The interpretation after a result cell (the markdown that follows an untagged code
+    cell of the "On the trained network" part, before the written questions) and asserts
+    on results are tagged solution-only. Left visible: asserts that compare the student's
+    function with the library's on real data (torch.allclose), which check, not tell.
+    """
+    notebook = nbformat.read(STUDENT / f"{solution.stem}.ipynb", 4)
+    first_check = next(
+        i for i, c in enumerate(notebook.cells) if c.metadata.get("nbgrader", {}).get("grade")
+    )
+    for index, cell in enumerate(notebook.cells[first_check + 1 :], start=first_check + 1):
+        if cell.cell_type == "code":
+            asserts = [
+                line for line in cell.source.splitlines() if line.strip().startswith("assert")
+            ]
+            assert all("torch.allclose" in line for line in asserts), (solution.stem, asserts)
+        previous = notebook.cells[index - 1]
+        if cell.cell_type == "markdown" and previous.cell_type == "code":
+            grader = previous.metadata.get("nbgrader", {})
+            opening = cell.source.lstrip().split("\n")[0]
+            assert grader.get("grade") or opening.startswith(NOT_AN_ANSWER), (
+                f"{solution.stem}, cell {index}: interpretation after a result: {opening!r}"
+            )
+
+
 def test_generator_rejects_an_unclosed_block():
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [
@@ -106,6 +173,7 @@ def test_nbgrader_generate_assignment_makes_the_same_student_versions(tmp_path):
     source.mkdir(parents=True)
     for solution in SOLUTIONS:
         shutil.copy(solution.with_suffix(".ipynb"), source)
+    (tmp_path / "nbgrader_config.py").write_text(load_script().NBGRADER_CONFIG)
     subprocess.run(
         [nbgrader, "generate_assignment", "exercises", f"--CourseDirectory.root={tmp_path}"],
         cwd=tmp_path,

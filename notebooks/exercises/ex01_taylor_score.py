@@ -72,7 +72,7 @@ for name, s in stats.items():
     ratio = (s.mean.abs() / s.sq_mean.sqrt().clamp(min=1e-12)).median()
     print(f"{name}: median |mean g| / sqrt(E[g^2]) = {float(ratio):.3f}")
 
-# %% [markdown]
+# %% [markdown] tags=["solution-only"]
 # In every layer the mean gradient is about 2% of the per-sample gradients' size. That is
 # the order of $1/\sqrt{N} = 1/\sqrt{2000} \approx 0.022$, what averaging $N$ gradients
 # with no common direction would leave: at a minimum the per-sample gradients point in many
@@ -80,7 +80,7 @@ for name, s in stats.items():
 # change for most weights, and which weights get the larger of these small numbers depends
 # on which digits were averaged. It does not mean the weights are unimportant.
 
-# %%
+# %% tags=["solution-only"]
 assert all(
     float((s.mean.abs() / s.sq_mean.sqrt().clamp(min=1e-12)).median()) < 0.1 for s in stats.values()
 )

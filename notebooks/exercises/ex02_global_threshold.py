@@ -54,6 +54,17 @@ def global_threshold(scores, sparsity):
 
 
 # %% nbgrader={"grade": true, "grade_id": "check_global_threshold", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+### BEGIN HIDDEN TESTS
+# Graded only: four layers of other shapes and scales, at other sparsities.
+hidden_scores = {
+    f"layer{i}.weight": 10.0**i * torch.rand(shape)
+    for i, shape in enumerate([(7,), (5, 9), (3, 2, 4, 4), (11, 6)])
+}
+for hidden_sparsity in (0.25, 0.6, 0.999):
+    hidden_want = gp.global_masks(hidden_scores, hidden_sparsity)
+    hidden_got = global_threshold(hidden_scores, hidden_sparsity)
+    assert all(torch.equal(hidden_got[n].bool(), m) for n, m in hidden_want.items())
+### END HIDDEN TESTS
 gp.checks.check_global_threshold(global_threshold)
 
 # %% [markdown]
@@ -69,16 +80,19 @@ scores = gp.score(model, "magnitude")
 masks = global_threshold(scores, 0.9)
 for name, mask in masks.items():
     print(f"{name}: {mask.numel():>7,} weights, {1 - mask.float().mean():.1%} pruned")
+
+# %% tags=["solution-only"]
 assert all(torch.equal(masks[n], m) for n, m in gp.global_masks(scores, 0.9).items())
 pruned = {name: 1 - float(m.float().mean()) for name, m in masks.items()}
 assert pruned["fc1.weight"] > pruned["fc2.weight"] > pruned["fc3.weight"]
 
-# %% [markdown]
+# %% [markdown] tags=["solution-only"]
 # The large first layer gives up the most: its weights are smaller (mean |w| 0.025 against
 # 0.15 in `fc3`; PyTorch draws a layer's initial weights on a scale of 1/√fan-in, and 784
 # inputs share `fc1`'s work), while the 1,000 weights of `fc3` are few and large. Global selection moves the budget to where weights are cheap; it does not say that
 # `fc1` matters less as a layer.
-#
+
+# %% [markdown]
 # ## Written question
 #
 # **Q1.** Global thresholding prunes `fc3` much less than 90%. Give one reason this is

@@ -86,6 +86,25 @@ def keep_pruned_at_zero(model, masks, optimizer):
 # pruned weights and their momentum after each step.
 
 # %% nbgrader={"grade": true, "grade_id": "check_mask_hook", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+### BEGIN HIDDEN TESTS
+# Graded only: another model, a sparser mask, Nesterov momentum, five steps.
+hidden_model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 4))
+hidden_masks = {
+    n: torch.rand(p.shape) > 0.8 for n, p in hidden_model.named_parameters() if "weight" in n
+}
+hidden_sgd = torch.optim.SGD(hidden_model.parameters(), lr=0.05, momentum=0.5, nesterov=True)
+keep_pruned_at_zero(hidden_model, hidden_masks, hidden_sgd)
+hidden_start = {n: p.detach().clone() for n, p in hidden_model.named_parameters()}
+for _ in range(5):
+    nn.functional.cross_entropy(hidden_model(torch.randn(8, 6)), torch.randint(4, (8,))).backward()
+    hidden_sgd.step()
+    hidden_sgd.zero_grad()
+for n, p in hidden_model.named_parameters():
+    kept = hidden_masks.get(n, torch.ones_like(p, dtype=torch.bool))
+    assert bool((p[~kept] == 0).all()), f"{n}: a pruned weight came back"
+    assert not torch.equal(p[kept], hidden_start[n][kept]), f"{n}: kept weights did not train"
+    assert bool((hidden_sgd.state[p]["momentum_buffer"][~kept] == 0).all()), f"{n}: momentum"
+### END HIDDEN TESTS
 gp.checks.check_mask_hook(keep_pruned_at_zero)
 
 # %% [markdown]

@@ -101,11 +101,12 @@ print("layer       " + "".join(f"{s:>7.0%}" for s in levels))
 for name, errors in curves.items():
     print(f"{name:<12}" + "".join(f"{e:>7.2f}" for e in errors))
 
-# %% [markdown]
+# %% [markdown] tags=["solution-only"]
 # `fc1` and `fc2` each lose 80% of their weights for about a tenth of a point; `fc3`, the
 # smallest layer, is the most sensitive (half a point already at 70%). The curves are measured one layer at a time: they do not
 # say what happens when all layers are pruned together.
-#
+
+# %% [markdown]
 # Now the per-layer choice, with a budget of the dense error plus 0.5 points per layer,
 # then all chosen sparsities together, against one global magnitude threshold at the same
 # overall sparsity:
@@ -126,14 +127,17 @@ gp.apply_masks(global_model, gp.global_masks(gp.score(model, "magnitude"), overa
 print(f"overall sparsity {overall:.1%}")
 print(f"per-layer choice: validation error {validation_error(per_layer):.2f}%")
 print(f"global threshold: validation error {validation_error(global_model):.2f}%")
+
+# %% tags=["solution-only"]
 assert chosen["fc1.weight"] is not None and chosen["fc1.weight"] >= (chosen["fc3.weight"] or 0)
 
-# %% [markdown]
+# %% [markdown] tags=["solution-only"]
 # The damages add up: each chosen layer alone costs at most about 0.1 point, pruned
 # together they cost about 0.45. At the same overall sparsity, the per-layer allocation and
 # one global threshold are within a few digits of each other on 5,000 validation digits: a
 # tie, not a win for either.
-#
+
+# %% [markdown]
 # ## Written questions
 #
 # **Q1.** Why is `fc3` the most sensitive layer, although it is the smallest?

@@ -118,16 +118,19 @@ errors = {
 }
 for label, error in errors.items():
     print(f"{label:<24} validation error {error:.2f}%")
+
+# %% tags=["solution-only"]
 assert errors["OBS (choice + update)"] < errors["magnitude"]
 
-# %% [markdown]
+# %% [markdown] tags=["solution-only"]
 # OBS at 90% of `fc3` stays within about half a point of the dense network; magnitude
 # pruning loses about 2.5 points. Most of the gain comes from the choice of weights (the
 # no-update row); the update adds a little more by moving the remaining weights of each
 # class to cover for the removed ones. This is one layer of 1,000 weights: $F$ for `fc1`
 # would have $235{,}200^2 \approx 5.5\cdot10^{10}$ entries, which is why practical methods
 # approximate it (diagonal, blocks, Kronecker factors).
-#
+
+# %% [markdown]
 # ## Written question
 #
 # **Q1.** Why is the damping $\lambda I$ needed? What happens to $F^{-1}$ and to the update

@@ -121,9 +121,11 @@ for k in (5, 10):
 smaller = without(importance.argsort()[:10].tolist())
 parameters = sum(p.numel() for p in smaller.parameters())
 print(f"parameters: {sum(p.numel() for p in model.parameters()):,} → {parameters:,}")
+
+# %% tags=["solution-only"]
 assert errors["Taylor, least important", 10] < errors["Taylor, most important", 10]
 
-# %% [markdown]
+# %% [markdown] tags=["solution-only"]
 # The Taylor importance orders channels in the right direction: removing the 10 least
 # important costs far less than removing the 10 most important (about 2.2% against 7.5%
 # error). But the plain filter norm picks better channels to remove (about 1.8% at 10). The
@@ -133,7 +135,8 @@ assert errors["Taylor, least important", 10] < errors["Taylor, most important", 
 # 5×5 slices of `conv2`) and a slice of both convolutions' work. Without fine-tuning the
 # accuracy cost grows quickly, which is why structured pruning is usually followed by a
 # little retraining.
-#
+
+# %% [markdown]
 # ## Written question
 #
 # **Q1.** Why does the group importance square the *sum* over the group rather than sum the

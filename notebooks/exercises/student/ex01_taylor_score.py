@@ -72,19 +72,6 @@ for name, s in stats.items():
     print(f"{name}: median |mean g| / sqrt(E[g^2]) = {float(ratio):.3f}")
 
 # %% [markdown]
-# In every layer the mean gradient is about 2% of the per-sample gradients' size. That is
-# the order of $1/\sqrt{N} = 1/\sqrt{2000} \approx 0.022$, what averaging $N$ gradients
-# with no common direction would leave: at a minimum the per-sample gradients point in many
-# directions and mostly cancel. The first-order term therefore predicts almost no loss
-# change for most weights, and which weights get the larger of these small numbers depends
-# on which digits were averaged. It does not mean the weights are unimportant.
-
-# %%
-assert all(
-    float((s.mean.abs() / s.sq_mean.sqrt().clamp(min=1e-12)).median()) < 0.1 for s in stats.values()
-)
-
-# %% [markdown]
 # ## Written question
 #
 # **Q1.** Why does the score take an absolute value, and why can the Taylor score of a large

@@ -24,10 +24,8 @@
 # > Scan the levels from the smallest up. The answer is the largest level $s$ such that
 # > the validation error is **strictly below** the limit at $s$ **and at every smaller
 # > scanned level**. If the smallest level already fails, there is no answer (`None`).
-#
-# So once a level fails, larger levels are not taken even if their error dips back under
-# the limit: a dip measured on one validation set is as likely luck as a real effect.
-#
+
+# %% [markdown]
 # Write `largest_sparsity(error_at, levels, limit)`:
 # - `error_at(s)`: validation error in % at sparsity `s`;
 # - `levels`: the sparsities to scan, **in any order**;
@@ -96,15 +94,8 @@ test_error = gp.evaluate(pruned_at(chosen), test).error
 print(
     f"test error at {chosen:.0%}: {test_error:.2f}% (dense {gp.evaluate(model, test).error:.2f}%)"
 )
-assert chosen is not None and validation_error(chosen) < limit
 
 # %% [markdown]
-# One-shot magnitude pruning, without fine-tuning, keeps the error within the budget up to
-# 80% here; 90% costs about one and a half points. The test error is the number to report;
-# it differs from the validation error by a few tenths because the two sets are different
-# samples of digits (the dense model too: 1.64% on test, 1.50% on validation). The 50%
-# level's slightly lower validation error than the dense one is of that size too.
-#
 # ## Written questions
 #
 # **Q1.** Why must the sparsity be chosen on the validation split and not on the test split?

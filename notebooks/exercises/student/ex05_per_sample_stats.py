@@ -79,11 +79,6 @@ for name in ("fc1", "fc2", "fc3"):
     print(f"{name}: median SNR {float(snr.median()):.2e}, largest SNR {float(snr.max()):.2f}")
 
 # %% [markdown]
-# All three layers agree with the library. The median SNR is about $10^{-3} = 1/N$, the
-# value that averaging $N$ gradients with no common direction gives, and even the largest
-# is about 0.01: at this minimum no weight's mean gradient stands out of the per-sample
-# noise (compare Exercise 1). The variance, not the mean, carries the information here.
-#
 # Memory: storing all per-sample gradients of `fc1` (784 × 300) for 1,000 digits would
 # take 1,000 × 235,200 × 4 bytes ≈ 0.94 GB; the hooks kept only $x$ and $d$,
 # 1,000 × (784 + 300) × 4 bytes ≈ 4.3 MB.
