@@ -53,6 +53,23 @@ def taylor_score(weights, stats):
 # names the likely mistake in one line.
 
 # %% nbgrader={"grade": true, "grade_id": "check_taylor_score", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+### BEGIN HIDDEN TESTS
+# Graded only: another model and other data; any score ranked like |w·ḡ| passes.
+from gradprune_lite.course.checks.taylor import ranks_like
+
+with torch.random.fork_rng(devices=[]):
+    torch.manual_seed(101)
+    hidden_model = torch.nn.Sequential(
+        torch.nn.Linear(5, 6), torch.nn.Tanh(), torch.nn.Linear(6, 4)
+    )
+    hidden_batches = [(torch.randn(32, 5), torch.randint(4, (32,))) for _ in range(3)]
+hidden_stats = gp.gradient_stats(hidden_model, hidden_batches)
+hidden_weights = {n: p.detach() for n, p in hidden_model.named_parameters() if n in hidden_stats}
+assert ranks_like(
+    taylor_score(hidden_weights, hidden_stats),
+    gp.score(hidden_model, "taylor", hidden_batches),
+)
+### END HIDDEN TESTS
 gp.checks.check_taylor_score(taylor_score)
 
 # %% [markdown]

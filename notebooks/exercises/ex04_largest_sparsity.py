@@ -62,6 +62,13 @@ def largest_sparsity(error_at, levels, limit):
 # exactly at the limit, and levels given out of order.
 
 # %% nbgrader={"grade": true, "grade_id": "check_largest_sparsity", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+### BEGIN HIDDEN TESTS
+# Graded only: other levels, other limits, a single level.
+hidden_errors = {0.1: 0.5, 0.3: 0.9, 0.6: 1.2, 0.7: 0.8, 0.95: 5.0}
+assert largest_sparsity(hidden_errors.__getitem__, [0.95, 0.6, 0.1, 0.7, 0.3], 1.0) == 0.3
+assert largest_sparsity(hidden_errors.__getitem__, [0.6, 0.1], 0.4) is None
+assert largest_sparsity(hidden_errors.__getitem__, [0.7], 1.0) == 0.7
+### END HIDDEN TESTS
 gp.checks.check_largest_sparsity(largest_sparsity)
 
 # %% [markdown]

@@ -71,6 +71,21 @@ def linear_gradient_stats(model, layer, inputs, targets):
 
 
 # %% nbgrader={"grade": true, "grade_id": "check_linear_gradient_stats", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+### BEGIN HIDDEN TESTS
+# Graded only: another layer and batch size, against torch.func.
+from gradprune_lite.course.checks.per_sample import per_sample_weight_gradients
+
+with torch.random.fork_rng(devices=[]):
+    torch.manual_seed(105)
+    hidden_model = torch.nn.Sequential(
+        torch.nn.Linear(7, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2)
+    )
+    hidden_x, hidden_y = torch.randn(50, 7), torch.randint(2, (50,))
+hidden_g = per_sample_weight_gradients(hidden_model, "0.weight", hidden_x, hidden_y)
+hidden_stats = linear_gradient_stats(hidden_model, hidden_model[0], hidden_x, hidden_y)
+hidden_want = (hidden_g.mean(0), hidden_g.square().mean(0), hidden_g.var(0, unbiased=False))
+assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(hidden_stats, hidden_want))
+### END HIDDEN TESTS
 gp.checks.check_linear_gradient_stats(linear_gradient_stats)
 
 # %% [markdown]

@@ -75,6 +75,12 @@ def choose_layer_sparsities(curves, levels, limit):
 
 
 # %% nbgrader={"grade": true, "grade_id": "check_sensitivity", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+### BEGIN HIDDEN TESTS
+# Graded only: other curves, a layer that fails at once.
+hidden_curves = {"a.weight": [0.1, 0.2, 0.3], "b.weight": [0.5, 0.1, 0.1]}
+hidden_chosen = choose_layer_sparsities(hidden_curves, [0.2, 0.4, 0.6], 0.25)
+assert hidden_chosen == {"a.weight": 0.4, "b.weight": None}
+### END HIDDEN TESTS
 gp.checks.check_sensitivity_scan(sensitivity_scan)
 gp.checks.check_choose_layer_sparsities(choose_layer_sparsities)
 

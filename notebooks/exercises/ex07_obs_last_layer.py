@@ -62,6 +62,21 @@ def obs_saliency(F_inv, w):
 
 
 # %% nbgrader={"grade": true, "grade_id": "check_obs", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+### BEGIN HIDDEN TESTS
+# Graded only: another Fisher matrix, every q, against the constrained minimiser.
+from gradprune_lite.course.checks.obs import kkt_step
+
+hidden_rng = torch.Generator().manual_seed(107)
+hidden_g = torch.randn(20, 6, generator=hidden_rng, dtype=torch.float64)
+hidden_F = hidden_g.T @ hidden_g / 20 + 0.01 * torch.eye(6, dtype=torch.float64)
+hidden_w = torch.randn(6, generator=hidden_rng, dtype=torch.float64)
+hidden_F_inv = torch.linalg.inv(hidden_F)
+hidden_steps = [kkt_step(hidden_F, hidden_w, q) for q in range(6)]
+for q, step in enumerate(hidden_steps):
+    assert torch.allclose(obs_update(hidden_F_inv, hidden_w, q), step)
+hidden_L = torch.stack([0.5 * step @ hidden_F @ step for step in hidden_steps])
+assert torch.allclose(obs_saliency(hidden_F_inv, hidden_w), hidden_L)
+### END HIDDEN TESTS
 gp.checks.check_obs_update(obs_update)
 gp.checks.check_obs_saliency(obs_saliency)
 

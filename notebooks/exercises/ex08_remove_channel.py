@@ -78,6 +78,18 @@ def remove_conv1_channel(model, c):
 
 
 # %% nbgrader={"grade": true, "grade_id": "check_channels", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
+### BEGIN HIDDEN TESTS
+# Graded only: another LeNet-5 and another channel.
+hidden_model = gp.models.lenet5(seed=9)
+hidden_x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(108))
+hidden_smaller = remove_conv1_channel(hidden_model, 12)
+hidden_zeroed = copy.deepcopy(hidden_model)
+with torch.no_grad():
+    hidden_zeroed.conv1.weight[12] = 0
+    hidden_zeroed.conv1.bias[12] = 0
+    assert torch.allclose(hidden_smaller(hidden_x), hidden_zeroed(hidden_x), atol=1e-5)
+assert hidden_smaller.conv1.weight.shape[0] == 19 == hidden_smaller.conv2.weight.shape[1]
+### END HIDDEN TESTS
 gp.checks.check_channel_importance(channel_importance)
 gp.checks.check_remove_conv1_channel(remove_conv1_channel)
 

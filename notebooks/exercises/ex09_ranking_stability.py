@@ -58,6 +58,14 @@ def disjoint_draws(n, total, seed):
 
 
 # %% nbgrader={"grade": true, "grade_id": "check_stability", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+### BEGIN HIDDEN TESTS
+# Graded only: a Jaccard index counted by hand, and draws that use up the whole range.
+hidden_a = {"x": torch.tensor([True, True, False, False]), "y": torch.tensor([[True, False]])}
+hidden_b = {"x": torch.tensor([True, False, True, False]), "y": torch.tensor([[True, True]])}
+assert abs(jaccard(hidden_a, hidden_b) - 2 / 5) < 1e-9
+hidden_draws = [torch.as_tensor(d).reshape(-1) for d in disjoint_draws(5, 10, 3)]
+assert sorted(torch.cat(hidden_draws).tolist()) == list(range(10))
+### END HIDDEN TESTS
 gp.checks.check_jaccard(jaccard)
 gp.checks.check_disjoint_draws(disjoint_draws)
 

@@ -64,6 +64,22 @@ def random_reinit(masks, seed):
 
 
 # %% nbgrader={"grade": true, "grade_id": "check_ticket", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+### BEGIN HIDDEN TESTS
+# Graded only: another initialisation, another mask, another seed.
+hidden_init = gp.models.lenet_300_100(seed=3).state_dict()
+hidden_rng = torch.Generator().manual_seed(110)
+hidden_masks = gp.global_masks(
+    {n: torch.rand(v.shape, generator=hidden_rng) for n, v in hidden_init.items() if "weight" in n},
+    0.5,
+)
+hidden_ticket = rewind(copy.deepcopy(hidden_init), hidden_masks).state_dict()
+hidden_control = random_reinit(hidden_masks, 4).state_dict()
+hidden_fresh = gp.models.lenet_300_100(seed=4).state_dict()
+for n, v in hidden_init.items():
+    keep = hidden_masks.get(n, torch.ones_like(v, dtype=torch.bool))
+    assert torch.equal(hidden_ticket[n], v * keep)
+    assert torch.equal(hidden_control[n], hidden_fresh[n] * keep)
+### END HIDDEN TESTS
 gp.checks.check_rewind(rewind)
 gp.checks.check_random_reinit(random_reinit)
 

@@ -9,7 +9,7 @@ import torch
 from ._common import call, check_tensor, close, self_check
 
 
-def _kkt_step(fisher: torch.Tensor, w: torch.Tensor, q: int) -> torch.Tensor:
+def kkt_step(fisher: torch.Tensor, w: torch.Tensor, q: int) -> torch.Tensor:
     """argmin ½ δwᵀ F δw subject to w_q + δw_q = 0, from the KKT system (no F⁻¹ formula).
 
     [F  e_q] [δw]   [0   ]
@@ -40,7 +40,7 @@ def check_obs_update(obs_update: Callable) -> bool:
     """
     fisher, f_inv, w = _problem()
     for q in (0, 5, 11):
-        want = _kkt_step(fisher, w, q)
+        want = kkt_step(fisher, w, q)
         got = check_tensor(
             call(obs_update, "obs_update", f_inv.clone(), w.clone(), q), w.shape, "δw"
         )
@@ -63,7 +63,7 @@ def check_obs_update(obs_update: Callable) -> bool:
 def check_obs_saliency(obs_saliency: Callable) -> bool:
     """Check ``obs_saliency(F_inv, w) -> L`` (shaped like ``w``): ½ δwᵀ F δw for each q."""
     fisher, f_inv, w = _problem(seed=11)
-    want = torch.stack([0.5 * _kkt_step(fisher, w, q) @ fisher @ _kkt_step(fisher, w, q)
+    want = torch.stack([0.5 * kkt_step(fisher, w, q) @ fisher @ kkt_step(fisher, w, q)
                         for q in range(len(w))])  # fmt: skip
     got = check_tensor(call(obs_saliency, "obs_saliency", f_inv.clone(), w.clone()), w.shape, "L")
     if close(got, want, rtol=1e-6, atol=1e-10):
