@@ -9,7 +9,8 @@ Two records, taken only while the student's function runs:
   on the calling thread for CPU tensors and carries the mode with it, so the gradients'
   operators are recorded too; so are the physical, batched tensors inside ``torch.func.vmap``.
 - optionally, every built-in (C) function called from Python code (``sys.setprofile``), for
-  the ways out of torch: ``sorted``, ``list.sort``, NumPy's ``ndarray.sort``.
+  the ways out of torch: ``sorted``, ``list.sort``, NumPy's ``ndarray.sort`` (calls made
+  by torch's own Python code are left out).
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from ._common import call
+
+# Built-ins called by torch's own Python code (its internals may sort a list of names) are
+# torch's business, not the student's; its operators are recorded by the dispatch mode.
+_TORCH_DIR = str(Path(torch.__file__).resolve().parent)
 
 
 @dataclass
@@ -64,7 +70,7 @@ def watching(python: bool = False) -> Iterator[Trace]:
     previous = sys.getprofile()
 
     def profile(frame, event, arg):
-        if event == "c_call":
+        if event == "c_call" and not frame.f_code.co_filename.startswith(_TORCH_DIR):
             trace.python.append(getattr(arg, "__qualname__", getattr(arg, "__name__", "?")))
 
     with _OperatorRecorder(trace):
