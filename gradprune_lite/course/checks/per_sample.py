@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -36,15 +37,10 @@ def _stored_per_sample(trace: Trace, weight_shape: tuple, samples: int) -> tuple
     weights, the size of all per-sample gradients however they are arranged. The check's
     batch and layers are sized so that no correct answer allocates any of these.
     """
-    size = 1
-    for dim in weight_shape:
-        size *= dim
+    size = math.prod(weight_shape)
     for shape in trace.shapes():
-        numel = 1
-        for dim in shape:
-            numel *= dim
         chunk = len(shape) > 1 and shape[0] >= _CHUNK and shape[1:] in (weight_shape, (size,))
-        if chunk or numel >= samples * size:
+        if chunk or math.prod(shape) >= samples * size:
             return shape
     return None
 
