@@ -16,8 +16,10 @@
 # # 05 · Second order: when gradients beat magnitude
 #
 # Notebooks 03 and 04 ended with an uncomfortable result: after training, magnitude
-# pruning beats every gradient criterion. This notebook finds out why, and fixes it with
-# the Optimal Brain Surgeon (OBS), built from the same per-sample gradients.
+# pruning beats the *diagonal* gradient criteria (taylor, snip, fisher), each of which
+# scores a weight on its own. This notebook finds out why, and builds the Optimal Brain
+# Surgeon (OBS) from the same per-sample gradients, which uses the cross terms the
+# diagonal criteria leave out.
 #
 # By the end you will be able to:
 # 1. explain why diagonal gradient criteria (`taylor`, `fisher`) lose to magnitude after
@@ -35,6 +37,8 @@ import warnings
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
+from IPython.display import Markdown, display
+from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
 import gradprune_lite as gp
 from gradprune_lite.core.second_order import obs_update
@@ -84,6 +88,10 @@ assert all(r < 0.1 for r in ratios.values())
 # The last layer, `fc3` (10×100 = 1,000 weights), is small enough to compute everything
 # exactly: its true Hessian with `torch.func.hessian`, and the true $\Delta L$ of
 # removing each weight, one at a time.
+#
+# **Predict:** the empirical Fisher is often called "an approximation of the Hessian".
+# Which do you expect to be larger here, and by how much? Write your guess, then run the
+# next three cells.
 
 # %%
 with torch.no_grad():
@@ -112,9 +120,6 @@ def spearman(a, b):
 print(f"rank correlation of E[g²] with H_qq: {spearman(fisher_diag, hessian_diag):.2f}")
 
 # %% [markdown]
-# **Predict:** the empirical Fisher is often called "an approximation of the Hessian".
-# Which do you expect to be larger here, and by how much?
-#
 # The figure compares them weight by weight.
 
 # %%
@@ -127,6 +132,9 @@ ax.set_ylabel("empirical Fisher E[g²]")
 ax.set_title("fc3 of the trained LeNet-300-100")
 ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1))
 plt.show()
+
+# %% jupyter={"source_hidden": true}
+# The notebook's own check (hidden: it would give the Predict answer away).
 assert float((fisher_diag / hessian_diag).median()) < 0.5
 
 # %% [markdown]
@@ -168,6 +176,9 @@ correlations = {label: spearman(p, true_change) for label, p in predictions.item
 for label, value in correlations.items():
     print(f"{label:<20} rank correlation with the true ΔL: {value:+.2f}")
 print(f"removals that lower the loss: {int((true_change < 0).sum())} of 1000")
+
+# %% jupyter={"source_hidden": true}
+# The notebook's own check (hidden: it would give the Predict answer away).
 assert correlations["−ḡw   (signed)"] > correlations["|ḡw|  (taylor)"] + 0.2
 assert correlations["−ḡw + ½Hw²"] > 0.9
 
@@ -191,6 +202,10 @@ assert correlations["−ḡw + ½Hw²"] > 0.9
 # and for one weight the *saliency* $\rho_q = w_q^2 / (2[F^{-1}]_{qq})$. We build $F$
 # for fc3 from the per-sample gradients (`gp.per_sample_gradients`, the decomposition
 # before it is averaged): $F = \frac1N\sum_n g_n g_n^\top$, 1,000 × 1,000, damped.
+#
+# **Predict:** we remove 900 of fc3's 1,000 weights. Does the update (moving the 100
+# survivors) matter more than *which* 900 weights are removed? Write your guess, then run
+# the cell.
 
 # %%
 per_sample = torch.cat(
@@ -229,15 +244,30 @@ errors = {
 }
 for label, error in errors.items():
     print(f"  {label:<24} {error:5.2f}%")
+choice_gain = errors["magnitude, zeroed"] - errors["OBS saliency, zeroed"]
+update_gain = errors["OBS saliency, zeroed"] - errors["OBS saliency + update"]
+display(
+    Markdown(
+        "The diagonal score (fisher, OBD) picks a much worse set than magnitude. The OBS "
+        f"saliency alone is {abs(choice_gain):.2f} points "
+        f"{'better' if choice_gain > 0 else 'worse'} than magnitude, and the update, which "
+        f"moves the survivors to make up for the removed weights, "
+        f"{'gains' if update_gain > 0 else 'loses'} {abs(update_gain):.2f} points: here the "
+        f"update matters {'more' if update_gain > choice_gain else 'less'} than the choice."
+    )
+)
 
 # %% [markdown]
-# **Predict** before reading the numbers above: does the update (moving the 100
-# survivors) matter more than *which* 900 weights are removed?
-#
-# The diagonal score (fisher, OBD) picks a much worse set than magnitude. The OBS
-# saliency picks a slightly better one, and the update, which moves the survivors to make
-# up for the removed weights, helps most. This is the whole idea; the rest is making it
-# affordable.
+# Exercise 7 finds the opposite split (most of its gain comes from the choice). The two
+# set-ups differ, and we have not isolated which difference decides: there OBS removes
+# the weights **one at a time**, downdating $F^{-1}$ and moving the survivors after each
+# removal, so every later choice is made *knowing* the earlier updates and the chosen set
+# already carries much of the compensation; here all 900 are chosen at once from the
+# dense $F^{-1}$, and only the update can compensate. Exercise 7 also damps less
+# ($10^{-4}$ against $10^{-2}$ of the mean diagonal) and builds $F$ on validation digits.
+# So "choice or update?" has no single answer: it depends on how the choice is made. The
+# idea is the same in both: the cross terms of $F$ let the survivors compensate; the rest
+# is making it affordable.
 #
 # Is `obs_update` right? On a quadratic with a known optimum it must land exactly on
 # the constrained optimum (the tests check this); here we check it keeps the removed
@@ -285,16 +315,27 @@ for block in (1, 100, 1000):
 # %% [markdown]
 # The diagonal (block size 1, OBD with its update, which only zeroes the weight) loses
 # everything OBS gains: without cross terms the update cannot move any survivor. Blocks
-# of one output row (100 weights) do as well as the full matrix on this layer, for a
-# tenth of its memory, so the coupling that matters here lies within rows.
+# of one output row (100 weights) do at least as well as the full matrix on this layer,
+# for a tenth of its memory, so the coupling that matters here lies within rows.
 #
 # ## 5. The whole network, one shot
 #
-# On the whole network one big OBS step fails: at 95% it measured 13.6% validation
-# error, against 5.0% in 8 steps. $F$ describes the loss only near the current weights
-# (and, section 2, it is dominated by a few uncertain digits), so
-# `gp.prune(model, "obs", sparsity, batches)` prunes in `steps` smaller steps
-# (WoodFisher's multi-step), recomputing $F$ at the moved weights after each. It costs
+# Two choices decide whether OBS works on the whole network (`docs/RESULTS.md`, "How the
+# defaults were chosen": seed 0, 95%, validation error; one global magnitude threshold
+# gives 6.58%):
+#
+# - **How many weights each layer loses.** One threshold on the OBS saliency across layers
+#   gives 43.86% in one step; taking *magnitude's* per-layer counts and letting the
+#   saliency choose only *within* each layer gives 13.62% (damping 0.01 in both). So
+#   `gp.prune(model, "obs", ...)` borrows magnitude's allocation by default
+#   (`allocation="magnitude"`): the comparison below is between magnitude and OBS's choice
+#   *within* each layer plus its update, not between two complete recipes.
+# - **Steps.** At the same damping (0.01) one step gives 13.62% and 8 steps 5.80%; the
+#   default damping of 0.1 brings 8 steps to 5.02%. $F$ describes the loss only near the
+#   current weights (and, section 2, it is dominated by a few uncertain digits), so
+#   `gp.prune(model, "obs", sparsity, batches)` prunes in `steps` smaller steps
+#   (WoodFisher's multi-step), recomputing $F$ at the moved weights after each.
+# It costs
 # 20 s or more per sparsity on one core, so we load the measured table instead of recomputing it
 # here: `docs/results/second_order/oneshot-test.csv`, made by
 # `python scripts/second_order_results.py oneshot` (test error, no fine-tuning, the dense
@@ -316,8 +357,12 @@ for method in methods:
     ax.plot([100 * s for s in levels], errors, styles[method], label=method)
     print(f"{method:<12}", "  ".join(f"{100 * s:.0f}%: {e:5.2f}" for s, e in zip(levels, errors)))
 ax.set_yscale("log")
+# Plain-number ticks (1, 2, 5, …) instead of matplotlib's 2×10⁰ on a log axis.
+ax.yaxis.set_major_locator(FixedLocator([1, 2, 5, 10, 20, 50, 100]))
+ax.yaxis.set_major_formatter(ScalarFormatter())
+ax.yaxis.set_minor_formatter(NullFormatter())
 ax.set_xlabel("sparsity (% of weights removed)")
-ax.set_ylabel("test error (%)")
+ax.set_ylabel("test error (%, log scale)")
 ax.set_title("LeNet-300-100, one-shot, no fine-tuning")
 ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1))
 plt.show()
@@ -325,13 +370,19 @@ plt.show()
 # %% [markdown]
 # Read the figure from left to right. At 50% every method is near the dense error
 # (1.64%). From 80% on fisher falls apart, for the reasons of sections 1–2, and so does
-# obs block 1 (it ranks by the same diagonal; it differs from fisher only in taking
+# obs block 1 (it ranks by the same damped diagonal; it differs from fisher only in taking
 # magnitude's per-layer counts and pruning in 8 steps). obs is below magnitude at every
-# sparsity from 80% on: by a quarter at 95% (5.8% against 7.8%) and by almost half at
-# 98%. It is the same gradient decomposition as fisher, used with its cross terms and
-# the update. What the figure does *not* show: it is one net and one-shot; with
-# fine-tuning after pruning all methods recover much of the gap (notebook 04), and
-# `docs/RESULTS.md` has the other seeds and a curvature that does better still.
+# sparsity from 80% on: 5.77% against 7.75% at 95%, 23.05% against 41.45% at 98%. It is
+# built from the same per-sample gradients as fisher, but uses their cross products (the
+# off-diagonal of $F$ within blocks), the update and several steps, with magnitude's
+# per-layer allocation.
+#
+# What the figure does *not* show: it is one net, one-shot, without training. After
+# training the lead does not survive: with 3 epochs of training after pruning
+# (`docs/RESULTS.md`, "With short fine-tuning", 3 seeds) obs and magnitude tie at 95%
+# (2.04 ± 0.10 against 2.07 ± 0.07) and magnitude wins at 98.5% (2.80 ± 0.04 against
+# 3.08 ± 0.08). Notebook 04's sweep has no obs. `docs/RESULTS.md` also has the other seeds
+# and a curvature that does better one-shot.
 #
 # ## Takeaways
 #
@@ -339,5 +390,6 @@ plt.show()
 #   absolute value even keeps the weights whose removal would *lower* the loss.
 # - The empirical Fisher ranks like the Hessian but is many times smaller near a minimum;
 #   its diagonal alone (OBD) picks worse weights than magnitude.
-# - OBS uses the cross terms of $F$ to move the survivors; with blocks (memory) and
-#   several small steps (the quadratic model's range) it beats magnitude one-shot.
+# - OBS uses the cross terms of $F$ to move the survivors; with blocks (memory), several
+#   small steps (the quadratic model's range) and magnitude's per-layer allocation it beats
+#   magnitude one-shot, without training; after a few epochs of training the two tie.

@@ -31,6 +31,8 @@ import time
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
+from IPython.display import Markdown, display
+from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, ScalarFormatter
 
 import gradprune_lite as gp
 
@@ -124,6 +126,9 @@ half = gp.structured_prune(dense, "taylor", 0.5, scoring, example_inputs=example
 print(half)
 half_cost = gp.model_cost(half, example)
 print(f"MACs {half_cost['macs']:,} = {dense_cost['macs'] / half_cost['macs']:.2f}× fewer")
+
+# %% jupyter={"source_hidden": true}
+# The notebook's own check (hidden: it would give the Predict answer away).
 assert half_cost["macs"] == 784 * 150 + 150 * 50 + 50 * 10
 assert tuple(half.fc3.weight.shape) == (10, 50)  # the classifier keeps its 10 outputs
 
@@ -136,6 +141,7 @@ assert tuple(half.fc3.weight.shape) == (10, 50)  # the classifier keeps its 10 o
 # fine-tuning: Taylor or magnitude?
 
 # %%
+removal = {}
 for criterion in ["magnitude", "taylor", "random"]:
     small = gp.structured_prune(
         dense, criterion, 0.5, scoring, example_inputs=example, scope="layerwise"
@@ -143,14 +149,22 @@ for criterion in ["magnitude", "taylor", "random"]:
     before = gp.evaluate(small, validation).error
     gp.fit(small, train.take(5_000), epochs=1, lr=0.01, seed=0, progress=False)
     after = gp.evaluate(small, validation).error
+    removal[criterion] = (before, after)
     print(
         f"{criterion:>9}: validation error {before:5.2f}% after removal, {after:5.2f}% after 5,000 digits of fine-tuning"
     )
+(m_before, m_after), (t_before, t_after) = removal["magnitude"], removal["taylor"]
+winner = {True: "magnitude beats Taylor", False: "Taylor does not lose to magnitude"}
+display(
+    Markdown(
+        f"In this run **{winner[m_before < t_before]}** right after removal ({m_before:.2f}% "
+        f"against {t_before:.2f}%), and {winner[m_after < t_after]} after fine-tuning "
+        f"({m_after:.2f}% against {t_after:.2f}%)."
+    )
+)
 
 # %% [markdown]
-# Read these as one seed on one model. In the run saved with this notebook (full MNIST)
-# **magnitude beats Taylor**, right after removal and after fine-tuning; random is far worse
-# than either. Why the gradient criterion loses here: the dense network sits at a minimum
+# Read these as one seed on one model. Why the gradient criterion loses here: the dense network sits at a minimum
 # of the training loss, where the average gradient is close to zero, so the first-order
 # term Σ g·w is small and noisy from batch to batch, and squaring it counts a neuron whose removal
 # would *lower* the loss as important too. `docs/RESULTS.md` measures this (the actual loss
@@ -254,6 +268,13 @@ for b, style in zip(batches, ["-o", "--s", ":^"]):
     axes.plot([100 * s for s in sparsities], speedups[b], style, label=f"batch {b}")
 axes.axhline(1, color="grey", linewidth=1)
 axes.set_yscale("log")
+# Plain-number ticks (0.1×, 0.2×, …) instead of matplotlib's 2×10⁰ on a log axis.
+low, high = min(min(v) for v in speedups.values()), max(max(v) for v in speedups.values())
+ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10) if low / 1.5 <= t <= high * 1.5]
+axes.yaxis.set_major_locator(FixedLocator(ticks))
+axes.yaxis.set_major_formatter(ScalarFormatter())
+axes.yaxis.set_minor_locator(NullLocator())
+axes.yaxis.set_minor_formatter(NullFormatter())
 axes.set_xlabel("sparsity (% of weights removed)")
 axes.set_ylabel("CSR speed-up over dense (×, log)")
 axes.set_title("LeNet-300-100 forward, 1 thread")
@@ -261,21 +282,40 @@ axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
 figure.tight_layout()
 plt.show()
 
+
+def first_win(b):
+    """The lowest sparsity at which CSR beat dense at batch b, or None."""
+    return next((s for s, x in zip(sparsities, speedups[b]) if x > 1), None)
+
+
+display(
+    Markdown(
+        "In this run CSR was "
+        f"{1 / max(speedups[b][0] for b in batches):.0f}–"
+        f"{1 / min(speedups[b][0] for b in batches):.0f}× slower than dense at 0% sparsity; "
+        + "; ".join(
+            f"at batch {b} it first won at {first_win(b):.0%}"
+            if first_win(b) is not None
+            else f"at batch {b} it never won"
+            for b in batches
+        )
+        + "."
+    )
+)
+
 # %% [markdown]
-# Below the grey line CSR is *slower*. In the run saved with this notebook CSR was 3–8×
-# slower than dense at 0% sparsity and still slower at 50%; at batches 16 and 256 it
-# crossed 1 near 90% sparsity, and at batch 1 it never won: one dense matrix-vector product
-# is already cheap, and the sparse call's fixed overhead, paid in each of the three layers,
-# costs more than the skipped zeros save. The crossing point moves with the CPU, the thread
-# count and the load, so measure on your own machine (`python benchmarks/speed.py`).
+# Below the grey line CSR is *slower*. At batch 1 one dense matrix-vector product is
+# already cheap, and the sparse call's fixed overhead, paid in each of the three layers,
+# costs more than the skipped zeros save; larger batches reuse each kept weight over more
+# rows. The crossing point moves with the CPU, the thread count and the load, so measure
+# on your own machine (`python benchmarks/speed.py`).
 #
 # ## Takeaways
 #
 # - A mask shrinks the checkpoint, not the compute: dense kernels multiply the zeros.
 # - Removing whole neurons (`gp.structured_prune`) gives a smaller dense model that is
 #   faster everywhere. Choosing the neurons by Taylor group importance lost to plain
-#   magnitude here (validation error 7.60% against 4.52% right after removal, 2.08% against
-#   1.64% after fine-tuning): many single removals *lower* the loss, which a squared score
+#   magnitude here (section 2): many single removals *lower* the loss, which a squared score
 #   cannot see.
 # - Sparse (CSR) kernels win only at high sparsity and large batches; below that they are
 #   slower than dense.

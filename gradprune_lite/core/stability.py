@@ -160,11 +160,20 @@ class RankingStability:
         return float(self.rank_correlations.std()) if n > 1 else 0.0
 
     def __str__(self) -> str:
+        # A spread needs at least two values: one pair of draws prints its value alone,
+        # never "± 0.000", and a spread says what it is over.
+        models, pairs = self.overlaps.shape
+        overlap, correlation = f"{self.overlap:.3f}", f"{self.rank_correlation:.3f}"
+        if self.overlaps.numel() > 1:
+            overlap += f" ± {self.overlap_spread:.3f}"
+            correlation += f" ± {self.rank_correlation_spread:.3f}"
+            over = f" (sd over {models} model(s) × {pairs} pair(s) of draws)"
+        else:
+            over = " (one pair of draws: no spread)"
         text = (
             f"{self.criterion} at {self.sparsity:.0%} ({self.scope}), "
-            f"{self.samples_per_draw:,} samples per draw: overlap {self.overlap:.3f} "
-            f"± {self.overlap_spread:.3f}, rank correlation {self.rank_correlation:.3f} "
-            f"± {self.rank_correlation_spread:.3f} (magnitude {self.magnitude_overlap:.3f}, "
+            f"{self.samples_per_draw:,} samples per draw: overlap {overlap}, rank correlation "
+            f"{correlation}{over} (magnitude {self.magnitude_overlap:.3f}, "
             f"random {self.random_overlap:.3f}, expected {self.random_expected:.3f})"
         )
         if self.across_models.numel():

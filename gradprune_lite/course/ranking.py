@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
@@ -14,7 +15,14 @@ from ..core.criteria import score
 from ..core.selection import global_masks
 from ..core.stability import ranks, spearman
 
-__all__ = ["rank_correlations", "ranking_timings", "ranks", "scoring_timings", "spearman"]
+__all__ = [
+    "backward_pass_seconds",
+    "rank_correlations",
+    "ranking_timings",
+    "ranks",
+    "scoring_timings",
+    "spearman",
+]
 
 
 def rank_correlations(flat: Mapping[str, torch.Tensor]) -> dict[str, dict[str, float]]:
@@ -48,6 +56,28 @@ def scoring_timings(
             score(model, criterion, batches, **options)
             best[criterion] = min(best[criterion], time.perf_counter() - start)
     return best
+
+
+def backward_pass_seconds(model: nn.Module, batches, repeats: int = 3) -> float:
+    """Seconds (best of ``repeats``) of one cross-entropy forward/backward pass over ``batches``.
+
+    The yardstick for ``scoring_timings``: a gradient criterion cannot cost less than this
+    pass, so its cost reads best as a multiple of it. The model's ``.grad`` fields are left
+    as they were (cleared when they were empty).
+    """
+    batches = list(batches)
+    params = [p for p in model.parameters() if p.requires_grad]
+    saved = [None if p.grad is None else p.grad.clone() for p in params]
+
+    def one_pass():
+        for inputs, targets in batches:
+            F.cross_entropy(model(inputs), targets).backward()
+
+    try:
+        return _best_of(one_pass, repeats)
+    finally:
+        for p, grad in zip(params, saved):
+            p.grad = grad
 
 
 def _best_of(function, repeats: int) -> float:

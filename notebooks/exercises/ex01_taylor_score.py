@@ -110,9 +110,17 @@ assert all(
 # expansion would you add to see that damage? (3–5 sentences.)
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "q1_taylor", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
-# Removing a weight matters whether the loss goes up or down by it, so the score ranks the
-# size $|w\,\bar g|$ of the predicted change; a signed score would rank weights whose removal
-# lowers the loss as the least important. After training, $\bar g \approx 0$ (we are near a
-# minimum), so $w\,\bar g$ is small even for a large $w$, though removing a large weight is a
-# big step in which the curvature dominates. The second-order term
-# $\tfrac12 w^2 F$ with $F \approx E[g^2]$ (the Fisher) captures that damage.
+# The first-order prediction of removing $w$ is $\Delta L \approx -\bar g\,w$, which has a
+# sign. The absolute value turns it into "how much does the loss care about this weight, in
+# either direction?". A *signed* score (keep the weights with the largest $-\bar g\,w$)
+# would put the weights whose removal *lowers* the loss at the bottom and prune them first,
+# which is what pruning wants if the sign can be trusted; notebooks 01 and 05 show that the
+# signed term does rank single removals much better than its absolute value. The
+# absolute value is the safe choice because on a trained network the sign of $\bar g$ is
+# mostly sampling noise (it flips from one batch of digits to the next) and because many
+# removals at once are not the sum of single ones, so a large change in either direction
+# is treated as a reason to keep the weight. After training, $\bar g \approx 0$ (we are near
+# a minimum), so $w\,\bar g$ is small even for a large $w$, though removing a large weight
+# is a big step in which the curvature dominates. The second-order term $\tfrac12 w^2 H$
+# captures that damage; the Fisher $E[g^2]$ is the usual stand-in for $H$ (too small on
+# digits the network has memorised, notebook 01).

@@ -79,7 +79,10 @@ model = gp.trained("lenet_300_100")
 scores = gp.score(model, "magnitude")
 masks = global_threshold(scores, 0.9)
 for name, mask in masks.items():
-    print(f"{name}: {mask.numel():>7,} weights, {1 - mask.float().mean():.1%} pruned")
+    print(
+        f"{name}: {mask.numel():>7,} weights, mean |w| {scores[name].mean():.3f}, "
+        f"{1 - mask.float().mean():.1%} pruned"
+    )
 
 # %% tags=["solution-only"]
 assert all(torch.equal(masks[n], m) for n, m in gp.global_masks(scores, 0.9).items())

@@ -37,6 +37,7 @@
 import copy
 
 import torch
+from IPython.display import Markdown, display
 
 import gradprune_lite as gp
 
@@ -101,7 +102,8 @@ overall = gp.sparsity(per_layer)
 global_model = copy.deepcopy(model)
 gp.apply_masks(global_model, gp.global_masks(gp.score(model, "magnitude"), overall))
 print(f"overall sparsity {overall:.1%}")
-print(f"per-layer choice: validation error {validation_error(per_layer):.2f}%")
+combined_error = validation_error(per_layer)
+print(f"per-layer choice: validation error {combined_error:.2f}%")
 print(f"global threshold: validation error {validation_error(global_model):.2f}%")
 
 # %% [markdown]

@@ -41,6 +41,7 @@
 import copy
 
 import torch
+from IPython.display import Markdown, display
 
 import gradprune_lite as gp
 
