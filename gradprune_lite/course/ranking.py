@@ -44,7 +44,7 @@ def scoring_timings(
     This is the cost a criterion adds before any selection: a data-free criterion reads the
     weights, ``gradient``/``taylor``/``fisher`` need one recorded forward/backward pass per
     batch, ``grasp`` two passes plus a Hessian-gradient product, ``synflow`` one pass of a
-    float64 copy. ``batches`` is materialised once so every criterion sees the same data, and
+    float32 |w| copy (float64 on the CPU only if it overflows). ``batches`` is materialised once so every criterion sees the same data, and
     the criteria take turns within each repeat so that a change in machine load affects
     them alike.
     """
