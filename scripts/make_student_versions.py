@@ -61,44 +61,39 @@ c.TagRemovePreprocessor.remove_cell_tags = {{"{SOLUTION_ONLY}"}}
 """
 
 
-def _clear_regions(source: str, origin: str) -> tuple[str, int]:
-    """``source`` with every marked solution region replaced by the stub; and their count."""
+def _replace_regions(
+    source: str, origin: str, begin: str, end: str, stub: list[str]
+) -> tuple[str, int]:
+    """``source`` with each region from a ``begin`` line to an ``end`` line (markers
+    included) replaced by ``stub``, indented as the ``begin`` line; and the region count.
+    """
     lines, inside, regions = [], False, 0
     for number, line in enumerate(source.split("\n"), start=1):
-        if BEGIN in line:
+        if begin in line:
             if inside:
-                raise ValueError(f"{origin}, line {number}: BEGIN SOLUTION inside another one.")
+                raise ValueError(f"{origin}, line {number}: {begin} inside another one.")
             inside, regions = True, regions + 1
             indent = re.match(r"\s*", line).group(0)
-            lines += [indent + stub for stub in CODE_STUB]
-        elif END in line:
+            lines += [indent + text for text in stub]
+        elif end in line:
             if not inside:
-                raise ValueError(f"{origin}, line {number}: END SOLUTION without BEGIN.")
+                raise ValueError(f"{origin}, line {number}: {end} without BEGIN.")
             inside = False
         elif not inside:
             lines.append(line)
     if inside:
-        raise ValueError(f"{origin}: BEGIN SOLUTION is never closed by END SOLUTION.")
+        raise ValueError(f"{origin}: {begin} is never closed by {end}.")
     return "\n".join(lines), regions
+
+
+def _clear_regions(source: str, origin: str) -> tuple[str, int]:
+    """``source`` with every marked solution region replaced by the stub; and their count."""
+    return _replace_regions(source, origin, BEGIN, END, CODE_STUB)
 
 
 def _remove_hidden_tests(source: str, origin: str) -> tuple[str, int]:
     """``source`` without its hidden-test regions (markers included); and their count."""
-    lines, inside, regions = [], False, 0
-    for number, line in enumerate(source.split("\n"), start=1):
-        if HIDDEN_BEGIN in line:
-            if inside:
-                raise ValueError(f"{origin}, line {number}: {HIDDEN_BEGIN} inside another one.")
-            inside, regions = True, regions + 1
-        elif HIDDEN_END in line:
-            if not inside:
-                raise ValueError(f"{origin}, line {number}: {HIDDEN_END} without BEGIN.")
-            inside = False
-        elif not inside:
-            lines.append(line)
-    if inside:
-        raise ValueError(f"{origin}: {HIDDEN_BEGIN} is never closed by {HIDDEN_END}.")
-    return "\n".join(lines), regions
+    return _replace_regions(source, origin, HIDDEN_BEGIN, HIDDEN_END, [])
 
 
 def student_notebook(solution: nbformat.NotebookNode, origin: str = "<solution>"):
