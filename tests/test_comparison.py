@@ -344,3 +344,24 @@ def test_the_defaults_part_of_a_run_key():
     changed = defaults_key("grasp", {**LEGACY_DEFAULTS["grasp"], "temperature": 100.0})
     assert changed.startswith("/defaults-") and len(changed) == len("/defaults-") + 8
     assert defaults_key("mine", {}) != "" and defaults_key("mine", None) != defaults_key("mine", {})
+
+
+def test_plot_keeps_the_legend_off_the_data_and_marks_a_curve_hidden_under_another():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    taylor = [{**r, "criterion": "taylor"} for r in hand_rows()[:2]]  # snip's points exactly
+    figure = comparison.plot_results([*hand_rows(), *taylor, {**hand_rows()[0], "mode": "after"}])
+    FigureCanvasAgg(figure).draw()
+    renderer = figure.canvas.get_renderer()
+    (legend,) = figure.legends
+    box = legend.get_window_extent(renderer)
+    for ax in figure.axes:
+        assert ax.get_legend() is None
+        assert not box.overlaps(ax.get_window_extent(renderer))
+    # In "after" only snip has a point, so taylor does not repeat snip everywhere.
+    assert "taylor" in [t.get_text() for t in legend.get_texts()]
+
+    same = comparison.plot_results([*hand_rows(), *taylor])
+    assert "taylor (= snip)" in [t.get_text() for t in same.legends[0].get_texts()]
+    lines = {c.get_label(): c.lines[0] for c in same.axes[0].containers}
+    assert lines["snip"].get_linestyle() != lines["taylor (= snip)"].get_linestyle()

@@ -89,6 +89,10 @@ def plot_results(rows: Sequence[dict]):
     One panel per (model, mode), modes in the order init, after, iterative; each
     criterion keeps its colour in every panel; both axes are logarithmic, so errors near
     the dense one (a dashed horizontal line) stay readable beside collapsed runs near 90%.
+    One legend for all panels sits below them, outside the data. A criterion whose every
+    point equals an earlier criterion's (taylor and snip: the same |w·ḡ| ranking, so the
+    same masks) would be hidden under it: it is drawn dashed with open markers and its
+    legend entry says "= the other".
     """
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
@@ -100,6 +104,19 @@ def plot_results(rows: Sequence[dict]):
     )
     criteria = [c for c in dict.fromkeys(s["criterion"] for s in summary) if c != "dense"]
     colour = {criterion: f"C{i % 10}" for i, criterion in enumerate(criteria)}
+
+    def curve(criterion):
+        return sorted(
+            (s["model"], s["mode"], s["remaining"], s["error_mean"], s["error_std"])
+            for s in summary
+            if s["criterion"] == criterion
+        )
+
+    same_as = {}  # criterion → the earlier criterion whose every point it repeats
+    for i, criterion in enumerate(criteria):
+        earlier = [c for c in criteria[:i] if c not in same_as and curve(c) == curve(criterion)]
+        if earlier:
+            same_as[criterion] = earlier[0]
     plain = FuncFormatter(lambda value, _: f"{value:g}")
 
     def some(digits):  # label the minor ticks that start with one of ``digits``
@@ -119,14 +136,19 @@ def plot_results(rows: Sequence[dict]):
             )
             if not points:
                 continue
+            hidden_under = same_as.get(criterion)
             ax.errorbar(
                 [100 * p["remaining"] for p in points],
                 [p["error_mean"] for p in points],
                 yerr=[p["error_std"] for p in points],
                 marker="o",
+                markersize=9 if hidden_under else 6,
+                markerfacecolor="none" if hidden_under else colour[criterion],
+                linestyle=(0, (4, 3)) if hidden_under else "-",
                 capsize=3,
                 color=colour[criterion],
-                label=criterion,
+                label=f"{criterion} (= {hidden_under})" if hidden_under else criterion,
+                zorder=3 if hidden_under else 2,
             )
         for s in summary:
             if s["model"] == model and s["criterion"] == "dense":
@@ -140,7 +162,19 @@ def plot_results(rows: Sequence[dict]):
         ax.set_ylabel("test error (%), log scale")
         ax.set_title(f"{model}, prune {mode}")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize="small")
+    # One legend for every panel, below them: inside a panel it covered the curves.
+    entries = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        figure.legend(
+            entries.values(),
+            entries.keys(),
+            loc="outside lower center",
+            ncols=min(len(entries), 9),
+            fontsize="small",
+        )
     return figure
 
 
