@@ -345,3 +345,26 @@ def test_first_layer_image_is_the_kept_fraction_per_pixel():
     image = gp.widgets.first_layer_image(mask)
     assert image.shape == (28, 28)
     assert image[0, 0] == 0.5 and image.sum() == 0.5
+
+
+def test_snapshot_shows_the_explorers_state_without_a_front_end(at_start):
+    from IPython.display import HTML, Image
+
+    at_start.slider.value = 0.95
+    parts = gp.widgets.snapshot(at_start.box)
+    images = [p.data for p in parts if isinstance(p, Image)]
+    texts = [p.data for p in parts if isinstance(p, HTML)]
+    assert images == list(pictures(at_start).values())  # curve, masks, layers, in order
+    assert "<b>A</b>: magnitude" in texts[0] and "<b>sparsity</b>: 95.0%" in texts[0]
+    assert at_start.readout.value in texts
+
+
+def test_snapshot_of_a_plain_box_keeps_its_order():
+    import ipywidgets as w
+    from IPython.display import HTML
+
+    readout = w.HTML("<b>3.2%</b> error")
+    box = w.VBox([w.SelectionSlider(options=["a", "b"], value="b", description="pick"), readout])
+    parts = gp.widgets.snapshot(box)
+    assert [type(p) for p in parts] == [HTML, HTML]
+    assert parts[0].data == "<b>pick</b>: b" and parts[1].data == readout.value

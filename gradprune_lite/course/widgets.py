@@ -239,6 +239,52 @@ def error_spread(errors: list[float]) -> str:
     return f"error {low}–{high}% over {len(errors)} scoring draws"
 
 
+def snapshot(widget) -> list:
+    """What a widget (or a box of widgets) shows now, as static outputs.
+
+    Widgets are drawn only by a live Jupyter front end: on GitHub or nbviewer the saved
+    widget state shows nothing. Display the snapshot beside the widget,
+    ``display(*gp.widgets.snapshot(explorer.box))``, and the notebook's saved outputs carry
+    the explorer's state as ordinary images and HTML.
+
+    The tree is walked in order: an ``Image`` becomes an ``IPython.display.Image`` of its
+    bytes; an ``HTML`` or ``Label`` becomes ``IPython.display.HTML``; any other control
+    (slider, dropdown, toggle) becomes one line ``description: value``, consecutive
+    controls joined. Returns the list of display objects.
+    """
+    import html
+
+    import ipywidgets as w
+    from IPython.display import HTML, Image
+
+    outputs, controls = [], []
+
+    def flush():
+        if controls:
+            outputs.append(HTML(" · ".join(controls)))
+            controls.clear()
+
+    def walk(node):
+        if isinstance(node, w.Box):
+            for child in node.children:
+                walk(child)
+        elif isinstance(node, w.Image):
+            flush()
+            if node.value:
+                outputs.append(Image(data=bytes(node.value), format=node.format))
+        elif isinstance(node, (w.HTML, w.HTMLMath, w.Label)):
+            flush()
+            outputs.append(HTML(node.value))
+        elif hasattr(node, "value"):
+            shown = getattr(node, "label", None) or node.value  # a selection's label: "95.0%"
+            name = node.description or type(node).__name__
+            controls.append(f"<b>{html.escape(name)}</b>: {html.escape(str(shown))}")
+
+    walk(widget)
+    flush()
+    return outputs
+
+
 def readout_text(explorer: Explorer) -> str:
     """The readout without HTML tags, one line per row, for printing."""
     return re.sub(r"<[^>]+>", "", explorer.readout.value.replace("<br>", "\n"))
