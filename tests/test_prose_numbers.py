@@ -56,7 +56,6 @@ QUOTES_RESULTS = {"04", "05"}  # notebooks whose prose cites docs/RESULTS.md
 # "INSTRUCTORS <key>" for a section of docs/INSTRUCTORS.md.
 FROM_ELSEWHERE = [
     # (where, number, the notebook whose outputs print it)
-    ("01", "1.64", "04"),  # the dense reference's test error
     ("02", "1.64", "04"),
     ("04", "0.42", "05"),  # |w| against the true loss change of removing one fc3 weight
     ("04", "0.99", "05"),  # -ḡw + ½Hw² against the same
