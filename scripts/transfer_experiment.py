@@ -6,7 +6,7 @@
     python scripts/transfer_experiment.py summary                            # chosen-lr table
 
 Split MNIST. LeNet-300-100 (``gp.models.lenet_300_100(seed)``) is pretrained on digits 0-4
-(``PRETRAIN``: 5 epochs, SGD momentum 0.9, lr 0.05 cosine, batch 128), its head ``fc3`` is
+(``transfer.PRETRAIN``: 5 epochs, SGD momentum 0.9, lr 0.05 cosine, batch 128), its head ``fc3`` is
 replaced by a new 100→5 layer, and it is fine-pruned on digits 5-9 (labels 5-9 read as
 0-4). The new head is not pruned (its weights are random when pruning starts); the
 sparsity is over ``fc1`` and ``fc2`` (265,500 weights).
@@ -21,13 +21,17 @@ error. Methods:
 * ``dense``: fine-tuning without pruning (sparsity 0), the reference at each budget;
 * ``magnitude``: one-shot magnitude pruning of the pretrained weights, then fine-tuning;
 * ``gmp``, ``movement``, ``taylor``: ``gp.GradualPruner`` with that criterion (gmp is
-  magnitude), cubic schedule from step 0 to 75% of the steps, ``PRUNING_STEPS`` pruning
+  magnitude), cubic schedule from step 0 to 75% of the steps, ``transfer.PRUNING_STEPS`` pruning
   steps, then fine-tuning at the final sparsity for the last 25%.
 
 One CSV row per (seed, budget, method, sparsity, lr) is appended to
 ``docs/results/transfer/runs.csv`` as soon as it finishes; a rerun skips the rows already
 there, so any interrupted run resumes. ``--part K/N`` takes every N-th cell, starting at
 the K-th (1-based), so N processes or N sessions split the work. Runs on one thread.
+
+The task and one run are ``gradprune_lite.experiment.transfer``'s (``transfer_tasks``,
+``pretrained``, ``fine_prune``), which notebook 07 runs too; this script adds the grid,
+the CSVs and the summary.
 """
 
 from __future__ import annotations
@@ -43,14 +47,11 @@ import torch
 from torch import nn
 
 import gradprune_lite as gp
-from gradprune_lite.experiment.data import default_cache_dir
-from gradprune_lite.experiment.reference import fingerprint
+from gradprune_lite.experiment import transfer
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "results" / "transfer"
 RUNS_CSV = OUT / "runs.csv"
 PRETRAIN_CSV = OUT / "pretrain.csv"
-PRETRAIN = {"epochs": 5, "lr": 0.05, "batch_size": 128, "schedule": "cosine"}
-BATCH_SIZE = 128
 #: name → (epochs, learning-rate grid). "light" barely moves the pretrained weights,
 #: "full" retrains them; the weight_change column measures how far they moved.
 BUDGETS = {
@@ -58,13 +59,10 @@ BUDGETS = {
     "medium": (3, (0.005, 0.01, 0.02)),
     "full": (8, (0.025, 0.05, 0.1)),
 }
-METHODS = ("dense", "magnitude", "gmp", "movement", "taylor")
-GRADUAL = {"gmp": "magnitude", "movement": "movement", "taylor": "taylor"}
+METHODS = transfer.METHODS
 SPARSITIES = (0.5, 0.9, 0.95, 0.98, 0.99)
 SEEDS = (0, 1, 2)
-PRUNED_END = 0.75
-PRUNING_STEPS = 20
-HEAD = "fc3.weight"
+HEAD = transfer.HEAD
 COLUMNS = (
     "seed",
     "budget",
@@ -80,71 +78,18 @@ COLUMNS = (
 )
 
 
-def digits_of(data: gp.Digits, low: int, high: int, note: str) -> gp.Digits:
-    """The digits with labels in [low, high], relabelled from 0."""
-    keep = (data.labels >= low) & (data.labels <= high)
-    return gp.Digits(data.images[keep], data.labels[keep] - low, f"{data.source}, {note}", False)
-
-
-def load_tasks():
-    train, validation, test = gp.splits()
-    return {
-        "pretrain": digits_of(train, 0, 4, "digits 0-4"),
-        "pretrain_test": digits_of(test, 0, 4, "digits 0-4"),
-        "train": digits_of(train, 5, 9, "digits 5-9"),
-        "validation": digits_of(validation, 5, 9, "digits 5-9"),
-        "test": digits_of(test, 5, 9, "digits 5-9"),
-    }
-
-
 def pretrained(seed: int, tasks: dict) -> nn.Module:
-    """LeNet-300-100 trained on digits 0-4 (its 10-way head kept), cached on disk."""
-    key = fingerprint(tasks["pretrain"])
-    path = default_cache_dir() / "transfer" / f"lenet_300_100-0to4-seed{seed}-{key}.pt"
-    model = gp.models.lenet_300_100(seed=seed)
-    if path.is_file():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model
-    start = time.perf_counter()
-    gp.fit(
-        model,
-        tasks["pretrain"],
-        PRETRAIN["epochs"],
-        PRETRAIN["lr"],
-        seed=seed,
-        batch_size=PRETRAIN["batch_size"],
-        schedule=PRETRAIN["schedule"],
-        progress=False,
-    )
-    seconds = time.perf_counter() - start
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path.with_suffix(".partial"))
-    path.with_suffix(".partial").replace(path)
+    """The network pretrained on digits 0-4 (cached); its first training writes a CSV row."""
+    model, seconds = transfer.pretrained(seed, tasks)
+    if seconds is None or any(int(row["seed"]) == seed for row in read_rows(PRETRAIN_CSV)):
+        return model  # cached, or another part trained it at the same time: one row per seed
     error = gp.evaluate(model, tasks["pretrain_test"]).error
-    if any(int(row["seed"]) == seed for row in read_rows(PRETRAIN_CSV)):
-        return model  # another part trained it at the same time; one row per seed
     append_rows(
         PRETRAIN_CSV,
         [{"seed": seed, "test_error_0to4": f"{error:.2f}", "seconds": f"{seconds:.1f}"}],
         ("seed", "test_error_0to4", "seconds"),
     )
     return model
-
-
-def with_new_head(model: nn.Module, seed: int) -> nn.Module:
-    """A copy of ``model`` whose ``fc3`` is a fresh 100→5 layer (seeded)."""
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("fc3.")}
-    net = gp.models.lenet_300_100(seed=seed)
-    net.load_state_dict(state, strict=False)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(10_000 + seed)
-        net.fc3 = nn.Linear(100, 5)
-    return net
-
-
-def pruned_fraction(model: nn.Module) -> float:
-    weights = [w for name, w in gp.prunable_weights(model).items() if name != HEAD]
-    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
 
 
 def weight_change(before: dict, model: nn.Module) -> float:
@@ -164,29 +109,12 @@ def fine_prune(
 ) -> dict:
     """One run: prune ``base`` (a copy) while fine-tuning; the row of the CSV."""
     epochs, _ = BUDGETS[budget]
-    model = with_new_head(base, seed)
-    before = {name: w.detach().clone() for name, w in gp.prunable_weights(model).items()}
-    steps = epochs * math.ceil(len(tasks["train"]) / BATCH_SIZE)
-    pruner = None
+    before = {
+        name: w.detach().clone()
+        for name, w in gp.prunable_weights(transfer.with_new_head(base, seed)).items()
+    }
     start = time.perf_counter()
-    if method == "magnitude":
-        gp.prune(model, "magnitude", sparsity, exclude=HEAD)
-    elif method in GRADUAL:
-        end = round(PRUNED_END * steps)
-        pruner = gp.GradualPruner(
-            model, GRADUAL[method], sparsity, 0, end, max(1, end // PRUNING_STEPS), exclude=HEAD
-        )
-    gp.fit(
-        model,
-        tasks["train"],
-        epochs,
-        lr,
-        batch_size=BATCH_SIZE,
-        schedule="cosine",
-        seed=seed,
-        progress=False,
-        pruner=pruner,
-    )
+    model = transfer.fine_prune(base, tasks["train"], method, sparsity, lr, epochs, seed)
     seconds = time.perf_counter() - start
     return {
         "seed": seed,
@@ -197,7 +125,7 @@ def fine_prune(
         "lr": lr,
         "val_error": f"{gp.evaluate(model, tasks['validation']).error:.2f}",
         "test_error": f"{gp.evaluate(model, tasks['test']).error:.2f}",
-        "achieved_sparsity": f"{pruned_fraction(model):.4f}",
+        "achieved_sparsity": f"{transfer.pruned_fraction(model):.4f}",
         "weight_change": f"{weight_change(before, model):.4f}",
         "seconds": f"{seconds:.1f}",
     }
@@ -256,7 +184,7 @@ def run(args) -> None:
     done = {key(row) for row in read_rows(RUNS_CSV)}
     todo = [cell for cell in todo if cell not in done]
     print(f"{len(todo)} runs to do ({len(done)} rows already in {RUNS_CSV.name})", flush=True)
-    tasks = load_tasks()
+    tasks = transfer.transfer_tasks()
     bases = {}
     for seed, budget, method, sparsity, lr in todo[: args.limit]:
         if seed not in bases:
