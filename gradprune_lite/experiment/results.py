@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import statistics
 from pathlib import Path
 from typing import NamedTuple
 
@@ -89,3 +90,147 @@ def published_numbers(required: bool = True) -> tuple[Published, ...]:
             )
             for row in csv.DictReader(handle)
         )
+
+
+# --- the transfer experiment (docs/results/transfer, scripts/transfer_experiment.py) -----
+
+#: The budgets of the transfer experiment, least fine-tuning first.
+TRANSFER_BUDGETS = ("light", "medium", "full")
+#: Its methods in the order tables and figures show them.
+TRANSFER_METHODS = ("dense", "magnitude", "gmp", "movement", "taylor")
+
+
+class TransferCell(NamedTuple):
+    """One (budget, method, sparsity) of the transfer experiment, over its seeds.
+
+    ``errors``: test error (%) per seed at the learning rate that seed chose on validation
+    (``lrs``); ``grid``: every learning rate tried at this budget; ``epochs``: the budget's
+    fine-tuning epochs.
+    """
+
+    budget: str
+    method: str
+    sparsity: float
+    epochs: int
+    errors: tuple[float, ...]
+    lrs: tuple[float, ...]
+    grid: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.errors)
+
+    @property
+    def sd(self) -> float:
+        """Sample standard deviation over the seeds (NaN for one seed)."""
+        return statistics.stdev(self.errors) if len(self.errors) > 1 else math.nan
+
+    @property
+    def at_grid_top(self) -> bool:
+        """Whether every seed chose the largest learning rate of the grid (a capped grid)."""
+        return all(lr == max(self.grid) for lr in self.lrs)
+
+    def text(self) -> str:
+        """'6.46 ± 0.42' (or '6.46' for one seed)."""
+        return f"{self.mean:.2f}" if math.isnan(self.sd) else f"{self.mean:.2f} ± {self.sd:.2f}"
+
+
+def transfer_runs(relative: str = "transfer/runs.csv") -> list[dict]:
+    """The rows of the transfer experiment's ``runs.csv``, typed, in the file's order."""
+    with open(results_file(relative), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        for key in ("seed", "epochs"):
+            row[key] = int(row[key])
+        for key in ("sparsity", "lr", "val_error", "test_error", "achieved_sparsity"):
+            row[key] = float(row[key])
+    return rows
+
+
+def transfer_summary(rows: list[dict] | None = None) -> dict[tuple[str, str, float], TransferCell]:
+    """(budget, method, sparsity) → ``TransferCell``, the learning rate chosen on validation.
+
+    Per (seed, budget, method, sparsity) the row with the lowest validation error is kept
+    (the first in the file on a tie, as ``scripts/transfer_experiment.py summary`` does);
+    test error only reports. ``rows``: ``transfer_runs()`` by default.
+    """
+    rows = transfer_runs() if rows is None else rows
+    chosen: dict[tuple, dict] = {}
+    grids: dict[str, set[float]] = {}
+    for row in rows:
+        grids.setdefault(row["budget"], set()).add(row["lr"])
+        run = (row["seed"], row["budget"], row["method"], row["sparsity"])
+        if run not in chosen or row["val_error"] < chosen[run]["val_error"]:
+            chosen[run] = row
+    cells: dict[tuple[str, str, float], list[dict]] = {}
+    for (_, budget, method, sparsity), row in sorted(chosen.items()):
+        cells.setdefault((budget, method, sparsity), []).append(row)
+    return {
+        key: TransferCell(
+            *key,
+            epochs=members[0]["epochs"],
+            errors=tuple(r["test_error"] for r in members),
+            lrs=tuple(r["lr"] for r in members),
+            grid=tuple(sorted(grids[key[0]])),
+        )
+        for key, members in cells.items()
+    }
+
+
+def transfer_table(summary: dict[tuple[str, str, float], TransferCell]) -> str:
+    """Markdown: one row per (budget, method), one column per sparsity, mean ± sd.
+
+    The dense row's only entry is at 0%. Bold marks the lowest mean of each (budget,
+    sparsity) among the pruned methods (a lowest mean, not a win beyond the spread); †
+    marks an entry for which every seed chose the largest learning rate of its grid.
+    """
+    sparsities = sorted({s for _, _, s in summary})
+    budgets = [b for b in TRANSFER_BUDGETS if any(k[0] == b for k in summary)]
+    header = ["budget", "method"] + [f"{100 * s:g}%" for s in sparsities]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for budget in budgets:
+        best = {
+            s: min(
+                (c.mean for (b, m, t), c in summary.items() if b == budget and t == s and s > 0),
+                default=math.nan,
+            )
+            for s in sparsities
+        }
+        for method in TRANSFER_METHODS:
+            row = [f"{budget}", method]
+            for sparsity in sparsities:
+                cell = summary.get((budget, method, sparsity))
+                if cell is None:
+                    row.append("–")
+                    continue
+                text = cell.text() + (" †" if cell.at_grid_top else "")
+                row.append(f"**{text}**" if cell.mean == best[sparsity] else text)
+            if any(v != "–" for v in row[2:]):
+                epochs = next(c.epochs for (b, _, _), c in summary.items() if b == budget)
+                row[0] = f"{budget} ({epochs} epoch{'s' if epochs > 1 else ''})"
+                lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def oneshot_errors(method: str, sparsity: float) -> tuple[float, ...]:
+    """Test errors (%) per seed of ``second_order/oneshot-test.csv`` (no fine-tuning)."""
+    with open(results_file("second_order/oneshot-test.csv"), newline="") as handle:
+        return tuple(
+            float(row["error"])
+            for row in csv.DictReader(handle)
+            if row["method"] == method and math.isclose(float(row["sparsity"]), sparsity)
+        )
+
+
+def protocol_errors(
+    model: str, mode: str, criterion: str, sparsity: float, relative: str = "summary/results.csv"
+) -> tuple[float, ...]:
+    """Test errors (%) per seed of one (model, mode, criterion, sparsity) of the protocol."""
+    return tuple(
+        float(row["test_error"])
+        for row in committed_rows(relative)
+        if row["model"] == model
+        and row["mode"] == mode
+        and row["criterion"] == criterion
+        and math.isclose(float(row["sparsity"]), sparsity)
+    )
