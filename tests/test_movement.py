@@ -1,4 +1,5 @@
-"""The movement criterion: −Σₜ wₜ·gₜ against a hand-written loop, and its sign."""
+"""The movement criterion: −Σₜ wₜ·gₜ against a hand-written loop and, on models people
+bring (in-place ReLU, BatchNorm, a layer used twice, tied weights), against torch.func."""
 
 from __future__ import annotations
 
@@ -129,3 +130,95 @@ def test_in_gp_prune_rounds_movement_ranks_by_one_step(digits):
     masks = gp.prune(model, "movement", 0.6, data)
     for name, mask in expected.items():
         assert torch.equal(masks[name], mask)
+
+
+# --- Models people bring, against torch.func step by step ----------------------------------
+
+
+class ConvBatchNorm(nn.Module):
+    """Conv → BatchNorm → in-place ReLU → Linear, trained in train mode (batch statistics)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(4)
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc = nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x):
+        return self.fc(self.relu(self.bn(self.conv(x))).flatten(1))
+
+
+def func_movement_reference(model: nn.Module, data, loss_fn) -> dict:
+    """(library, reference): −Σₜ wₜ·gₜ from ``gp.MovementScores`` and from torch.func.
+
+    Trains ``model`` itself with SGD (momentum 0.9) and a ``gp.MovementScores`` attached; the
+    reference takes gₜ from torch.func (functional_call + grad) at each step's weights. The reference never reads ``.grad``:
+    it differentiates a functional copy (BatchNorm without running statistics, which train
+    mode does not use for the output) at a detached copy of the current parameters.
+    """
+    from torch.func import functional_call, grad, replace_all_batch_norm_modules_
+
+    functional = replace_all_batch_norm_modules_(copy.deepcopy(model))
+    names = list(gp.prunable_weights(model))
+    reference = {n: torch.zeros_like(gp.prunable_weights(model)[n]) for n in names}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    movement = gp.MovementScores(model)
+
+    def loss(params, x, y):
+        return loss_fn(functional_call(functional, params, (x,)), y)
+
+    for x, y in data:
+        params = {k: v.detach().clone() for k, v in model.named_parameters()}
+        grads = grad(loss)(params, x, y)
+        for name in names:
+            reference[name] -= params[name] * grads[name]
+        optimizer.zero_grad()
+        loss_fn(model(x), y).backward()
+        movement.update(model)
+        optimizer.step()
+    return movement.scores(), reference
+
+
+def labelled_steps(n_steps, shape, classes, seed=0, size=8):
+    g = torch.Generator().manual_seed(seed)
+    return [
+        (torch.randn(size, *shape, generator=g), torch.randint(0, classes, (size,), generator=g))
+        for _ in range(n_steps)
+    ]
+
+
+def _real_model(name):
+    """A model of tests/test_real_models.py (imported there, so its tests are not re-collected)."""
+    import test_real_models
+
+    return getattr(test_real_models, name)
+
+
+@pytest.mark.parametrize(
+    ("build", "in_shape", "classes"),
+    [
+        pytest.param(lambda: _real_model("vgg_style")(), (3, 8, 8), 5, id="inplace-relu"),
+        pytest.param(ConvBatchNorm, (1, 8, 8), 3, id="batchnorm"),
+        pytest.param(lambda: _real_model("UsedTwice")(), (5,), 3, id="layer-used-twice"),
+    ],
+)
+def test_movement_equals_torch_func_step_by_step(build, in_shape, classes):
+    model = build()
+    data = labelled_steps(4, in_shape, classes)
+    scores, reference = func_movement_reference(model, data, F.cross_entropy)
+    assert list(scores) == list(reference)
+    for name, expected in reference.items():
+        assert float(expected.abs().max()) > 0, f"{name}: the reference moved nothing"
+        torch.testing.assert_close(scores[name], expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("transposed", [False, True], ids=["tied-layer", "tied-transpose"])
+def test_tied_weight_accumulates_the_gradient_of_both_uses(transposed):
+    model = _real_model("TiedAutoencoder")(transposed)
+    g = torch.Generator().manual_seed(5)
+    data = [(x, x.clone()) for x in (torch.randn(6, 8, generator=g) for _ in range(4))]
+    scores, reference = func_movement_reference(model, data, _real_model("mse"))
+    assert list(scores) == ["enc.weight"]
+    torch.testing.assert_close(scores["enc.weight"], reference["enc.weight"], rtol=1e-4, atol=1e-6)
