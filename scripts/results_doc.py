@@ -8,6 +8,8 @@ Each generated table of the document is marked with the CSVs it comes from::
     ...the table...
     <!-- /table -->
 
+``<!-- table: transfer from results/transfer/runs.csv -->`` is the transfer experiment's
+table (``gradprune_lite.experiment.results.transfer_table``).
 ``regenerate_doc`` rebuilds every marked block from its CSVs (paths relative to the
 document's folder), with the published numbers of ``docs/results/published.csv`` beside
 ours, and the document is written back in place. ``tests/test_results_doc.py`` checks that
@@ -24,7 +26,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gradprune_lite.experiment.report import markdown_table
-from gradprune_lite.experiment.results import Published, published_numbers
+from gradprune_lite.experiment.results import (
+    Published,
+    published_numbers,
+    read_transfer_runs,
+    transfer_summary,
+    transfer_table,
+)
 from gradprune_lite.experiment.rows import merge_rows, read_rows
 from gradprune_lite.experiment.summary import (
     SUMMARY_SPARSITIES,
@@ -89,8 +97,9 @@ def regenerate_doc(
     """``text`` with every marked table rebuilt from its CSVs (paths relative to ``base``).
 
     Marker: ``<!-- table: KIND [MODEL] [at 90,95] from a.csv[, b.csv] -->`` … ``<!-- /table -->``.
-    KIND ``runs`` shows each CSV as its own run, named by its folder; the others merge the
-    CSVs' rows into one table (``render_block``). ``published``: the numbers set beside
+    KIND ``runs`` shows each CSV as its own run, named by its folder; ``transfer`` reads
+    ``docs/results/transfer/runs.csv`` (the chosen-lr summary, ``transfer_table``); the
+    others merge the CSVs' rows into one table (``render_block``). ``published``: the numbers set beside
     ours, by default ``docs/results/published.csv`` (required).
     """
     published = published_numbers() if published is None else tuple(published)
@@ -100,6 +109,9 @@ def regenerate_doc(
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise ValueError(f"a table of the document names missing CSVs: {', '.join(missing)}.")
+        if match["kind"] == "transfer":  # its own CSV layout (scripts/transfer_experiment.py)
+            rows = [row for path in paths for row in read_transfer_runs(path)]
+            return match.group(1) + transfer_table(transfer_summary(rows)) + match["end"]
         runs = [(path.parent.name, read_rows(path)) for path in paths]
         body = render_block(match["kind"], runs, match["model"], match["at"], published)
         return match.group(1) + body + match["end"]

@@ -105,7 +105,8 @@ class TransferCell(NamedTuple):
 
     ``errors``: test error (%) per seed at the learning rate that seed chose on validation
     (``lrs``); ``grid``: every learning rate tried at this budget; ``epochs``: the budget's
-    fine-tuning epochs.
+    fine-tuning epochs; ``weight_changes``: per seed, ‖w_end − w_0‖ / ‖w_0‖ over the
+    surviving weights of fc1 and fc2 (how far fine-tuning moved the pretrained weights).
     """
 
     budget: str
@@ -115,6 +116,7 @@ class TransferCell(NamedTuple):
     errors: tuple[float, ...]
     lrs: tuple[float, ...]
     grid: tuple[float, ...]
+    weight_changes: tuple[float, ...] = ()
 
     @property
     def mean(self) -> float:
@@ -136,13 +138,25 @@ class TransferCell(NamedTuple):
 
 
 def transfer_runs(relative: str = "transfer/runs.csv") -> list[dict]:
-    """The rows of the transfer experiment's ``runs.csv``, typed, in the file's order."""
-    with open(results_file(relative), newline="") as handle:
+    """The rows of the committed ``docs/results/transfer/runs.csv``, typed, in order."""
+    return read_transfer_runs(results_file(relative))
+
+
+def read_transfer_runs(path: str | Path) -> list[dict]:
+    """The rows of a transfer experiment's ``runs.csv`` at ``path``, typed, in order."""
+    with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     for row in rows:
         for key in ("seed", "epochs"):
             row[key] = int(row[key])
-        for key in ("sparsity", "lr", "val_error", "test_error", "achieved_sparsity"):
+        for key in (
+            "sparsity",
+            "lr",
+            "val_error",
+            "test_error",
+            "achieved_sparsity",
+            "weight_change",
+        ):
             row[key] = float(row[key])
     return rows
 
@@ -172,6 +186,7 @@ def transfer_summary(rows: list[dict] | None = None) -> dict[tuple[str, str, flo
             errors=tuple(r["test_error"] for r in members),
             lrs=tuple(r["lr"] for r in members),
             grid=tuple(sorted(grids[key[0]])),
+            weight_changes=tuple(r.get("weight_change", math.nan) for r in members),
         )
         for key, members in cells.items()
     }
