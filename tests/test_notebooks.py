@@ -17,7 +17,7 @@ def cells(notebook):
     return [(c.cell_type, c.source.strip()) for c in notebook.cells]
 
 
-def test_the_six_course_notebooks_exist():
+def test_the_seven_course_notebooks_exist():
     names = {p.stem for p in NOTEBOOKS.glob("0*.py")}
     assert {
         "01_gradient_decomposition",
@@ -26,6 +26,7 @@ def test_the_six_course_notebooks_exist():
         "04_mnist_evaluation",
         "05_second_order",
         "06_structure_and_speed",
+        "07_when_gradients_win",
     } == names
 
 

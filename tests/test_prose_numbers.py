@@ -43,6 +43,7 @@ NOTEBOOKS = {
     "04": "notebooks/04_mnist_evaluation.ipynb",
     "05": "notebooks/05_second_order.ipynb",
     "06": "notebooks/06_structure_and_speed.ipynb",
+    "07": "notebooks/07_when_gradients_win.ipynb",
     **{
         path.name.split("_")[0]: str(path.relative_to(ROOT))
         for path in sorted((ROOT / "notebooks" / "exercises").glob("ex*.ipynb"))
@@ -50,7 +51,7 @@ NOTEBOOKS = {
         if not path.name.startswith("ex03")
     },
 }
-QUOTES_RESULTS = {"04", "05"}  # notebooks whose prose cites docs/RESULTS.md
+QUOTES_RESULTS = {"04", "05", "07"}  # notebooks whose prose cites docs/RESULTS.md
 
 # (where, number, why it is not a result of the notebook). "where" is a notebook key, or
 # "INSTRUCTORS <key>" for a section of docs/INSTRUCTORS.md.

@@ -41,6 +41,11 @@ LABELS = {
 }
 
 
+def epochs_text(epochs: int) -> str:
+    """'1 epoch', '3 epochs'."""
+    return f"{epochs} epoch{'' if epochs == 1 else 's'}"
+
+
 def budgets_in(summary: Summary) -> list[str]:
     """The budgets present, least fine-tuning first."""
     return [b for b in TRANSFER_BUDGETS if any(key[0] == b for key in summary)]
@@ -101,7 +106,7 @@ def budget_figure(
         if cursor is not None:
             ax.axvline(levels.index(cursor), color="tab:green", linewidth=1)
         epochs = next(c.epochs for key, c in summary.items() if key[0] == budget)
-        ax.set_title(f"{budget}: {epochs} epoch{'s' if epochs > 1 else ''} of fine-tuning")
+        ax.set_title(f"{budget}: {epochs_text(epochs)} of fine-tuning")
         ax.set_xticks(range(len(levels)))
         ax.set_xticklabels([f"{100 * s:g}" for s in levels])
         ax.set_xlabel("sparsity of fc1 and fc2 (%)")
@@ -182,7 +187,8 @@ def readout(summary: Summary, budget: str, sparsity: float) -> str:
         if m != "dense" and (budget, m, sparsity) in summary
     ]
     lines = [
-        f"{budget} budget ({dense.epochs} epochs), {100 * sparsity:g}% of fc1 and fc2 pruned: "
+        f"{budget} budget ({epochs_text(dense.epochs)}), {100 * sparsity:g}% of fc1 and fc2 "
+        f"pruned: "
         f"test error %, mean ± sd over {len(dense.errors)} seeds",
         f"  {'dense (not pruned)':<26} {dense.text()}",
     ]
