@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import statistics
 import time
 from pathlib import Path
 
@@ -47,7 +46,7 @@ import torch
 from torch import nn
 
 import gradprune_lite as gp
-from gradprune_lite.experiment import transfer
+from gradprune_lite.experiment import results, transfer
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "results" / "transfer"
 RUNS_CSV = OUT / "runs.csv"
@@ -207,26 +206,16 @@ def plan(args) -> None:
 
 
 def summary(args) -> None:
-    """Per (budget, method, sparsity): test error at the lr chosen on validation, mean ± std."""
-    chosen: dict[tuple, list[tuple[float, float]]] = {}
-    best: dict[tuple, dict] = {}
-    for row in read_rows(RUNS_CSV):
-        cell = key(row)[:4]
-        if cell not in best or float(row["val_error"]) < float(best[cell]["val_error"]):
-            best[cell] = row
-    for (_seed, budget, method, sparsity), row in best.items():
-        chosen.setdefault((budget, method, sparsity), []).append(
-            (float(row["test_error"]), float(row["lr"]))
-        )
+    """Per (budget, method, sparsity): test error at the lr chosen on validation, mean ± std.
+
+    The choice and the statistics are ``gradprune_lite.experiment.results``' (the reader
+    that notebook 07 and docs/RESULTS.md use).
+    """
+    cells = results.transfer_summary(results.read_transfer_runs(RUNS_CSV))
     print("budget | method | sparsity | test error % (chosen lr) | seeds")
-    for (budget, method, sparsity), runs in sorted(chosen.items()):
-        errors = [e for e, _ in runs]
-        spread = f" ± {statistics.stdev(errors):.2f}" if len(errors) > 1 else ""
-        lrs = ",".join(f"{lr:g}" for _, lr in runs)
-        print(
-            f"{budget} | {method} | {sparsity:g} | {statistics.mean(errors):.2f}{spread} "
-            f"({lrs}) | {len(runs)}"
-        )
+    for (budget, method, sparsity), cell in sorted(cells.items()):
+        lrs = ",".join(f"{lr:g}" for lr in cell.lrs)
+        print(f"{budget} | {method} | {sparsity:g} | {cell.text()} ({lrs}) | {len(cell.errors)}")
 
 
 def main() -> None:
