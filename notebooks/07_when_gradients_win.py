@@ -153,7 +153,7 @@ display(
 # g_t$, so $-w_t g_t = w_t (w_{t+1} - w_t) / \eta$: **positive when the step moves the weight
 # away from zero**, whatever its sign, negative when it pulls it towards zero. A large
 # pretrained weight that the new task is shrinking scores low; a small one the new task is
-# growing scores high. Magnitude sees only the first.
+# growing scores high. Magnitude sees only how large each weight is now.
 #
 # Two relatives you know: for a single step $S = -w\bar g$ is the *signed* first-order
 # Taylor term (notebook 05 found it ranks the true loss change far better than $|w\bar g|$,
@@ -190,7 +190,11 @@ for step in (0, 10, 25, 50, 75, 100):
 # %%
 tasks = transfer.transfer_tasks()
 base, _ = transfer.pretrained(0, tasks)  # trained once (about 20 s), then cached
-live_lr, live_sparsity = 0.005, 0.99  # the lr seed 0 chose on validation at this budget
+live_sparsity = 0.99
+# The learning rate seed 0 chose on validation at this budget and sparsity (cells list
+# their seeds in order), the same for both methods.
+live_lr = summary[("light", "movement", live_sparsity)].lrs[0]
+assert summary[("light", "gmp", live_sparsity)].lrs[0] == live_lr
 live = {
     method: transfer.fine_prune(base, tasks["train"], method, live_sparsity, live_lr, 1, seed=0)
     for method in ("gmp", "movement")
@@ -243,7 +247,7 @@ moved = {b: summary[(b, "dense", 0.0)].weight_changes for b in budgets}
 for b, changes in moved.items():
     print(
         f"dense fine-tuning, {b:<6}: the weights move ‖w_end − w_0‖/‖w_0‖ = "
-        f"{sum(changes) / len(changes):.2f} (mean of {len(changes)} seeds)"
+        f"{statistics.mean(changes):.2f} (mean of {len(changes)} seeds)"
     )
 
 # %%
@@ -251,8 +255,8 @@ display(
     Markdown(
         f"GMP ends with {shared['gmp']:.0%} of its kept weights among the largest pretrained "
         f"ones, movement with {shared['movement']:.0%}. With one epoch the dense network's "
-        f"weights move by only {sum(moved['light']) / 3:.2f} of their norm (against "
-        f"{sum(moved['full']) / 3:.2f} with the full budget): too little for the new task to "
+        f"weights move by only {statistics.mean(moved['light']):.2f} of their norm (against "
+        f"{statistics.mean(moved['full']):.2f} with the full budget): too little for the new task to "
         "make its important weights large, so magnitude keeps the old task's weights, while "
         "movement reads the new task's gradients directly."
     )
