@@ -220,8 +220,8 @@ display(
         + (
             "the same numbers, so the live run reproduces the committed one."
             if same
-            else "a small difference, from another processor or thread count (trained "
-            "numbers depend on the CPU's arithmetic)."
+            else "different numbers: another processor or thread count changes the "
+            "rounding of training, and without full MNIST the digits differ too."
         )
         + " One seed is an anecdote; section 4 has three seeds at every point."
     )
