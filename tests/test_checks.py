@@ -276,15 +276,6 @@ def test_layer_choice_check_refuses_a_dip():
         gp.checks.check_choose_layer_sparsities(takes_dips)
 
 
-def test_obs_checks_pass_and_name_the_sign_and_the_half():
-    assert gp.checks.check_obs_update(lambda F_inv, w, q: -F_inv[:, q] * w[q] / F_inv[q, q])
-    with pytest.raises(AssertionError, match="wrong sign"):
-        gp.checks.check_obs_update(lambda F_inv, w, q: F_inv[:, q] * w[q] / F_inv[q, q])
-    assert gp.checks.check_obs_saliency(lambda F_inv, w: w.square() / (2 * F_inv.diagonal()))
-    with pytest.raises(AssertionError, match="½ is missing"):
-        gp.checks.check_obs_saliency(lambda F_inv, w: w.square() / F_inv.diagonal())
-
-
 def test_channel_checks_name_the_sum_of_squares_and_an_unchanged_conv2():
     def sum_of_squares(model, inputs, targets):
         model.zero_grad()
@@ -326,36 +317,6 @@ def test_stability_checks_name_pruned_sets_and_shared_digits():
 
     with pytest.raises(AssertionError, match="share digits"):
         gp.checks.check_disjoint_draws(overlapping)
-
-
-def test_lottery_checks_name_trained_weights_and_the_same_initialisation():
-    def rewind(init_state, masks):
-        model = gp.models.lenet_300_100()
-        model.load_state_dict(init_state)
-        gp.apply_masks(model, masks)
-        return model
-
-    assert gp.checks.check_rewind(rewind)
-
-    def not_held(init_state, masks):
-        model = gp.models.lenet_300_100()
-        model.load_state_dict(init_state)
-        params = dict(model.named_parameters())
-        with torch.no_grad():
-            for name, mask in masks.items():
-                params[name].mul_(mask)
-        return model
-
-    with pytest.raises(AssertionError, match="not held during training"):
-        gp.checks.check_rewind(not_held)
-
-    def same_init(masks, seed):
-        model = gp.models.lenet_300_100(seed=5)
-        gp.apply_masks(model, masks)
-        return model
-
-    with pytest.raises(AssertionError, match="ticket's initial weights"):
-        gp.checks.check_random_reinit(same_init)
 
 
 def rejects(check, answer, message):
@@ -857,3 +818,342 @@ def test_draws_check_accepts_any_uniform_sample(answer):
 @pytest.mark.parametrize("answer, message", DRAWS_WRONG.values(), ids=DRAWS_WRONG)
 def test_draws_check_rejects(answer, message):
     rejects(gp.checks.check_disjoint_draws, answer, message)
+
+
+# Exercise 7: OBS from per-sample gradients; any exact inverse passes, each slip is named.
+
+
+def fc3_gradients(model, images, labels):
+    with torch.no_grad():
+        h = model[:-1](images)
+        d = torch.softmax(model.fc3(h), dim=1) - torch.nn.functional.one_hot(labels, 10)
+    return (d[:, :, None] * h[:, None, :]).reshape(len(images), -1)
+
+
+def fc3_autograd(model, images, labels):
+    rows = []
+    for x, y in zip(images, labels):
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[None]), y[None]).backward()
+        rows.append(model.fc3.weight.grad.reshape(-1).clone())
+    return torch.stack(rows)
+
+
+FC3_CORRECT = {"outer product": fc3_gradients, "one backward per digit": fc3_autograd}
+FC3_WRONG = {
+    "mean loss": (lambda m, x, y: fc3_gradients(m, x, y) / len(x), "N times too small"),
+    "transposed": (
+        lambda m, x, y: (
+            fc3_gradients(m, x, y).reshape(-1, 10, 100).transpose(1, 2).reshape(len(x), -1)
+        ),
+        "laid out like fc3.weight",
+    ),
+    "onehot - softmax": (lambda m, x, y: -fc3_gradients(m, x, y), "Wrong sign"),
+    "with the bias": (
+        lambda m, x, y: torch.cat([fc3_gradients(m, x, y), torch.zeros(len(x), 10)], dim=1),
+        "shape",
+    ),
+}
+
+
+@pytest.mark.parametrize("answer", list(FC3_CORRECT))
+def test_fc3_gradient_check_accepts(answer):
+    assert gp.checks.check_fc3_per_sample_gradients(FC3_CORRECT[answer])
+
+
+@pytest.mark.parametrize(("answer", "message"), list(FC3_WRONG.values()), ids=list(FC3_WRONG))
+def test_fc3_gradient_check_rejects(answer, message):
+    rejects(gp.checks.check_fc3_per_sample_gradients, answer, message)
+
+
+def damped(G, relative):
+    F = G.T @ G / len(G)
+    return F + relative * F.diagonal().mean() * torch.eye(len(F), dtype=G.dtype)
+
+
+DAMPED_WRONG = {
+    "no damping": (lambda G, r: G.T @ G / len(G), "No damping"),
+    "absolute damping": (
+        lambda G, r: G.T @ G / len(G) + r * torch.eye(G.shape[1], dtype=G.dtype),
+        "λ is relative",
+    ),
+    "no 1/N": (lambda G, r: damped(G, r) * len(G), "Divide GᵀG by N"),
+}
+
+
+def test_damped_fisher_check_accepts_an_einsum():
+    def by_einsum(G, relative):
+        F = torch.einsum("np,nq->pq", G, G) / G.shape[0]
+        return F + torch.diag_embed(
+            torch.full((F.shape[0],), float(relative * F.trace() / len(F)), dtype=G.dtype)
+        )
+
+    assert gp.checks.check_damped_fisher(damped)
+    assert gp.checks.check_damped_fisher(by_einsum)
+
+
+@pytest.mark.parametrize(("answer", "message"), list(DAMPED_WRONG.values()), ids=list(DAMPED_WRONG))
+def test_damped_fisher_check_rejects(answer, message):
+    rejects(gp.checks.check_damped_fisher, answer, message)
+
+
+def obs_loop(H, w, count, *, inverse="inv", saliency="obs", sign=1.0, downdate=True):
+    """OBS one weight at a time; the keywords give the correct variants and the mistakes."""
+    if inverse == "cholesky":
+        H_inv = torch.cholesky_inverse(torch.linalg.cholesky(H))
+    elif inverse == "float32":
+        H_inv = torch.linalg.inv(H.float())
+    else:
+        H_inv = torch.linalg.inv(H)
+    w, pruned = w.clone().to(H_inv.dtype), torch.zeros(len(w), dtype=torch.bool)
+    for _ in range(count):
+        if inverse == "recompute":  # invert H without the removed rows and columns
+            keep = (~pruned).nonzero().squeeze(1)
+            H_inv = torch.zeros_like(H)
+            H_inv[keep[:, None], keep] = torch.linalg.inv(H[keep[:, None], keep])
+        diagonal = {"obs": H_inv.diagonal(), "H": H.diagonal(), "obd": 1 / H.diagonal()}
+        score = w.square() / (2 * diagonal[saliency].to(w.dtype))
+        q = int(score.masked_fill(pruned, float("inf")).argmin())
+        if saliency != "none":
+            w = w - sign * w[q] / H_inv[q, q] * H_inv[:, q]
+        w[q], pruned[q] = 0.0, True
+        if downdate and inverse != "recompute":
+            H_inv = H_inv - torch.outer(H_inv[:, q], H_inv[q]) / H_inv[q, q]
+    return w.double(), pruned
+
+
+def obs_zero_only(H, w, count):
+    H_inv = torch.linalg.inv(H)
+    w, pruned = w.clone(), torch.zeros(len(w), dtype=torch.bool)
+    for _ in range(count):
+        q = int((w.square() / (2 * H_inv.diagonal())).masked_fill(pruned, float("inf")).argmin())
+        w[q], pruned[q] = 0.0, True
+    return w, pruned
+
+
+def obs_largest(H, w, count):
+    H_inv = torch.linalg.inv(H)
+    w, pruned = w.clone(), torch.zeros(len(w), dtype=torch.bool)
+    for _ in range(count):
+        q = int((w.square() / H_inv.diagonal()).masked_fill(pruned, -1.0).argmax())
+        w = w - w[q] / H_inv[q, q] * H_inv[:, q]
+        w[q], pruned[q] = 0.0, True
+        H_inv = H_inv - torch.outer(H_inv[:, q], H_inv[q]) / H_inv[q, q]
+    return w, pruned
+
+
+OBS_CORRECT = {
+    "inverse + downdate": lambda H, w, c: obs_loop(H, w, c),
+    "cholesky": lambda H, w, c: obs_loop(H, w, c, inverse="cholesky"),
+    "recomputed inverse": lambda H, w, c: obs_loop(H, w, c, inverse="recompute"),
+    "float32 inside": lambda H, w, c: obs_loop(H, w, c, inverse="float32"),
+}
+OBS_WRONG = {
+    "no update, only zeroing": (obs_zero_only, "did not move"),
+    "H on the diagonal": (lambda H, w, c: obs_loop(H, w, c, saliency="H"), "not by H_qq"),
+    "OBD's saliency": (lambda H, w, c: obs_loop(H, w, c, saliency="obd"), "OBD"),
+    "wrong sign": (lambda H, w, c: obs_loop(H, w, c, sign=-1.0), "Wrong sign"),
+    "no downdate": (lambda H, w, c: obs_loop(H, w, c, downdate=False), "downdate"),
+    "float mask": (lambda H, w, c: (obs_loop(H, w, c)[0], obs_loop(H, w, c)[1].float()), "bool"),
+    "largest saliency": (obs_largest, "a different weight was chosen"),
+}
+
+
+@pytest.mark.parametrize("answer", list(OBS_CORRECT))
+def test_obs_prune_check_accepts(answer):
+    assert gp.checks.check_obs_prune(OBS_CORRECT[answer])
+
+
+@pytest.mark.parametrize(("answer", "message"), list(OBS_WRONG.values()), ids=list(OBS_WRONG))
+def test_obs_prune_check_rejects(answer, message):
+    rejects(gp.checks.check_obs_prune, answer, message)
+
+
+def test_obs_reference_is_the_unconstrained_formula_one_step_at_a_time():
+    """The KKT reference agrees with w_q²/(2[H⁻¹]_qq) and −(w_q/[H⁻¹]_qq)·H⁻¹e_q."""
+    from gradprune_lite.course.checks.obs import kkt_step
+
+    generator = torch.Generator().manual_seed(0)
+    g = torch.randn(30, 7, generator=generator, dtype=torch.float64)
+    H = g.T @ g / 30 + 1e-2 * torch.eye(7, dtype=torch.float64)
+    w = torch.randn(7, generator=generator, dtype=torch.float64)
+    H_inv = torch.linalg.inv(H)
+    for q in range(7):
+        step = kkt_step(H, w, q)
+        assert torch.allclose(step, -w[q] / H_inv[q, q] * H_inv[:, q])
+        assert torch.allclose(0.5 * step @ H @ step, w[q] ** 2 / (2 * H_inv[q, q]))
+
+
+# Exercise 10: the control differs from the ticket only in its values; retraining is SGD.
+
+
+def rewind_ticket(init_state, masks):
+    model = gp.models.lenet_300_100()
+    model.load_state_dict(init_state)
+    gp.apply_masks(model, masks)
+    return model
+
+
+def control_from(draw):
+    """A control whose surviving weights are draw(shape, generator) × the fair per-unit std."""
+
+    def control(init_state, masks, seed):
+        generator = torch.Generator().manual_seed(seed)
+        state = copy.deepcopy(init_state)
+        for name, mask in masks.items():
+            std = (
+                init_state[name].std()
+                * (mask.shape[1] / mask.sum(1, keepdim=True).clamp(min=1)).sqrt()
+            )
+            state[name] = draw(mask.shape, generator) * std * mask
+        return rewind_ticket(state, masks)
+
+    return control
+
+
+def uniform_unit_variance(shape, generator):
+    return (torch.rand(shape, generator=generator) * 2 - 1) * 3**0.5
+
+
+def default_init(init_state, masks, seed):
+    model = gp.models.lenet_300_100(seed=seed)
+    gp.apply_masks(model, masks)
+    return model
+
+
+def keeps_signs(init_state, masks, seed):
+    model = control_from(lambda s, g: torch.randn(s, generator=g).abs())(init_state, masks, seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in masks:
+                p.mul_(init_state[name].sign())
+    return model
+
+
+def shuffled_ticket(init_state, masks, seed):
+    generator = torch.Generator().manual_seed(seed)
+    state = copy.deepcopy(init_state)
+    for name, mask in masks.items():
+        values = init_state[name][mask]
+        state[name] = torch.zeros_like(init_state[name])
+        state[name][mask] = values[torch.randperm(len(values), generator=generator)]
+    return rewind_ticket(state, masks)
+
+
+def layer_average_scale(init_state, masks, seed):
+    generator = torch.Generator().manual_seed(seed)
+    state = copy.deepcopy(init_state)
+    for name, mask in masks.items():
+        std = init_state[name].std() * (mask.numel() / mask.sum()).sqrt()
+        state[name] = torch.randn(mask.shape, generator=generator) * std * mask
+    return rewind_ticket(state, masks)
+
+
+def fresh_biases(init_state, masks, seed):
+    model = control_from(lambda s, g: torch.randn(s, generator=g))(init_state, masks, seed)
+    with torch.no_grad():
+        model.fc1.bias.add_(0.01)
+    return model
+
+
+CONTROL_CORRECT = {
+    "normal": control_from(lambda s, g: torch.randn(s, generator=g)),
+    # On the check's mask the units' surviving fan-ins are alike, so a layer's average
+    # fan-in gives nearly the same scale; the check does not tell the two apart.
+    "one scale per layer": layer_average_scale,
+    "uniform, unit variance": control_from(uniform_unit_variance),
+}
+CONTROL_WRONG = {
+    "default initialisation": (default_init, "fair scale"),
+    "the ticket's signs": (keeps_signs, "signs are the ticket's"),
+    "the ticket's values shuffled": (shuffled_ticket, "reshuffled"),
+    "the ticket itself": (lambda i, m, s: rewind_ticket(i, m), "ticket's initial weights"),
+    "new biases": (fresh_biases, "keep the initial biases"),
+    "same draw for every seed": (
+        lambda i, m, s: control_from(lambda sh, g: torch.randn(sh, generator=g))(i, m, 0),
+        "Another seed",
+    ),
+}
+
+
+def test_rewind_check_passes_and_names_trained_weights_and_unheld_masks():
+    assert gp.checks.check_rewind(rewind_ticket)
+
+    def not_held(init_state, masks):
+        model = gp.models.lenet_300_100()
+        model.load_state_dict(init_state)
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, mask in masks.items():
+                params[name].mul_(mask)
+        return model
+
+    rejects(gp.checks.check_rewind, not_held, "not held during training")
+
+
+@pytest.mark.parametrize("answer", list(CONTROL_CORRECT))
+def test_fair_control_check_accepts(answer):
+    assert gp.checks.check_fair_control(CONTROL_CORRECT[answer])
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"), list(CONTROL_WRONG.values()), ids=list(CONTROL_WRONG)
+)
+def test_fair_control_check_rejects(answer, message):
+    rejects(gp.checks.check_fair_control, answer, message)
+
+
+def sgd_pass(model, batches, lr, *, momentum=0.9, zero_grad=True, fresh=False, reduction="mean"):
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    for images, labels in batches:
+        if fresh:
+            optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+        if zero_grad:
+            optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(images), labels, reduction=reduction)
+        loss.backward()
+        optimizer.step()
+    return model
+
+
+def sgd_by_hand(model, batches, lr):
+    velocity = {p: torch.zeros_like(p) for p in model.parameters()}
+    for images, labels in batches:
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(images), labels).backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                velocity[p].mul_(0.9).add_(p.grad)
+                p.sub_(lr * velocity[p])
+    return None
+
+
+def no_step(model, batches, lr):
+    for images, labels in batches:
+        torch.nn.functional.cross_entropy(model(images), labels).backward()
+    return model
+
+
+RETRAIN_CORRECT = {"torch.optim.SGD": sgd_pass, "SGD by hand, trained in place": sgd_by_hand}
+RETRAIN_WRONG = {
+    "no zero_grad": (lambda m, b, lr: sgd_pass(m, b, lr, zero_grad=False), "zero_grad"),
+    "no momentum": (lambda m, b, lr: sgd_pass(m, b, lr, momentum=0.0), "No momentum carried"),
+    "an optimiser per batch": (
+        lambda m, b, lr: sgd_pass(m, b, lr, fresh=True),
+        "No momentum carried",
+    ),
+    "summed loss": (lambda m, b, lr: sgd_pass(m, b, lr, reduction="sum"), "mean loss"),
+    "no step": (no_step, "did not change"),
+}
+
+
+@pytest.mark.parametrize("answer", list(RETRAIN_CORRECT))
+def test_retrain_check_accepts(answer):
+    assert gp.checks.check_retrain(RETRAIN_CORRECT[answer])
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"), list(RETRAIN_WRONG.values()), ids=list(RETRAIN_WRONG)
+)
+def test_retrain_check_rejects(answer, message):
+    rejects(gp.checks.check_retrain, answer, message)

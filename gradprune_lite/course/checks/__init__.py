@@ -10,9 +10,9 @@ package. A check returns True when everything holds, so a notebook cell can end 
 from ._common import CheckFailed
 from .channel import check_channel_importance, check_remove_conv1_channel
 from .largest_sparsity import check_largest_sparsity
-from .lottery import check_random_reinit, check_rewind
+from .lottery import check_fair_control, check_retrain, check_rewind
 from .mask_hook import check_mask_hook
-from .obs import check_obs_saliency, check_obs_update
+from .obs import check_damped_fisher, check_fc3_per_sample_gradients, check_obs_prune
 from .per_sample import check_linear_gradient_stats
 from .sensitivity import check_choose_layer_sparsities, check_sensitivity_scan
 from .stability import check_disjoint_draws, check_jaccard
@@ -23,15 +23,17 @@ __all__ = [
     "CheckFailed",
     "check_channel_importance",
     "check_choose_layer_sparsities",
+    "check_damped_fisher",
     "check_disjoint_draws",
+    "check_fair_control",
+    "check_fc3_per_sample_gradients",
     "check_global_threshold",
     "check_jaccard",
     "check_largest_sparsity",
     "check_linear_gradient_stats",
     "check_mask_hook",
-    "check_obs_saliency",
-    "check_obs_update",
-    "check_random_reinit",
+    "check_obs_prune",
+    "check_retrain",
     "check_remove_conv1_channel",
     "check_rewind",
     "check_sensitivity_scan",

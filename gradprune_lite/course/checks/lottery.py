@@ -1,4 +1,10 @@
-"""Exercise 10: a lottery ticket (rewound to its initial weights) and its random control."""
+"""Exercise 10: a lottery ticket (rewound to its initial weights), a fair control, retraining.
+
+The fair control keeps the ticket's mask and biases and draws new surviving weights at the
+scale a unit's surviving fan-in needs: std σ·√(fan_in / surviving fan_in of that unit), σ
+the layer's initial std, so each unit's input variance is what the dense initialisation
+gave. The retraining check compares with ``torch.optim.SGD`` run by the check itself.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from ...core.masks import current_masks
+from ...core.masks import apply_masks, current_masks
 from ...core.selection import global_masks
 from ...experiment.models import lenet_300_100
 from ._common import call, self_check
@@ -55,23 +61,111 @@ def check_rewind(rewind: Callable) -> bool:
         )
 
 
+def _row_scale(init: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """σ·√(fan_in / surviving fan_in) per output unit, shaped (out, 1); 0 where none survive."""
+    fan_in = mask.sum(dim=1, keepdim=True).double()
+    scale = init.double().std() * (mask.shape[1] / fan_in.clamp(min=1)).sqrt()
+    return torch.where(fan_in > 0, scale, torch.zeros_like(scale))
+
+
 @self_check
-def check_random_reinit(random_reinit: Callable) -> bool:
-    """Check ``random_reinit(masks, seed) -> LeNet-300-100``: fresh weights from ``seed``."""
+def check_fair_control(fair_control: Callable) -> bool:
+    """Check ``fair_control(init_state, masks, seed) -> LeNet-300-100``: the same mask and
+    biases, new surviving weights with std σ·√(fan_in / surviving fan_in) per unit."""
     init_state, _, masks = _setup()
-    model = call(random_reinit, "random_reinit", masks, 11)
-    _held(model, masks, "random_reinit")
+    model = call(fair_control, "fair_control", copy.deepcopy(init_state), masks, 11)
+    _held(model, masks, "fair_control")
     state = model.state_dict()
-    assert not torch.equal(state["fc1.weight"], init_state["fc1.weight"] * masks["fc1.weight"]), (
-        "These are the ticket's initial weights; draw new ones from the given seed."
-    )
-    again = call(random_reinit, "random_reinit", masks, 11).state_dict()
-    assert all(torch.equal(again[n], v) for n, v in state.items()), (
-        "The same seed must give the same weights: gp.models.lenet_300_100(seed=seed)."
-    )
-    fresh = lenet_300_100(seed=11).state_dict()
-    for name, value in fresh.items():
-        want = value * masks[name] if name in masks else value
-        assert torch.equal(state[name], want), (
-            f"{name}: use the default initialisation, gp.models.lenet_300_100(seed=seed)."
+    for name, mask in masks.items():
+        new, old = state[name][mask].double(), init_state[name][mask].double()
+        assert not torch.equal(new, old), (
+            f"{name}: these are the ticket's initial weights; the control draws new ones."
         )
+        same_sign = float((new.sign() == old.sign()).double().mean())
+        assert same_sign < 0.6, (
+            f"{name}: {same_sign:.0%} of the signs are the ticket's; draw fresh signs (keeping "
+            "them is Zhou et al.'s sign control, not a random one)."
+        )
+        assert not torch.allclose(new.abs().sort().values, old.abs().sort().values), (
+            f"{name}: the ticket's own values, reshuffled; draw new ones at the fair scale."
+        )
+        normalised = state[name].double() / _row_scale(init_state[name], mask)
+        spread = float(normalised[mask].std())
+        assert 0.85 < spread < 1.15, (
+            f"{name}: the surviving weights are {spread:.2f}× the fair scale; draw each unit's "
+            "with std σ·√(fan_in / its surviving fan_in), σ the layer's initial std."
+        )
+    for name, value in init_state.items():
+        if name not in masks:
+            assert torch.equal(state[name], value), (
+                f"{name}: keep the initial biases; only the surviving weights are redrawn."
+            )
+    again = call(fair_control, "fair_control", copy.deepcopy(init_state), masks, 11)
+    assert all(torch.equal(again.state_dict()[n], v) for n, v in state.items()), (
+        "The same seed must give the same weights: draw from torch.Generator().manual_seed(seed)."
+    )
+    other = call(fair_control, "fair_control", copy.deepcopy(init_state), masks, 12)
+    assert not torch.equal(other.state_dict()["fc1.weight"], state["fc1.weight"]), (
+        "Another seed must give other weights."
+    )
+
+
+def _sgd_reference(model, batches, lr, *, momentum=0.9, zero_grad=True, reduction="mean"):
+    """One pass of SGD over ``batches``; the keywords make the likely mistakes."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    for images, labels in batches:
+        if zero_grad:
+            optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(images), labels, reduction=reduction)
+        loss.backward()
+        optimizer.step()
+    return model
+
+
+@self_check
+def check_retrain(retrain: Callable) -> bool:
+    """Check ``retrain(model, batches, lr)``: one pass of SGD (momentum 0.9, mean loss)."""
+    init_state, _, masks = _setup()
+    generator = torch.Generator().manual_seed(13)
+    batches = [
+        (
+            torch.randn(32, 1, 28, 28, generator=generator),
+            torch.randint(10, (32,), generator=generator),
+        )
+        for _ in range(4)
+    ]
+
+    def masked():
+        model = lenet_300_100()
+        model.load_state_dict(init_state)
+        apply_masks(model, masks)
+        return model
+
+    model = masked()
+    result = call(retrain, "retrain", model, iter(batches), 0.05)
+    trained = result if isinstance(result, torch.nn.Module) else model
+    got = {n: p.detach() for n, p in trained.named_parameters()}
+    assert not torch.equal(got["fc2.weight"], init_state["fc2.weight"] * masks["fc2.weight"]), (
+        "The weights did not change: call optimizer.step() after each backward."
+    )
+    for name, mask in masks.items():
+        assert bool((got[name][~mask] == 0).all()), f"{name}: a pruned weight came back."
+
+    def same_as(**mistake):
+        want = dict(_sgd_reference(masked(), batches, 0.05, **mistake).named_parameters())
+        return all(torch.allclose(got[n], want[n].detach(), atol=1e-6) for n in got)
+
+    if same_as():
+        return
+    assert not same_as(zero_grad=False), (
+        "Gradients accumulate across batches: call optimizer.zero_grad() before each backward."
+    )
+    # A new optimiser per batch steps exactly like momentum 0: its buffer starts afresh.
+    assert not same_as(momentum=0.0), (
+        "No momentum carried between batches: use momentum 0.9 and create the optimiser "
+        "once, before the loop."
+    )
+    assert not same_as(reduction="sum"), (
+        "Use the mean loss over the batch (cross_entropy's default), not the sum."
+    )
+    raise AssertionError("The weights after one pass differ from SGD (lr, momentum 0.9).")
