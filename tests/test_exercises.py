@@ -123,15 +123,25 @@ def test_student_versions_ask_and_do_not_tell(solution):
     """After a result, the student version shows no interpretation and no assert on it.
 
     The interpretation after a result cell (the markdown that follows an untagged code
-    cell of the "On the trained network" part, before the written questions) and asserts
-    on results are tagged solution-only. Left visible: asserts that compare the student's
+    cell after the first Predict prompt or the first check, before the written questions)
+    and asserts on results are tagged solution-only. Left visible: asserts that compare the student's
     function with the library's on real data (torch.allclose), which check, not tell.
     """
     notebook = nbformat.read(STUDENT / f"{solution.stem}.ipynb", 4)
     first_check = next(
         i for i, c in enumerate(notebook.cells) if c.metadata.get("nbgrader", {}).get("grade")
     )
-    for index, cell in enumerate(notebook.cells[first_check + 1 :], start=first_check + 1):
+    # A Predict prompt before the task (ex03 opens with one) starts the rule there.
+    first_predict = next(
+        (
+            i
+            for i, c in enumerate(notebook.cells)
+            if c.cell_type == "markdown" and "**Predict" in c.source
+        ),
+        first_check,
+    )
+    start = min(first_check, first_predict)
+    for index, cell in enumerate(notebook.cells[start + 1 :], start=start + 1):
         if cell.cell_type == "code":
             asserts = [
                 line for line in cell.source.splitlines() if line.strip().startswith("assert")
@@ -141,7 +151,9 @@ def test_student_versions_ask_and_do_not_tell(solution):
         if cell.cell_type == "markdown" and previous.cell_type == "code":
             grader = previous.metadata.get("nbgrader", {})
             opening = cell.source.lstrip().split("\n")[0]
-            assert grader.get("grade") or opening.startswith(NOT_AN_ANSWER), (
+            # After a check or the student's own code cell there is no result to interpret.
+            mine = grader.get("grade") or grader.get("solution")
+            assert mine or opening.startswith(NOT_AN_ANSWER), (
                 f"{solution.stem}, cell {index}: interpretation after a result: {opening!r}"
             )
 
@@ -209,3 +221,46 @@ def test_unsolved_student_notebook_shows_one_short_line(solution):
     assert error.ename == "CheckFailed"
     assert "NotImplementedError: replace the stub" in error.evalue
     assert len(error.traceback) == 1, error.traceback
+
+
+def student_lines(solution: Path) -> int:
+    """Non-blank, non-comment lines between the solution markers of the code cells."""
+    notebook = jupytext.read(solution, fmt="py:percent")
+    count = 0
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        inside = False
+        for line in cell.source.splitlines():
+            stripped = line.strip()
+            if "### BEGIN SOLUTION" in stripped:
+                inside = True
+            elif "### END SOLUTION" in stripped:
+                inside = False
+            elif inside and stripped and not stripped.startswith("#"):
+                count += 1
+    return count
+
+
+def test_student_lines_counts_only_code_between_the_markers(tmp_path):
+    source = (
+        "# %%\nx = 1\n\n# %%\ndef f():\n    ### BEGIN SOLUTION\n    # why\n\n    a = 1\n"
+        "    return a  # done\n    ### END SOLUTION\n\n# %% [markdown]\n# ### BEGIN SOLUTION\n"
+        "# prose\n# ### END SOLUTION\n"
+    )
+    path = tmp_path / "ex99_x.py"
+    path.write_text(source)
+    assert student_lines(path) == 2
+
+
+# Issue 19's depth bar: the student writes the core of a method in at least six exercises.
+DEEP_LINES, DEEP_EXERCISES = 15, 6
+
+
+def test_enough_exercises_have_the_student_write_a_method():
+    counts = {solution.stem.split("_")[0]: student_lines(solution) for solution in SOLUTIONS}
+    deep = [name for name, count in counts.items() if count >= DEEP_LINES]
+    assert len(deep) >= DEEP_EXERCISES, (
+        f"{len(deep)} exercises have >= {DEEP_LINES} lines of student code, "
+        f"{DEEP_EXERCISES} needed; lines per exercise: {counts}"
+    )

@@ -108,7 +108,9 @@ hidden_rng = torch.Generator().manual_seed(107)
 hidden_g = torch.randn(9, 8, generator=hidden_rng, dtype=torch.float64)
 hidden_H = damped_fisher(hidden_g, 0.05)
 hidden_F = hidden_g.T @ hidden_g / 9
-assert torch.allclose(hidden_H, hidden_F + 0.05 * hidden_F.diagonal().mean() * torch.eye(8).double())
+assert torch.allclose(
+    hidden_H, hidden_F + 0.05 * hidden_F.diagonal().mean() * torch.eye(8).double()
+)
 hidden_w = torch.randn(8, generator=hidden_rng, dtype=torch.float64)
 hidden_want = reference_obs_prune(hidden_H, hidden_w, 7)
 hidden_got = obs_prune(hidden_H, hidden_w, 7)
@@ -117,7 +119,9 @@ assert torch.allclose(hidden_got[0], hidden_want[0], rtol=1e-5, atol=1e-8)
 hidden_model = gp.models.lenet_300_100(seed=107)
 hidden_x, hidden_y = torch.randn(5, 1, 28, 28, generator=hidden_rng), torch.arange(5)
 hidden_G = fc3_per_sample_gradients(hidden_model, hidden_x, hidden_y)
-assert torch.allclose(hidden_G, per_sample_fc3_reference(hidden_model, hidden_x, hidden_y), atol=1e-6)
+assert torch.allclose(
+    hidden_G, per_sample_fc3_reference(hidden_model, hidden_x, hidden_y), atol=1e-6
+)
 ### END HIDDEN TESTS
 gp.checks.check_fc3_per_sample_gradients(fc3_per_sample_gradients)
 gp.checks.check_damped_fisher(damped_fisher)

@@ -43,13 +43,17 @@ print("pruned weights no longer zero after one step:", int((layer.weight[~mask] 
 print("pruned weights in all:", int((~mask).sum()))
 
 # %% [markdown]
-# All of them came back. A zeroed weight still has a gradient: $\partial L/\partial w_{ij} =
-# \delta_i x_j$ depends on the input and on the error at the output, not on $w_{ij}$ itself,
-# so every step moves it away from 0. Momentum adds a second way back: its buffer remembers
-# past gradients and keeps moving a weight even when the current gradient is zero.
+# ## Holding the mask
 #
-# So pruned weights must be re-zeroed after **every** optimiser step, and their momentum
-# cleared. Write `keep_pruned_at_zero(model, masks, optimizer)`:
+# Before you write any code, explain the three counts: a zeroed weight's value is 0, so
+# why does it have a gradient at all? Write $\partial L/\partial w_{ij}$ for a linear layer
+# $y = Wx + b$ in terms of the input $x$ and the error $\delta = \partial L/\partial y$,
+# and say what in it depends on $w_{ij}$. Then: with momentum, could a weight move even
+# on a step where its gradient is exactly 0?
+#
+# Whatever your explanation, zeroing once is not pruning: the pruned weights must be
+# re-zeroed after **every** optimiser step, and their momentum cleared. Write
+# `keep_pruned_at_zero(model, masks, optimizer)`:
 # - zero the pruned weights now (`masks`: dict parameter name → bool, True = keep);
 # - register `optimizer.register_step_post_hook(hook)`, where `hook(optimizer, args,
 #   kwargs)` re-zeroes the pruned weights and `optimizer.state[param]["momentum_buffer"]`

@@ -15,27 +15,41 @@
 # %% [markdown]
 # # Exercise 7: Optimal Brain Surgeon on the last layer
 #
-# **Learning goal:** derive and apply the OBS update, which removes a weight *and* moves
-# the remaining ones to compensate, using the exact empirical Fisher of a small layer.
-# **Estimated time:** 60 minutes.
+# **Learning goal:** build the OBS pruner for one layer yourself: per-sample gradients →
+# damped empirical Fisher → its inverse → saliencies → the compensating update, removing
+# weights one at a time. **Estimated time:** 90 minutes.
 #
-# Near a minimum the loss change of a step $\delta w$ is about $\tfrac12\,\delta w^\top F\,
-# \delta w$, with $F = \frac1N\sum_n g_n g_n^\top + \lambda I$ built from per-sample
-# gradients $g_n$ (the empirical Fisher, damped by $\lambda$). Removing weight $q$ means the
-# step must satisfy $w_q + \delta w_q = 0$. Minimising the loss change under that one
-# constraint (a Lagrange multiplier does it) gives
-# $$\delta w = -\frac{w_q}{[F^{-1}]_{qq}}\,F^{-1} e_q, \qquad
-# L_q = \frac{w_q^2}{2\,[F^{-1}]_{qq}},$$
-# where $e_q$ is the $q$-th unit vector and $L_q$ the predicted loss increase (the saliency).
+# Near a minimum the loss change of a step $\delta w$ is about $\tfrac12\,\delta w^\top H\,
+# \delta w$. OBS takes for $H$ the damped empirical Fisher
+# $$H = F + \lambda I, \qquad F = \frac1N\sum_n g_n g_n^\top,$$
+# built from the per-sample gradients $g_n$ (one per digit, of that digit's own loss).
+# Removing weight $q$ means the step must satisfy $w_q + \delta w_q = 0$. Minimising the
+# loss change under that one constraint (a Lagrange multiplier does it) gives
+# $$\delta w = -\frac{w_q}{[H^{-1}]_{qq}}\,H^{-1} e_q, \qquad
+# L_q = \frac{w_q^2}{2\,[H^{-1}]_{qq}},$$
+# where $e_q$ is the $q$-th unit vector and $L_q$ the predicted loss increase (the
+# saliency). Work out on paper first:
+# - for `fc3` ($z = W h + b$, $W$ of 10 × 100), the gradient of one digit's loss
+#   $\ell_n = \mathrm{CE}(z_n, y_n)$ is the outer product $d_n h_n^\top$ with
+#   $d_n = \mathrm{softmax}(z_n) - \mathrm{onehot}(y_n)$: why?
+# - once weight $q$ is removed it must stay at 0 while later weights are removed. The
+#   next steps then minimise over the remaining weights only, whose inverse Hessian is
+#   $H^{-1} - H^{-1}e_q e_q^\top H^{-1} / [H^{-1}]_{qq}$ (a rank-one *downdate*; it equals
+#   inverting $H$ with row and column $q$ deleted). Check that it has zeros in row and
+#   column $q$.
 #
-# The last layer of LeNet-300-100 has 10 × 100 = 1,000 weights, so $F$ is a 1,000 × 1,000
-# matrix we can build and invert exactly. Write, for flat vectors `w` (length $P$) and
-# `F_inv` ($P\times P$):
-# - `obs_update(F_inv, w, q)` → $\delta w$;
-# - `obs_saliency(F_inv, w)` → $L$, one value per weight.
+# The last layer of LeNet-300-100 has 10 × 100 = 1,000 weights, so $H$ is a 1,000 × 1,000
+# matrix we can build and invert exactly. Write
+# - `fc3_per_sample_gradients(model, images, labels)` → $G$ of shape (N, 1000), row $n$
+#   being $g_n$ laid out like `fc3.weight.reshape(-1)` (use `model[:-1]` for $h$);
+# - `damped_fisher(G, relative)` → $H = G^\top G/N + \lambda I$ with
+#   $\lambda$ = `relative` × the mean of $F$'s diagonal;
+# - `obs_prune(H, w, count)` → `(w_new, pruned)`: starting from the flat weights `w`,
+#   remove `count` weights one at a time (lowest $L_q$ among those not yet removed, apply
+#   $\delta w$, set $w_q = 0$, downdate $H^{-1}$); `pruned` is a bool vector marking them.
 #
-# The check compares with the solution of the constrained problem as a linear (KKT) system,
-# which never uses the formula above.
+# The checks compare with `torch.func`'s per-sample gradients and with a constrained
+# solve (a KKT linear system) of every step, which never uses the formulas above.
 
 # %%
 import copy
@@ -50,55 +64,55 @@ _ = torch.manual_seed(0)
 
 
 # %% nbgrader={"grade": false, "grade_id": "obs", "locked": false, "schema_version": 3, "solution": true, "task": false}
-def obs_update(F_inv, w, q):
+def fc3_per_sample_gradients(model, images, labels):
     # YOUR CODE HERE
     raise NotImplementedError()
 
 
-def obs_saliency(F_inv, w):
+def damped_fisher(G, relative):
     # YOUR CODE HERE
     raise NotImplementedError()
 
 
-# %% nbgrader={"grade": true, "grade_id": "check_obs", "locked": true, "points": 4, "schema_version": 3, "solution": false, "task": false}
-gp.checks.check_obs_update(obs_update)
-gp.checks.check_obs_saliency(obs_saliency)
+def obs_prune(H, w, count):
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+# %% nbgrader={"grade": true, "grade_id": "check_obs", "locked": true, "points": 6, "schema_version": 3, "solution": false, "task": false}
+gp.checks.check_fc3_per_sample_gradients(fc3_per_sample_gradients)
+gp.checks.check_damped_fisher(damped_fisher)
+gp.checks.check_obs_prune(obs_prune)
 
 # %% [markdown]
 # ## Pruning 90% of the last layer
 #
-# The per-sample gradients of `fc3.weight` on 1,000 validation digits give $F$ (in float64:
-# we invert it and update it 900 times).
+# Your per-sample gradients of `fc3.weight` on 1,000 validation digits, against the
+# library's (`gp.per_sample_gradients`, which uses `torch.func`), then $H$ in float64
+# (we invert it and downdate it 900 times) with $\lambda = 10^{-4}\cdot$ mean diag $F$.
 
 # %%
 model = gp.trained("lenet_300_100")
 train, validation, test = gp.splits()
 digits = validation.take(1000)
+G = fc3_per_sample_gradients(model, digits.images, digits.labels).double()
 chunks = gp.per_sample_gradients(model, digits.batches(500), names=["fc3.weight"])
-G = torch.cat([chunk.reshape(len(chunk), -1) for _, chunk in chunks]).double()
-F = G.T @ G / len(G)
-damping = 1e-4 * F.diagonal().mean()
-F_inv = torch.linalg.inv(F + damping * torch.eye(len(F), dtype=F.dtype))
+library = torch.cat([chunk.reshape(len(chunk), -1) for _, chunk in chunks]).double()
+assert torch.allclose(G, library, rtol=1e-4, atol=1e-7)
+H = damped_fisher(G, 1e-4)
 w_dense = model.fc3.weight.detach().reshape(-1).double()
-print(f"per-sample gradients {tuple(G.shape)}, damping λ = {float(damping):.1e}")
+print(f"per-sample gradients {tuple(G.shape)}, H {tuple(H.shape)}")
 
 # %% [markdown]
-# We remove 900 weights one at a time: take the lowest saliency, apply its update, and
-# remove that weight from $F^{-1}$ (the standard rank-one downdate, given here).
+# We remove 900 of the 1,000 weights with your `obs_prune`, and compare with two others
+# at the same 90%: keeping OBS's choice of weights but not its update, and magnitude
+# pruning (the 100 largest $|w|$).
 #
-# **Predict:** at 90% sparsity of `fc3`, will OBS beat magnitude pruning by a little or by
-# a lot? And how much of the gain comes from the *update* rather than from the choice of
-# weights?
+# **Predict:** will OBS beat magnitude pruning by a little or by a lot? And how much of
+# the gain comes from the *update* rather than from the choice of weights?
 
 # %%
-w, Fi = w_dense.clone(), F_inv.clone()
-pruned = torch.zeros(len(w), dtype=torch.bool)
-for _ in range(900):
-    saliency = obs_saliency(Fi, w).masked_fill(pruned, float("inf"))
-    q = int(saliency.argmin())
-    w = w + obs_update(Fi, w, q)
-    w[q], pruned[q] = 0.0, True
-    Fi = Fi - torch.outer(Fi[:, q], Fi[q, :]) / Fi[q, q]
+w_obs, pruned = obs_prune(H, w_dense, 900)
 
 
 def error_with(fc3_flat):
@@ -111,7 +125,7 @@ def error_with(fc3_flat):
 by_magnitude = w_dense * gp.layerwise_masks({"w": w_dense.abs()}, 0.9)["w"]
 errors = {
     "dense": error_with(w_dense),
-    "OBS (choice + update)": error_with(w),
+    "OBS (choice + update)": error_with(w_obs),
     "OBS choice, no update": error_with(w_dense * ~pruned),
     "magnitude": error_with(by_magnitude),
 }
@@ -121,7 +135,7 @@ for label, error in errors.items():
 # %% [markdown]
 # ## Written question
 #
-# **Q1.** Why is the damping $\lambda I$ needed? What happens to $F^{-1}$ and to the update
+# **Q1.** Why is the damping $\lambda I$ needed? What happens to $H^{-1}$ and to the update
 # when $\lambda$ is too small, and when it is very large (what does OBS turn into)?
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "q1_damping", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
