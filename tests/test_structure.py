@@ -608,3 +608,114 @@ def test_a_group_coupled_to_the_raw_input_is_a_clear_error():
     model = InputResidual()
     with pytest.raises(ValueError, match="coupled to the model's input"):
         gp.structured_prune(model, "magnitude", 0.5, example_inputs=torch.zeros(1, 8))
+
+
+# --- The course's residual CNN (gp.models.resnet_mnist, notebook 06) ---------------------
+
+#: Layers (convolution, its BatchNorm) that write each coupled channel group of resnet_mnist.
+RESNET_MNIST_WRITERS = {
+    "stream16": [("conv1", "bn1"), ("block1.conv2", "block1.bn2")],
+    "block1": [("block1.conv1", "block1.bn1")],
+    "block2": [("block2.conv1", "block2.bn1")],
+    "stream32": [
+        ("block2.conv2", "block2.bn2"),
+        ("block2.shortcut.conv", "block2.shortcut.bn"),
+        ("block3.conv2", "block3.bn2"),
+    ],
+    "block3": [("block3.conv1", "block3.bn1")],
+}
+
+#: The group each convolution reads (None: the image).
+RESNET_MNIST_READS = {
+    "conv1": None,
+    "block1.conv1": "stream16",
+    "block1.conv2": "block1",
+    "block2.conv1": "stream16",
+    "block2.conv2": "block2",
+    "block2.shortcut.conv": "stream16",
+    "block3.conv1": "stream32",
+    "block3.conv2": "block3",
+}
+
+
+def resnet_widths(net):
+    """dict group → its one width, after checking every layer of the group agrees."""
+    modules = dict(net.named_modules())
+    widths = {}
+    for group, writers in RESNET_MNIST_WRITERS.items():
+        found = {modules[conv].out_channels for conv, _ in writers}
+        found |= {modules[norm].num_features for _, norm in writers}
+        assert len(found) == 1, f"{group} has widths {sorted(found)}"
+        widths[group] = found.pop()
+    # Every reader sees its producer's width.
+    assert net.block1.conv1.in_channels == widths["stream16"]
+    assert net.block1.conv2.in_channels == widths["block1"]
+    assert net.block2.conv1.in_channels == net.block2.shortcut.conv.in_channels
+    assert net.block2.conv1.in_channels == widths["stream16"]
+    assert net.block2.conv2.in_channels == widths["block2"]
+    assert net.block3.conv1.in_channels == widths["stream32"]
+    assert net.block3.conv2.in_channels == widths["block3"]
+    assert net.fc.in_features == widths["stream32"] and net.fc.out_features == 10
+    return widths
+
+
+def test_resnet_mnist_loses_exactly_its_dead_channels_and_computes_the_same(digits):
+    """A channel whose convolution rows and BatchNorm scale and shift are all zero is 0
+    everywhere (in eval mode), so removing it leaves the outputs unchanged: 2 channels of
+    each of the five coupled groups, 10 of 128 units, are exactly the ones removed."""
+    torch.manual_seed(0)
+    model = gp.models.resnet_mnist(seed=0)
+    model.train()
+    with torch.no_grad():  # running statistics that are not the initial 0 and 1
+        model(torch.cat([x for x, _ in digits]))
+    model.eval()
+    modules = dict(model.named_modules())
+    dead = {group: [3, 9] for group in RESNET_MNIST_WRITERS}
+    with torch.no_grad():
+        for group, writers in RESNET_MNIST_WRITERS.items():
+            for conv, norm in writers:
+                modules[conv].weight[dead[group]] = 0
+                modules[norm].weight[dead[group]] = 0
+                modules[norm].bias[dead[group]] = 0
+    for criterion in ("magnitude", "taylor"):
+        small = gp.structured_prune(
+            model, criterion, 10 / 128, digits, example_inputs=digits[0][0][:1]
+        )
+        assert resnet_widths(small) == {g: w - 2 for g, w in resnet_widths(model).items()}
+        small_modules, widths = dict(small.named_modules()), resnet_widths(model)
+        kept = {g: [c for c in range(widths[g]) if c not in dead[g]] for g in widths}
+        kept[None] = [0]
+        for group, writers in RESNET_MNIST_WRITERS.items():
+            for conv, norm in writers:  # the right rows and columns, BatchNorm's entries too
+                rows, columns = kept[group], kept[RESNET_MNIST_READS[conv]]
+                torch.testing.assert_close(
+                    small_modules[conv].weight,
+                    modules[conv].weight[rows][:, columns],
+                    rtol=0,
+                    atol=0,
+                )
+                for entry in ("weight", "bias", "running_mean", "running_var"):
+                    torch.testing.assert_close(
+                        getattr(small_modules[norm], entry),
+                        getattr(modules[norm], entry)[kept[group]],
+                        rtol=0,
+                        atol=0,
+                    )
+        inputs = torch.cat([x for x, _ in digits])
+        with torch.no_grad():
+            torch.testing.assert_close(small(inputs), model(inputs), rtol=0, atol=1e-5)
+
+
+def test_resnet_mnist_layerwise_30_percent_keeps_every_coupling():
+    model = gp.models.resnet_mnist(seed=0).eval()
+    x = torch.zeros(1, 1, 28, 28)
+    small = gp.structured_prune(model, "magnitude", 0.3, example_inputs=x, scope="layerwise")
+    # round(0.3 × 16) = 5 and round(0.3 × 32) = 10 units leave each group, once.
+    assert resnet_widths(small) == {
+        "stream16": 11,
+        "block1": 11,
+        "block2": 22,
+        "stream32": 22,
+        "block3": 22,
+    }
+    assert small(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
