@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import gradprune_lite as gp
-from gradprune_lite.experiment.reference import fingerprint
+from gradprune_lite.experiment.reference import MODEL_BUDGETS, REFERENCE_BUDGET, fingerprint
 
 
 def test_splits_hold_out_the_end_of_the_training_digits():
@@ -91,3 +91,23 @@ def test_trained_weights_do_not_depend_on_the_callers_thread_count(tmp_path, rea
         assert torch.get_num_threads() == threads  # restored after training
     for a, b in zip(results[0].state_dict().values(), results[1].state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_resnet_mnist_trains_with_its_own_budget_and_reloads_its_batchnorm(tmp_path, real_digits):
+    train, _ = real_digits(300, 10)
+    first = gp.trained("resnet_mnist", train=train, cache_dir=tmp_path)
+    (path,) = tmp_path.glob("resnet_mnist-seed0-*.pt")
+    config = torch.load(path, weights_only=True)["config"]
+    budget = {**REFERENCE_BUDGET, **MODEL_BUDGETS["resnet_mnist"]}
+    assert {k: config[k] for k in budget} == budget
+    assert config["epochs"] != REFERENCE_BUDGET["epochs"]  # the LeNets' budget is not used
+    # Buffers (BatchNorm's running statistics) come back too, bit for bit.
+    again = gp.trained("resnet_mnist", train=train, cache_dir=tmp_path)
+    assert first.state_dict().keys() == again.state_dict().keys()
+    for name, value in first.state_dict().items():
+        assert torch.equal(value, again.state_dict()[name]), name
+    assert not torch.equal(first.bn1.running_var, torch.ones(16))  # training moved them
+    assert not any(module.training for module in again.modules())
+    # An explicit epoch count is another budget, so another file.
+    gp.trained("resnet_mnist", train=train, epochs=1, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("resnet_mnist-*.pt"))) == 2

@@ -131,9 +131,10 @@ class ResNetMNIST(nn.Module):
 
 
 def resnet_mnist(seed: int | None = None) -> ResNetMNIST:
-    """A small residual CNN with BatchNorm (see ``ResNetMNIST``): 37,850 weights.
+    """A small residual CNN with BatchNorm (see ``ResNetMNIST``).
 
-    2,537,344 multiply-accumulates per digit, 38,266 parameters with BatchNorm's.
+    37,840 weights in its convolutions and head, 38,266 parameters with the biases and
+    BatchNorm's; 2,537,344 multiply-accumulates per digit.
     ``seed`` fixes the initial weights.
     """
     return _seeded(ResNetMNIST, seed)
