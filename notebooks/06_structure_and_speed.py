@@ -19,9 +19,12 @@
 #
 # 1. explain why a 90%-masked network is no faster than the dense one;
 # 2. remove whole neurons by **group importance** (Taylor, Molchanov et al. 2019) with
-#    `gp.structured_prune`, and read its cost with `gp.model_cost`;
-# 3. trade width for error and latency with a slider;
-# 4. say when a sparse (CSR) matrix beats a dense one, and when it is slower.
+#    `gp.structured_prune`, read its cost with `gp.model_cost`, and trade width for error
+#    and latency with a slider;
+# 3. prune the channels of a residual CNN with BatchNorm through **coupled groups**, and
+#    explain why 30% fewer channels remove about half the MACs but less of the latency;
+# 4. say when a sparse (CSR) matrix beats a dense one, when it is slower, and what 2:4
+#    sparsity changes.
 
 # %%
 # %matplotlib inline
@@ -33,6 +36,8 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, ScalarFormatter
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 import gradprune_lite as gp
 
@@ -87,6 +92,9 @@ print(
     f"checkpoint:     dense {dense_cost['checkpoint_bytes']:,} B, "
     f"masked {masked_cost['checkpoint_bytes']:,} B"
 )
+
+# %% jupyter={"source_hidden": true}
+# The notebook's own check (hidden: it would give the Predict answer away).
 assert masked_cost["macs"] == dense_cost["macs"]
 assert masked_cost["params"] < 0.15 * dense_cost["params"]
 assert masked_cost["checkpoint_bytes"] < dense_cost["checkpoint_bytes"] / 4
@@ -231,7 +239,233 @@ widgets.VBox([slider, readout])
 # latencies were measured once on a shared machine: trust their trend, not their second
 # digit.
 #
-# ## 4. When is a sparse matrix faster? The CSR crossover
+# ## 4. A residual CNN: channels, BatchNorm and coupled groups
+#
+# Real networks convolve, normalise with BatchNorm and add residual streams.
+# `gp.models.resnet_mnist` is a small one: a 3×3 stem (16 channels, stride 2), three
+# residual blocks (16 → 16, 16 → 32 with a strided 1×1 projection shortcut, 32 → 32), a
+# global average pool and a linear head. Removing output channel *k* of a convolution
+# removes its filter (all its inputs × 3 × 3 weights), entry *k* of the BatchNorm after it
+# (scale, shift, running mean and variance) and input channel *k* of every layer that reads
+# it.
+#
+# A residual add `out = f(x) + x` **couples** channels: channel *k* of the stem and channel
+# *k* of `block1.conv2` are added into one stream, so they can only go together. Torch-Pruning's
+# dependency graph finds these groups; `gp.structured_prune` adds the scores of a group's
+# layers and removes whole groups. The network has five: two streams (16 and 32 channels)
+# and the inner width of each block.
+
+# %%
+torch.set_num_threads(1)  # the CNN's cells run on one thread: steadier on a shared machine
+cnn = gp.trained("resnet_mnist")
+cnn_cost = gp.model_cost(cnn, example)
+cnn_error = gp.evaluate(cnn, validation).error
+print(f"parameters {cnn_cost['params_dense']:,}, MACs per digit {cnn_cost['macs']:,}")
+print(f"validation error {cnn_error:.2f}%, test error {gp.evaluate(cnn, test).error:.2f}%")
+
+# %% [markdown]
+# **Predict:** we remove 30% of the channels of every coupled group (`scope="layerwise"`).
+# What fraction of the MACs goes: about 30%, about half, or more? And of the parameters?
+
+# %%
+cnn_pruned = {
+    criterion: gp.structured_prune(
+        cnn, criterion, 0.3, scoring, example_inputs=example, scope="layerwise"
+    )
+    for criterion in ["magnitude", "taylor"]
+}
+cnn_small = cnn_pruned["magnitude"]
+
+
+def layer_macs(model):
+    """dict layer name → (module, MACs of one digit), counted by torch's FlopCounterMode."""
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(example)
+    flops = counter.get_flop_counts()
+    return {
+        name: (module, sum(flops[f"{type(model).__name__}.{name}"].values()) // 2)
+        for name, module in model.named_modules()
+        if isinstance(module, (nn.Conv2d, nn.Linear))
+    }
+
+
+def channels(module):
+    return f"{module.weight.shape[1]}→{module.weight.shape[0]}"
+
+
+before, after = layer_macs(cnn), layer_macs(cnn_small)
+print(f"{'layer':<21}{'channels':>9}{'pruned':>9}{'MACs kept':>11}")
+for name, (module, macs) in before.items():
+    small_module, small_macs = after[name]
+    print(f"{name:<21}{channels(module):>9}{channels(small_module):>9}{small_macs / macs:>10.0%}")
+cnn_small_cost = gp.model_cost(cnn_small, example)
+macs_kept = cnn_small_cost["macs"] / cnn_cost["macs"]
+params_kept = cnn_small_cost["params_dense"] / cnn_cost["params_dense"]
+print(f"whole network: MACs kept {macs_kept:.1%}, parameters kept {params_kept:.1%}")
+
+# %% jupyter={"source_hidden": true}
+# The notebook's own check (hidden: it would give the Predict answer away).
+assert cnn_small.block1.conv1.weight.shape == (11, 11, 3, 3)  # 16 - round(0.3 × 16)
+assert cnn_small.block2.shortcut.bn.num_features == cnn_small.block3.conv2.out_channels == 22
+assert 0.45 < macs_kept < 0.5
+
+# %% [markdown]
+# A 3×3 convolution does $c_\text{in} \cdot c_\text{out} \cdot 9$ multiply-accumulates at
+# every output position. Pruning keeps 70% of its outputs *and* 70% of its inputs (the
+# outputs of the layer before), so 70% × 70% ≈ 49% of its MACs and weights stay. Only the
+# stem (one input, the image) and the head (ten outputs) keep 70%. Removing 30% of the
+# channels removes about half the work.
+#
+# **Predict:** which criterion keeps more accuracy, right after removal and after a short
+# fine-tuning: the filter norm (`magnitude`) or Taylor?
+
+# %%
+cnn_errors = {}
+for criterion, small in cnn_pruned.items():
+    removed = gp.evaluate(small, validation).error
+    gp.fit(small, train.take(5_000), epochs=1, lr=0.01, seed=0, progress=False)
+    small.eval()
+    cnn_errors[criterion] = (removed, gp.evaluate(small, validation).error)
+    print(
+        f"{criterion:>9}: validation error {removed:5.2f}% after removal, "
+        f"{cnn_errors[criterion][1]:5.2f}% after 5,000 digits of fine-tuning"
+    )
+best = min(cnn_errors, key=lambda c: cnn_errors[c][1])
+display(
+    Markdown(
+        f"In this run **{best}** recovers best: {cnn_errors[best][1]:.2f}% against the "
+        f"dense network's {cnn_error:.2f}%, with "
+        f"{macs_kept:.0%} of its MACs."
+    )
+)
+
+# %% [markdown]
+# Right after removal the network is no better than guessing: every later layer, and every
+# BatchNorm's running statistics, were fitted to the channels that are gone. A short
+# fine-tuning repairs most of it. One seed, one network: the ranking of the two criteria is
+# an observation, not a law.
+#
+# **Predict:** the pruned network does about half the MACs. Is it twice as fast, on one
+# digit (batch 1) and on 256 digits at once?
+
+# %% tags=["nbval-ignore-output"]
+cnn_latency = {}
+for b in [1, 256]:
+    inputs = test.images[:b]
+    cnn_latency[b] = (latency(cnn, inputs, 7), latency(cnn_small, inputs, 7))
+    dense_ms, small_ms = (1000 * t for t in cnn_latency[b])
+    print(
+        f"batch {b:>3}: dense {dense_ms:6.2f} ms, pruned {small_ms:6.2f} ms "
+        f"(pruned/dense {small_ms / dense_ms:.2f}; MACs {macs_kept:.2f})"
+    )
+display(
+    Markdown(
+        f"In this run the pruned network took {cnn_latency[1][1] / cnn_latency[1][0]:.0%} of "
+        f"the dense time at batch 1 and {cnn_latency[256][1] / cnn_latency[256][0]:.0%} at "
+        f"batch 256, for {macs_kept:.0%} of the MACs."
+    )
+)
+
+# %% [markdown]
+# The latency falls less than the MACs (these timings vary from run to run; read the
+# ratios). Three suspects, each measured below: a fixed cost per layer call that does not
+# shrink, layers whose cost scales with the channels and not with their square, and
+# convolutions that run fewer MACs per second when they are narrow.
+#
+# First, where does the time go? We time every convolution and every BatchNorm of one
+# forward pass at batch 256 (the rest is the ReLUs, the residual adds, the pooling and the
+# head).
+
+
+# %% tags=["nbval-ignore-output"]
+def time_by_kind(model, inputs, repeats):
+    """Median CPU seconds per forward pass spent in Conv2d, in BatchNorm2d, and elsewhere."""
+    spent, started = {"Conv2d": 0.0, "BatchNorm2d": 0.0}, {}
+    hooks = []
+    for module in model.modules():
+        kind = type(module).__name__
+        if kind in spent:
+            hooks.append(
+                module.register_forward_pre_hook(
+                    lambda m, _: started.__setitem__(m, time.process_time())
+                )
+            )
+            hooks.append(
+                module.register_forward_hook(
+                    lambda m, _, __, kind=kind: spent.__setitem__(
+                        kind, spent[kind] + time.process_time() - started[m]
+                    )
+                )
+            )
+    runs = []
+    with torch.no_grad():
+        model(inputs)
+        for _ in range(repeats):
+            spent.update({kind: 0.0 for kind in spent})
+            start = time.process_time()
+            model(inputs)
+            total = time.process_time() - start
+            runs.append({**spent, "rest": total - sum(spent.values()), "total": total})
+    for hook in hooks:
+        hook.remove()
+    return {key: sorted(run[key] for run in runs)[repeats // 2] for key in runs[0]}
+
+
+conv_macs = {
+    "dense": sum(m for module, m in before.values() if isinstance(module, nn.Conv2d)),
+    "pruned": sum(m for module, m in after.values() if isinstance(module, nn.Conv2d)),
+}
+kinds = {"dense": time_by_kind(cnn, batch, 9), "pruned": time_by_kind(cnn_small, batch, 9)}
+print(f"{'batch 256':<14}{'dense ms':>9}{'pruned ms':>10}{'pruned/dense':>13}")
+for kind in ["Conv2d", "BatchNorm2d", "rest", "total"]:
+    d, p = kinds["dense"][kind], kinds["pruned"][kind]
+    print(f"{kind:<14}{1000 * d:>9.2f}{1000 * p:>10.2f}{p / d:>13.2f}")
+rate = {name: 256 * conv_macs[name] / kinds[name]["Conv2d"] / 1e9 for name in kinds}
+print(f"convolutions: {rate['dense']:.1f} GMAC/s dense, {rate['pruned']:.1f} GMAC/s pruned")
+elementwise = {n: (k["BatchNorm2d"] + k["rest"]) / k["total"] for n, k in kinds.items()}
+display(
+    Markdown(
+        f"In this run BatchNorm and the rest took {elementwise['dense']:.0%} of the dense "
+        f"time and shrank to {kinds['pruned']['BatchNorm2d'] / kinds['dense']['BatchNorm2d']:.0%}"
+        f" (BatchNorm) and {kinds['pruned']['rest'] / kinds['dense']['rest']:.0%} (the rest); "
+        f"the convolutions kept {conv_macs['pruned'] / conv_macs['dense']:.0%} of their MACs "
+        f"but {kinds['pruned']['Conv2d'] / kinds['dense']['Conv2d']:.0%} of their time, "
+        f"running at {rate['pruned']:.1f} GMAC/s instead of {rate['dense']:.1f}."
+    )
+)
+
+# %% [markdown]
+# BatchNorm, ReLU and the residual add touch each activation once, with a few operations
+# per value read and written: they are memory-bound, and their work is proportional to the
+# channels (70% stay), not to channels × channels. Their time falls even less than that,
+# because each call also has a fixed cost. And the narrower convolutions ran fewer MACs
+# per second, so the MACs they save are not all time saved.
+#
+# Second, batch 1. Is there a floor that no pruning can go below? We cut 90% of every
+# group's channels, leaving a network with a sliver of the MACs, and time one digit.
+
+# %% tags=["nbval-ignore-output"]
+sliver = gp.structured_prune(cnn, "magnitude", 0.9, example_inputs=example, scope="layerwise")
+sliver_macs = gp.model_cost(sliver, example)["macs"]
+one = {"dense": latency(cnn, example), "90% of channels removed": latency(sliver, example)}
+print(f"MACs: dense {cnn_cost['macs']:,}, 90% of channels removed {sliver_macs:,}")
+for name, seconds in one.items():
+    print(f"batch 1, {name}: {1e3 * seconds:.3f} ms")
+display(
+    Markdown(
+        f"With {cnn_cost['macs'] / sliver_macs:.0f}× fewer MACs, one digit still took "
+        f"{one['90% of channels removed'] / one['dense']:.0%} of the dense time in this run."
+    )
+)
+
+# %% [markdown]
+# At batch 1 the forward pass is mostly overhead: Python calls, dispatching each of about
+# thirty operators, allocating outputs, each paid once per layer whatever its width. No
+# channel count removes that; fewer layers (or fusing BatchNorm into the convolution
+# before it, which inference engines do) would.
+#
+# ## 5. When is a sparse matrix faster? The CSR crossover
 #
 # CSR stores only the kept weights (values, column indices, row offsets). `gp.to_sparse`
 # makes masked `nn.Linear` layers compute with it. It skips the zeros, but its memory
@@ -310,12 +544,27 @@ display(
 # rows. The crossing point moves with the CPU, the thread count and the load, so measure
 # on your own machine (`python benchmarks/speed.py`).
 #
+# ### A pattern the hardware can skip: N:M sparsity
+#
+# Between irregular masks (few kernels can use them) and whole channels (any kernel can)
+# sits **N:M** sparsity: in every group of M consecutive weights along the input
+# dimension, at most N are non-zero. NVIDIA's Ampere GPUs (A100 and later) have sparse
+# tensor cores for the **2:4** pattern: half the weights are zero, stored as the two kept
+# values and 2-bit indices, and the matrix multiply does half the math, up to twice the
+# throughput. Mishra et al. (2021, "Accelerating Sparse Deep Neural Networks",
+# arXiv:2104.08378) prune a trained network to 2:4 by magnitude within each group of four
+# and fine-tune it, and report the dense accuracy back on vision, translation and language
+# models. The same ranking ideas as in this course choose *which* two of four weights go;
+# only the selection becomes local (per group of four) instead of global. On a CPU, as
+# in our measurements, there is no such kernel: a 2:4 mask is just a 50% mask.
+#
 # ## Takeaways
 #
-# - A mask shrinks the checkpoint, not the compute: dense kernels multiply the zeros.
-# - Removing whole neurons (`gp.structured_prune`) gives a smaller dense model that is
-#   faster everywhere. Choosing the neurons by Taylor group importance lost to plain
-#   magnitude here (section 2): many single removals *lower* the loss, which a squared score
-#   cannot see.
-# - Sparse (CSR) kernels win only at high sparsity and large batches; below that they are
-#   slower than dense.
+# - A mask shrinks the checkpoint, not the compute: dense kernels multiply the zeros, and
+#   sparse (CSR) kernels win only at high sparsity and large batches.
+# - Removing whole neurons or channels (`gp.structured_prune`) gives a smaller dense model;
+#   residual streams couple channels, so they go in groups. A convolution's MACs scale with
+#   its inputs × outputs: 30% fewer channels remove about half the MACs.
+# - Latency falls less than MACs: each layer call has a fixed cost (all of it at batch 1),
+#   BatchNorm, ReLU and adds shrink only with the channels, and narrow convolutions run
+#   fewer MACs per second. Measure; do not infer speed from MACs.

@@ -71,6 +71,7 @@ NOT_RESULTS = [
     ("02", "1.95", "1 + 0.95 in 2J/(1+J) for the yardstick"),
     ("02", "0.9", "the second yardstick, 0.9, in the extrapolation table's header"),
     ("04", "1.7", "SNIP's published dense error (Lee et al. 2019, Table 1)"),
+    ("06", "2104.08378", "the arXiv number of Mishra et al. 2021, a citation"),
     ("INSTRUCTORS 01", "4.6", "P(|z| > 2) for pure noise, 4.55%"),
     ("INSTRUCTORS ex02", "0.37", "a sparsity the check tries, where int() and round() differ"),
     ("INSTRUCTORS ex05", "0.94", "1,000 × 235,200 × 4 bytes, arithmetic on sizes"),
