@@ -341,8 +341,8 @@ display(
 )
 
 # %% [markdown]
-# Right after removal the network is no better than guessing: every later layer, and every
-# BatchNorm's running statistics, were fitted to the channels that are gone. A short
+# Right after removal the network is barely better than guessing (90% error): every later
+# layer, and every BatchNorm's running statistics, were fitted to the channels that are gone. A short
 # fine-tuning repairs most of it. One seed, one network: the ranking of the two criteria is
 # an observation, not a law.
 #
