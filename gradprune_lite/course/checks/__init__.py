@@ -9,6 +9,7 @@ package. A check returns True when everything holds, so a notebook cell can end 
 
 from ._common import CheckFailed
 from .channel import check_channel_importance, check_remove_conv1_channel
+from .design import check_design_steps, check_design_to_target
 from .largest_sparsity import check_largest_sparsity
 from .lottery import check_fair_control, check_retrain, check_rewind
 from .mask_hook import check_mask_hook
@@ -24,6 +25,8 @@ __all__ = [
     "check_channel_importance",
     "check_choose_layer_sparsities",
     "check_damped_fisher",
+    "check_design_steps",
+    "check_design_to_target",
     "check_disjoint_draws",
     "check_fair_control",
     "check_fc3_per_sample_gradients",
