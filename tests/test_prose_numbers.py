@@ -100,6 +100,7 @@ NOT_RESULTS = [
     ("INSTRUCTORS ex04", "2.50", "the budget given in the exercise"),
     ("INSTRUCTORS ex06", "2.00", "the budget, dense + 0.5"),
     ("INSTRUCTORS ex06", "0.5", "the budget's margin, given in the exercise"),
+    ("INSTRUCTORS ex12", "0.02", "the solution's fine-tuning learning rate, in its code"),
 ]
 
 # A decimal not inside a longer token: "2.58%" and "2.58." count, "0.9.6" and "v1.2" do not.

@@ -31,7 +31,7 @@
 #
 # 1. Every choice is made on the validation split (`gp.splits()[1]`); you never evaluate
 #    on test.
-# 2. Prune by magnitude, $|w|$, within each layer, to a sparsity your scan measured (or 0.0,
+# 2. Prune by magnitude, $|w|$, within each layer, to a sparsity your scan measured (or `0.0`,
 #    dense), with `gp.apply_masks` so that the masks hold.
 # 3. Fine-tune for at most one epoch on at most 10,000 training digits (the autograder's
 #    time limit).
@@ -63,12 +63,14 @@ print(f"size budget: {SIZE_BUDGET:,} non-zero parameters; error budget: {ERROR_B
 #   no fine-tuning (Exercise 6). Do not change `model`.
 # - `prune_to(model, sparsities)` → a pruned **copy**: in each layer the `round(s·n)`
 #   weights of smallest $|w|$ masked with `gp.apply_masks` (`gp.layerwise_masks` gives
-#   the mask); a layer at 0.0 stays dense.
+#   the mask); a layer at `0.0` stays dense.
 # - `nonzero_parameters(model)` → the number of non-zero entries of all its parameters.
 # - `choose_sparsities(scan, dense_error, model, size_budget)` → dict name → sparsity, each
-#   a level of the scan or 0.0, such that `prune_to(model, result)` has at most
+#   a level of the scan or `0.0`, such that `prune_to(model, result)` has at most
 #   `size_budget` non-zero parameters. **This is your design:** which layers pay, and how
-#   much. `dense_error` is the unpruned model's validation error.
+#   much. `dense_error` is the unpruned model's validation error. The check runs it on a
+#   tiny model, so write a rule, not a table; in Part 2 you may still change its answer by
+#   hand if your report says why.
 # - `fine_tune(model, train)` → trains `model` in place, within the limit of rule 3; the
 #   pruned weights must stay zero.
 
