@@ -298,3 +298,15 @@ def test_the_solution_has_fifteen_lines_of_the_students_own_code():
         if line.strip() and not line.strip().startswith("#")
     ]
     assert len(lines) >= 15, lines
+
+
+def test_numbers_as_tensors_are_accepted_and_a_count_that_is_not_one_is_named(world):
+    model, record = design(world, GOOD)
+    as_tensors = dict(
+        record,
+        nonzero=torch.tensor(record["nonzero"]),
+        validation_error=torch.tensor(record["validation_error"]),
+    )
+    assert judge(world, model, as_tensors).startswith("Both budgets met")
+    record["nonzero"] = f"{record['nonzero']:,}"
+    assert "should be a whole number" in rejection(world, model, record)

@@ -19,6 +19,7 @@ The record the student hands in (a dict):
 from __future__ import annotations
 
 import copy
+import operator
 from collections.abc import Callable
 
 import torch
@@ -72,8 +73,19 @@ def _tiny_digits(model: nn.Module, seed: int, size: int = 96) -> Digits:
     return Digits(images, labels, "made-up digits for the check", is_subset=False)
 
 
+def _number(value) -> float | None:
+    """``value`` as a float (a Python or NumPy number, a one-element tensor), else None."""
+    if isinstance(value, (str, bytes, bool)):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
 def _equal_errors(got, want: float) -> bool:
-    return isinstance(got, (int, float)) and abs(float(got) - want) <= TOLERANCE
+    number = _number(got)
+    return number is not None and abs(number - want) <= TOLERANCE
 
 
 # -- the building blocks, on a tiny model ------------------------------------------------
@@ -247,6 +259,9 @@ def check_design_steps(
 
 def _check_record(model: nn.Module, record, reference: nn.Module) -> dict[str, float]:
     """The record's shape and its sparsities against the scan; return the sparsities."""
+    assert isinstance(model, nn.Module), (
+        f"Pass the pruned, fine-tuned model first, got {type(model).__name__}."
+    )
     assert isinstance(record, dict) and all(key in record for key in RECORD_KEYS), (
         f"record should be a dict with the keys {list(RECORD_KEYS)}."
     )
@@ -260,6 +275,9 @@ def _check_record(model: nn.Module, record, reference: nn.Module) -> dict[str, f
     assert isinstance(scan, dict) and set(scan) == set(names), (
         f"record['scan'] should hold one row per layer {names}."
     )
+    assert all(isinstance(row, dict) for row in scan.values()), (
+        "Each row of record['scan'] should be a dict level → validation error in %."
+    )
     assert isinstance(sparsities, dict) and set(sparsities) == set(names), (
         f"record['sparsities'] should hold one sparsity per layer {names} (0.0 for dense)."
     )
@@ -268,7 +286,7 @@ def _check_record(model: nn.Module, record, reference: nn.Module) -> dict[str, f
             f"record['sparsities'][{name!r}] = {level!r} is not a level your scan measured "
             "on validation: choose from the scan (or 0.0)."
         )
-    return {name: float(level) for name, level in sparsities.items()}
+    return {name: _number(level) for name, level in sparsities.items()}
 
 
 def _check_masks_held(model: nn.Module, sparsities: dict[str, float]) -> None:
@@ -290,7 +308,12 @@ def _check_masks_held(model: nn.Module, sparsities: dict[str, float]) -> None:
 
 def _check_size(model: nn.Module, record, sparsities, size_budget: int) -> int:
     size = nonzero_count(model)
-    claimed = record["nonzero"]
+    try:
+        claimed = operator.index(record["nonzero"])
+    except TypeError:
+        raise AssertionError(
+            f"record['nonzero'] should be a whole number, got {record['nonzero']!r}."
+        ) from None
     weights_only = nonzero_count(model, biases=False)
     if size > size_budget:
         assert weights_only > size_budget, (
@@ -326,7 +349,7 @@ def _check_on_validation(got, name: str, model: nn.Module, validation, test) -> 
     if _equal_errors(got, on_validation):
         return
     assert not _equal_errors(got, evaluate(model, test).error), (
-        f"Chose on test: {name} = {got:.2f} is the test error, not the validation error "
+        f"Chose on test: {name} = {_number(got):.2f} is the test error, not the validation error "
         f"({on_validation:.2f}%); measure on the validation split only."
     )
     assert not _equal_errors(got, on_validation / 100), (
