@@ -310,3 +310,12 @@ def test_numbers_as_tensors_are_accepted_and_a_count_that_is_not_one_is_named(wo
     assert judge(world, model, as_tensors).startswith("Both budgets met")
     record["nonzero"] = f"{record['nonzero']:,}"
     assert "should be a whole number" in rejection(world, model, record)
+
+
+def test_each_look_at_the_test_split_after_the_first_is_pointed_out(monkeypatch):
+    from gradprune_lite.course.checks import design as module
+
+    monkeypatch.setattr(module, "_test_runs", 0)
+    assert module._count_test_run() == ""
+    assert "measured 2 times" in module._count_test_run()
+    assert "measured 3 times" in module._count_test_run()
