@@ -230,15 +230,24 @@ for label, other in [
     ("the design before fine-tuning", prune_to(model, chosen)),
 ]:
     print(f"{label}: test error {gp.evaluate(other, test).error:.2f}%")
+fine_tune(global_model, train)
+print(
+    "one global magnitude threshold, same size, fine-tuned like the design: validation error "
+    f"{gp.evaluate(global_model, validation).error:.2f}%, "
+    f"test error {gp.evaluate(global_model, test).error:.2f}%"
+)
 
 # %% [markdown] tags=["solution-only"]
 # Both naive answers miss the error budget. One sparsity for every layer leaves `conv1`
 # 23 of its 500 weights and the network is close to guessing (66.25% test error). One
 # global magnitude threshold does far better (2.12%), because it takes most of what it
 # prunes from `fc1`, but without fine-tuning it misses too, and so does our own design
-# before fine-tuning (3.60%). The budget is met by the two together: a per-layer choice
-# that spares the fragile layers, then fine-tuning with the masks held (0.90% on test,
-# against 0.69% for the dense network).
+# before fine-tuning (3.60%). Fine-tuning with the masks held is what brings the error
+# under the budget (0.90% on test, against 0.69% for the dense network). The global
+# threshold, fine-tuned the same way, meets it too (0.87% on test, 0.82% on validation),
+# a little better than our design: here the per-layer choice is not what makes the
+# difference, the fine-tuning is. The exercise asks for scanned per-layer levels to make
+# the decision explicit and checkable, not because they win.
 
 # %% [markdown]
 # ## Report
