@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import gradprune_lite as gp
-from gradprune_lite.course.checks.design import judge_design, magnitude_pruned
+from gradprune_lite.course.checks.design import judge_design, magnitude_pruned, nonzero_count
 
 ROOT = Path(__file__).resolve().parent.parent
 LEVELS = [0.5, 0.8, 0.9]
@@ -319,3 +319,13 @@ def test_each_look_at_the_test_split_after_the_first_is_pointed_out(monkeypatch)
     assert module._count_test_run() == ""
     assert "measured 2 times" in module._count_test_run()
     assert "measured 3 times" in module._count_test_run()
+
+
+def test_the_checks_count_is_model_costs_and_its_weights_only_count_skips_the_biases():
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Linear(30, 20), nn.ReLU(), nn.Linear(20, 5))
+    pruned = magnitude_pruned(model, {"0.weight": 0.7, "2.weight": 0.5})
+    with torch.no_grad():
+        pruned[0].bias[:4] = 0
+    assert nonzero_count(pruned) == gp.model_cost(pruned, torch.randn(1, 30))["params"]
+    assert nonzero_count(pruned, biases=False) == 600 - 420 + 100 - 50
