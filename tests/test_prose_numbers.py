@@ -64,7 +64,6 @@ FROM_ELSEWHERE = [
 ]
 NOT_RESULTS = [
     ("01", "0.001", "1/N for N = 1,000 digits, the noise-floor yardstick"),
-    ("01", "4.6", "P(|z| > 2) for pure noise, 4.55%"),
     ("01", "0.42", "a background pixel after MNIST's normalisation, (0 - 0.1307) / 0.3081"),
     ("02", "0.5", "J = 0.5, a worked example of 2J/(1+J)"),
     ("02", "0.95", "the stability yardstick, chosen by us"),
