@@ -114,13 +114,16 @@ assert all(
 # sign. The absolute value turns it into "how much does the loss care about this weight, in
 # either direction?". A *signed* score (keep the weights with the largest $-\bar g\,w$)
 # would put the weights whose removal *lowers* the loss at the bottom and prune them first,
-# which is what pruning wants if the sign can be trusted; notebooks 01 and 05 show that the
-# signed term does rank single removals much better than its absolute value. The
+# which is what pruning wants if the sign can be trusted; notebook 01 shows that the
+# signed term does rank single removals much better than its absolute value, on the digits
+# that computed $\bar g$. The
 # absolute value is the safe choice because on a trained network the sign of $\bar g$ is
-# mostly sampling noise (it flips from one batch of digits to the next) and because many
+# mostly sampling noise (on the next 1,000 digits it agrees about as often as a coin,
+# notebook 01) and because many
 # removals at once are not the sum of single ones, so a large change in either direction
 # is treated as a reason to keep the weight. After training, $\bar g \approx 0$ (we are near
 # a minimum), so $w\,\bar g$ is small even for a large $w$, though removing a large weight
-# is a big step in which the curvature dominates. The second-order term $\tfrac12 w^2 H$
+# is a big step, in which the curvature term is as large as the first-order one (notebook
+# 01, fc3). The second-order term $\tfrac12 w^2 H$
 # captures that damage; the Fisher $E[g^2]$ is the usual stand-in for $H$ (too small on
 # digits the network has memorised, notebook 01).

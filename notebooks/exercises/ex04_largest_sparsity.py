@@ -143,4 +143,4 @@ assert chosen is not None and validation_error(chosen) < limit
 # percent on 5,000 digits (a handful of digits) is within the noise, so it is no evidence
 # that pruning helps. A dip after a failing level is even weaker evidence: error rises
 # with sparsity on average, so a level that passes after one that failed most likely got
-# lucky on this validation set, and the test error there would be over budget.
+# lucky on this validation set, and the test error there would most likely be over budget.

@@ -16,13 +16,13 @@
 # # Exercise 2: one global threshold, by selection
 #
 # **Learning goal:** turn scores into masks with one threshold over all layers, found in
-# linear time by selection instead of sorting. **Estimated time:** 30 minutes.
+# linear time (on average) by selection instead of sorting. **Estimated time:** 30 minutes.
 #
 # Global pruning at sparsity $s$ removes the $k = \mathrm{round}(s\cdot N)$ lowest scores
 # among all $N$ weights of all layers. We need only one number, the $k$-th smallest score
 # $t$; a weight is then kept when its score is $> t$. Sorting all $N$ scores costs
 # $O(N \log N)$ and does far more than needed; a **selection** (`torch.kthvalue`) finds the
-# $k$-th smallest in linear time.
+# $k$-th smallest in linear time on average (a quickselect).
 #
 # Write `global_threshold(scores, sparsity)`:
 # - `scores`: dict name → tensor (higher = keep); assume no ties;
