@@ -13,6 +13,7 @@ from .design import check_design_steps, check_design_to_target
 from .largest_sparsity import check_largest_sparsity
 from .lottery import check_fair_control, check_retrain, check_rewind
 from .mask_hook import check_mask_hook
+from .movement import check_cubic_sparsity, check_fine_prune, check_movement_masks
 from .obs import check_damped_fisher, check_fc3_per_sample_gradients, check_obs_prune
 from .per_sample import check_linear_gradient_stats
 from .sensitivity import check_choose_layer_sparsities, check_sensitivity_scan
@@ -24,20 +25,23 @@ __all__ = [
     "CheckFailed",
     "check_channel_importance",
     "check_choose_layer_sparsities",
+    "check_cubic_sparsity",
     "check_damped_fisher",
     "check_design_steps",
     "check_design_to_target",
     "check_disjoint_draws",
     "check_fair_control",
     "check_fc3_per_sample_gradients",
+    "check_fine_prune",
     "check_global_threshold",
     "check_jaccard",
     "check_largest_sparsity",
     "check_linear_gradient_stats",
     "check_mask_hook",
+    "check_movement_masks",
     "check_obs_prune",
-    "check_retrain",
     "check_remove_conv1_channel",
+    "check_retrain",
     "check_rewind",
     "check_sensitivity_scan",
     "check_taylor_score",
