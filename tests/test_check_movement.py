@@ -3,8 +3,8 @@
 Each wrong answer the exercise is about (issue 23: the sign, |g|; and the loop's timing) is
 one knob away from a correct ``fine_prune``; each must be rejected with the one line that
 names it. Rank-equivalent correct answers (a mean instead of a sum, float64, a learning
-rate folded in, pruning before the next forward instead of after the step, holding masks
-by hand) must pass.
+rate folded in, the same pruning made at the top of the next step, holding masks by hand)
+must pass.
 """
 
 import math
@@ -105,7 +105,13 @@ def fine_prune_with(
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
         model.train()
         for step, (inputs, targets) in enumerate(batches):
-            if prune_at == "before forward" and step % every == 0 and step <= end_step:
+            # The same prune as right after step t - 1, made at the top of step t instead.
+            late = step - 1
+            if prune_at == "next step" and late % every == 0 and 0 <= late <= end_step:
+                masks = prune(
+                    model, weights, scores, masks, optimizer, late, final_sparsity, end_step
+                )
+            if prune_at == "before the gradient" and step % every == 0 and step <= end_step:
                 masks = prune(
                     model, weights, scores, masks, optimizer, step, final_sparsity, end_step
                 )
@@ -245,7 +251,7 @@ LOOP_CORRECT = {
     "mean over steps": {"total": "mean"},
     "float64 scores": {"dtype": torch.float64},
     "masks held by hand": {"hold": "by hand"},
-    "pruned before the next forward": {"prune_at": "before forward"},
+    "pruned at the top of the next step": {"prune_at": "next step"},
 }
 
 
@@ -280,6 +286,7 @@ LOOP_WRONG = {
     "per-layer pruning": ({"rank": "per layer"}, "each layer"),
     "linear schedule": ({"schedule": "linear"}, "rises linearly"),
     "one shot": ({"schedule": "one shot"}, "at once"),
+    "pruned before the step's gradient": ({"prune_at": "before the gradient"}, "start of step t"),
     "masks not held": ({"hold": "zeroed once"}, "came back after step"),
 }
 

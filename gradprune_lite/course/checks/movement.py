@@ -356,8 +356,13 @@ def _schedule_message(counts: list[int], total: int, final: float, end: int, eve
     near = lambda a, b: all(abs(x - y) <= 1 for x, y in zip(a, b))  # noqa: E731
     # counts[t] is measured at the forward pass of step t (after the last prune, if any):
     # pruning after step p shows at step p + 1, pruning before the forward of p at step p.
-    if near(counts, expected(cubic, 1)) or near(counts, expected(cubic, 0)):
+    if near(counts, expected(cubic, 1)):
         return ""
+    if near(counts, expected(cubic, 0)):
+        return (
+            "You pruned at the start of step t, before its gradient was in S: prune after "
+            "optimizer.step() of step t, at t = 0, every, …, end_step."
+        )
     if near(counts, expected(linear, 1)) or near(counts, expected(linear, 0)):
         return "Your sparsity rises linearly; raise it along the cubic schedule, cubic_sparsity."
     goal = round(final * total)
