@@ -50,7 +50,7 @@ NOTEBOOKS = {
         for path in sorted((ROOT / "notebooks" / "exercises").glob("ex*.ipynb"))
     },
 }
-QUOTES_RESULTS = {"04", "05", "07"}  # notebooks whose prose cites docs/RESULTS.md
+QUOTES_RESULTS = {"04", "05", "07", "ex11"}  # notebooks whose prose cites docs/RESULTS.md
 
 # (where, number, why it is not a result of the notebook). "where" is a notebook key, or
 # "INSTRUCTORS <key>" for a section of docs/INSTRUCTORS.md.
