@@ -719,3 +719,132 @@ def test_resnet_mnist_layerwise_30_percent_keeps_every_coupling():
         "block3": 22,
     }
     assert small(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
+# --- BatchNorm after a layer: a unit is what comes out of the BatchNorm ------------------
+
+
+def _resnet_with_statistics(digits):
+    """resnet_mnist in eval mode with running statistics that are not the initial 0 and 1."""
+    torch.manual_seed(0)
+    model = gp.models.resnet_mnist(seed=0).train()
+    with torch.no_grad():
+        model(torch.cat([x for x, _ in digits]))
+    return model.eval()
+
+
+@pytest.mark.parametrize("criterion", ["magnitude", "taylor"])
+def test_zero_filter_before_batchnorm_is_not_free_to_remove(criterion, digits):
+    """Zero block1.conv1's filter 5 but keep bn1's scale, shift and statistics: the channel
+    still outputs the constant β − γ·μ/√(σ²+ε) (after ReLU, what block1.conv2 reads), so
+    removing it changes the network. Its score must not be 0, and if it is the lowest, the
+    network must still change by removing it (the score says so, it does not hide it)."""
+    model = _resnet_with_statistics(digits)
+    norm = model.block1.bn1
+    with torch.no_grad():
+        model.block1.conv1.weight[5] = 0
+        norm.bias[5] = 0.5  # a shift training could give it (the trained net's reach 2.3)
+        shift = norm.bias - norm.weight * norm.running_mean / (norm.running_var + norm.eps).sqrt()
+    assert abs(float(shift[5])) > 0.1  # the channel is alive after BatchNorm
+    inputs = torch.cat([x for x, _ in digits])
+    # Removing the channel by hand (zeroing its BatchNorm output) changes the outputs.
+    without = copy.deepcopy(model)
+    with torch.no_grad():
+        without.block1.bn1.weight[5] = 0
+        without.block1.bn1.bias[5] = 0
+        assert (without(inputs) - model(inputs)).abs().max() > 1e-3
+    layers = {"block1.conv1.weight": model.block1.conv1}
+    context = GroupContext(model, layers, digits, {}, norms={"block1.conv1.weight": norm})
+    scores = gp.GROUP_CRITERIA[criterion](context)["block1.conv1.weight"]
+    assert float(scores[5]) > 0
+    # The rule that reads the filter alone scores it 0: "free to remove", wrongly.
+    alone = gp.GROUP_CRITERIA[criterion](GroupContext(model, layers, digits, {}))
+    assert float(alone["block1.conv1.weight"][5]) == 0
+
+
+def test_structured_prune_removes_the_lowest_folded_channel(digits):
+    """Through structured_prune on resnet_mnist (eval), magnitude removes from block1's
+    inner group the channel whose BatchNorm-folded filter (torch's own
+    fuse_conv_bn_eval, an independent reference) has the smallest norm, not the zero
+    filter whose BatchNorm still shifts it."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model = _resnet_with_statistics(digits)
+    with torch.no_grad():
+        model.block1.conv1.weight[5] = 0
+        model.block1.bn1.bias[5] = 2.0
+    fused = fuse_conv_bn_eval(model.block1.conv1, model.block1.bn1)
+    norms = torch.cat([fused.weight.flatten(1), fused.bias[:, None]], 1).norm(dim=1)
+    weakest = int(norms.argmin())
+    assert weakest != 5
+    small = gp.structured_prune(
+        model, "magnitude", 1 / 16, example_inputs=digits[0][0][:1], scope="layerwise"
+    )
+    kept = [c for c in range(16) if c != weakest]
+    torch.testing.assert_close(
+        small.block1.bn1.bias, model.block1.bn1.bias[kept].detach(), rtol=0, atol=0
+    )
+    torch.testing.assert_close(
+        small.block1.bn1.running_mean, model.block1.bn1.running_mean[kept], rtol=0, atol=0
+    )
+
+
+def test_magnitude_with_batchnorm_is_the_norm_of_the_fused_layer(digits):
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model = _resnet_with_statistics(digits)
+    layers = {"block2.conv1.weight": model.block2.conv1}
+    norms = {"block2.conv1.weight": model.block2.bn1}
+    scores = gp.GROUP_CRITERIA["magnitude"](GroupContext(model, layers, None, {}, norms=norms))
+    fused = fuse_conv_bn_eval(model.block2.conv1, model.block2.bn1)
+    expected = torch.cat([fused.weight.flatten(1), fused.bias[:, None]], 1).norm(dim=1)
+    torch.testing.assert_close(scores["block2.conv1.weight"], expected.detach())
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_taylor_with_batchnorm_is_the_taylor_term_of_the_batchnorm_output(digits, mode):
+    """Σ ∂L/∂y · y over samples and positions, y the BatchNorm's output (hooked: an
+    independent reference), squared per batch; in either BatchNorm mode."""
+    model = _resnet_with_statistics(digits).train(mode == "train")
+    pairs = {"block1.conv1.weight": "block1.bn1", "block2.conv1.weight": "block2.bn1"}
+    modules = dict(model.named_modules())
+    layers = {n: modules[n.removesuffix(".weight")] for n in pairs}
+    norms = {n: modules[b] for n, b in pairs.items()}
+    state = copy.deepcopy(model.state_dict())
+    scores = gp.GROUP_CRITERIA["taylor"](GroupContext(model, layers, digits, {}, norms=norms))
+    model.load_state_dict(state)  # train mode updated the running statistics: undo it
+    reference = {n: torch.zeros(m.weight.shape[0]) for n, m in layers.items()}
+    for inputs, targets in digits:
+        outputs = {}
+        handles = [
+            norms[n].register_forward_hook(lambda _m, _i, y, n=n: outputs.__setitem__(n, y))
+            for n in pairs
+        ]
+        loss = F.cross_entropy(model(inputs), targets)
+        for handle in handles:
+            handle.remove()
+        grads = torch.autograd.grad(loss, list(outputs.values()))
+        for (n, y), d in zip(outputs.items(), grads):
+            reference[n] += (d * y).sum([0, 2, 3]).detach().square()
+    for n in pairs:
+        torch.testing.assert_close(scores[n], reference[n], rtol=1e-4, atol=1e-12)
+
+
+def test_the_batchnorm_after_each_layer_is_found():
+    from gradprune_lite.core.layers import prunable_modules
+    from gradprune_lite.core.structure import _norms_after
+
+    model = gp.models.resnet_mnist(seed=0).eval()
+    found = _norms_after(model, (torch.zeros(1, 1, 28, 28),), prunable_modules(model))
+    modules = dict(model.named_modules())
+    expected = {
+        f"{conv}.weight": modules[norm]
+        for writers in RESNET_MNIST_WRITERS.values()
+        for conv, norm in writers
+    }
+    assert found.keys() == expected.keys()  # fc has none
+    assert all(found[n] is expected[n] for n in expected)
+    # An in-place ReLU between a layer and the BatchNorm: the BatchNorm does not read the
+    # layer's output as it was, so the layer has none.
+    inplace = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(inplace=True), nn.BatchNorm2d(4))
+    assert _norms_after(inplace, (torch.zeros(1, 1, 8, 8),), prunable_modules(inplace)) == {}

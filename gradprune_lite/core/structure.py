@@ -6,14 +6,29 @@ Removing the *k*-th output of a layer (a neuron of ``nn.Linear``, a channel of
 the matching input columns of every layer that reads it; every matmul shrinks.
 
 A **group** is what produces one output unit: its weight row ``W[k]`` (all inputs and, for a
-convolution, the whole kernel) and its bias ``b[k]``. Group criteria score each unit; the
-lowest are removed. Built-in criteria, in ``GROUP_CRITERIA``:
+convolution, the whole kernel) and its bias ``b[k]``, and, when a BatchNorm reads the
+layer's output directly, that BatchNorm's entry k, since the unit other layers read is the
+BatchNorm's output y = γ·(z − μ)/√(σ² + ε) + β. A filter of zeros is not a dead channel
+there: it still outputs the constant β − γ·μ/√(σ² + ε), and removing it changes the
+network. Group criteria score each unit; the lowest are removed. Built-in criteria, in
+``GROUP_CRITERIA``:
 
-* ``magnitude``: ‖(W[k], b[k])‖₂, the L2 norm of the group;
+* ``magnitude``: ‖(W[k], b[k])‖₂, the L2 norm of the group. With a BatchNorm after the
+  layer, the norm of the BatchNorm-folded row and bias (the layer that computes y in eval
+  mode, as ``torch.nn.utils.fusion.fuse_conv_bn_eval`` builds it): ‖(a·W[k], β + a·(b[k] −
+  μ))‖₂ with a = γ/√(σ² + ε), from the running statistics. It is 0 exactly when y is 0 for
+  every input. Torch-Pruning's ``GroupMagnitudeImportance`` instead adds |γ| to the group's
+  norms (and Liu et al. 2017's network slimming ranks by |γ| alone); the folded norm also
+  sees the shift β, and it does not depend on the arbitrary scale of W that BatchNorm
+  divides out;
 * ``taylor`` (Molchanov et al., CVPR 2019): per batch the group's first-order Taylor term
   s = Σ_{w in group} g·w, squared and summed over batches. For a unit with pre-activation
   z = W[k]·x + b[k] the sum telescopes to s = Σ_samples,positions ∂L/∂z · z, the loss change
-  of zeroing that unit's output to first order;
+  of zeroing that unit's output to first order. With an affine BatchNorm after the layer the
+  unit's output is y, and s = γ·∂L/∂γ + β·∂L/∂β = Σ ∂L/∂y · y: Molchanov et al.'s
+  "gate after BN" score (their Sec. 3.2), in train and eval mode alike. (Without the
+  BatchNorm's terms, s of a layer that BatchNorm normalises with batch statistics is 0 for
+  every unit, as the loss does not change when z is scaled);
 * ``fisher``: Σ_{w in W[k]} ½·w²·E[g²], the group sum of the OBD term (weights only: the
   gradient decomposition covers weights, not biases);
 * ``random``: uniform scores (seed option), the baseline.
@@ -73,13 +88,23 @@ class GroupContext:
         layers: dict weight name → module, the layers whose outputs may be removed.
         batches: the ``batches`` given to ``structured_prune`` (or None).
         options: extra keyword options given to ``structured_prune`` (``seed``, ``loss_fn``).
+        norms: dict weight name → the BatchNorm that reads that layer's output directly
+            (layers without one are absent); unit k of the layer is that BatchNorm's output k.
     """
 
-    def __init__(self, model: nn.Module, layers: dict[str, nn.Module], batches, options: dict):
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: dict[str, nn.Module],
+        batches,
+        options: dict,
+        norms: dict[str, nn.Module] | None = None,
+    ):
         self.model = model
         self.layers = layers
         self.batches = batches
         self.options = options
+        self.norms = dict(norms or {})
 
     def require_batches(self) -> Iterable:
         if self.batches is None:
@@ -113,28 +138,60 @@ def _rows(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.detach().reshape(tensor.shape[0], -1)
 
 
+def _folded(module: nn.Module, norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a, c), each of shape (out,): y[k] = a[k]·(W[k]·x) + c[k] is the BatchNorm's output.
+
+    a = γ/√(σ² + ε) and c = β + a·(b − μ) from the running statistics (eval mode); without
+    running statistics μ = 0 and σ² + ε = 1, without affine parameters γ = 1 and β = 0.
+    """
+    width = module.weight.shape[0]
+    ones, zeros = torch.ones(width), torch.zeros(width)
+    ones, zeros = ones.to(module.weight.device), zeros.to(module.weight.device)
+    gamma = ones if norm.weight is None else norm.weight.detach()
+    beta = zeros if norm.bias is None else norm.bias.detach()
+    mean = zeros if norm.running_mean is None else norm.running_mean
+    std = ones if norm.running_var is None else (norm.running_var + norm.eps).sqrt()
+    bias = zeros if module.bias is None else module.bias.detach()
+    scale = gamma / std
+    return scale, beta + scale * (bias - mean)
+
+
 @register_group_criterion("magnitude", needs_data=False)
 def magnitude_groups(ctx: GroupContext) -> GroupScores:
-    """‖(W[k], b[k])‖₂ per output unit k."""
+    """‖(W[k], b[k])‖₂ per output unit k; with a BatchNorm after the layer, the norm of the
+    folded row and bias, ‖(a[k]·W[k], c[k])‖₂ (``_folded``)."""
     scores = {}
     for name, module in ctx.layers.items():
         square = _rows(module.weight).square().sum(1)
+        if name in ctx.norms:
+            scale, shift = _folded(module, ctx.norms[name])
+            scores[name] = (scale.square() * square + shift.square()).sqrt()
+            continue
         if module.bias is not None:
             square = square + module.bias.detach().square()
         scores[name] = square.sqrt()
     return scores
 
 
+def _taylor_parameters(ctx: GroupContext) -> dict[str, list[nn.Parameter]]:
+    """dict weight name → the parameters whose g·w sum to unit k's output Taylor term:
+    the affine BatchNorm's (γ, β) after the layer, else the layer's own (W, b)."""
+    chosen = {}
+    for name, module in ctx.layers.items():
+        norm = ctx.norms.get(name)
+        owner = norm if norm is not None and norm.weight is not None else module
+        chosen[name] = [p for p in (owner.weight, owner.bias) if p is not None]
+    return chosen
+
+
 @register_group_criterion("taylor")
 def taylor_groups(ctx: GroupContext) -> GroupScores:
-    """Σ_batches (Σ_{w in group k} g·w)², g the batch gradient of the mean loss."""
+    """Σ_batches (Σ_{w in group k} g·w)², g the batch gradient of the mean loss; w ranges
+    over (γ[k], β[k]) of the affine BatchNorm after the layer, where there is one."""
     loss_fn = ctx.options.get("loss_fn") or F.cross_entropy
     device = next(ctx.model.parameters()).device
-    params = []
-    for module in ctx.layers.values():
-        params.append(module.weight)
-        if module.bias is not None:
-            params.append(module.bias)
+    owners = _taylor_parameters(ctx)
+    params = [p for group in owners.values() for p in group]
     scores = {name: torch.zeros(m.weight.shape[0], device=device) for name, m in ctx.layers.items()}
     seen = 0
     for inputs, targets in ctx.require_batches():
@@ -143,10 +200,10 @@ def taylor_groups(ctx: GroupContext) -> GroupScores:
         seen += len(inputs)
         loss = loss_fn(ctx.model(inputs.to(device)), targets.to(device))
         grads = iter(torch.autograd.grad(loss, params))
-        for name, module in ctx.layers.items():
-            first_order = (_rows(next(grads)) * _rows(module.weight)).sum(1)
-            if module.bias is not None:
-                first_order = first_order + next(grads) * module.bias.detach()
+        for name, group in owners.items():
+            first_order = (_rows(next(grads)) * _rows(group[0])).sum(1)
+            if len(group) > 1:
+                first_order = first_order + next(grads) * group[1].detach()
             scores[name] += first_order.square()
     if seen == 0:
         raise ValueError("batches yielded no samples: the taylor group criterion needs data.")
@@ -284,6 +341,46 @@ def _run_order(model: nn.Module, example_inputs, modules: dict[str, nn.Module]) 
     return list(dict.fromkeys(order))
 
 
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+def _norms_after(model: nn.Module, example_inputs: tuple, layers: dict[str, nn.Module]):
+    """dict layer name → the BatchNorm whose input is that layer's output, unchanged.
+
+    Found by running ``example_inputs``: a BatchNorm counts only if it receives the very
+    tensor the layer returned, not modified in place since (an in-place ReLU between them
+    would make the folded BatchNorm the wrong function of the layer's output).
+    """
+    produced: dict[int, tuple[str, int]] = {}
+    found: dict[str, nn.Module] = {}
+
+    def layer_hook(_module, _inputs, output, name):
+        if isinstance(output, torch.Tensor):
+            produced[id(output)] = (name, output._version)
+
+    def norm_hook(module, inputs):
+        tensor = inputs[0] if inputs else None
+        if isinstance(tensor, torch.Tensor) and id(tensor) in produced:
+            name, version = produced[id(tensor)]
+            if tensor._version == version and tensor.shape[1] == module.num_features:
+                found.setdefault(name, module)
+
+    handles = [
+        m.register_forward_hook(lambda *args, name=n: layer_hook(*args, name))
+        for n, m in layers.items()
+    ]
+    handles += [
+        m.register_forward_pre_hook(norm_hook) for m in model.modules() if isinstance(m, _NORMS)
+    ]
+    try:
+        with torch.no_grad():
+            model(*example_inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found
+
+
 @dataclass
 class _Coupled:
     """Output units that can only go together: unit k is output k of every producer.
@@ -413,7 +510,8 @@ def _check_scores(scores, layers, criterion) -> None:
 
 
 def _prepare(model, example_inputs, exclude):
-    """The copy to prune, its dependency graph, what finds its groups, and the groups."""
+    """The copy to prune, its dependency graph, what finds its groups, the groups, and the
+    BatchNorm after each layer (``_norms_after``)."""
     import torch_pruning as tp
 
     small = copy.deepcopy(model)
@@ -421,6 +519,7 @@ def _prepare(model, example_inputs, exclude):
         remove_masks(small)
     with _modes_kept(small):
         order = _run_order(small, example_inputs, prunable_modules(small))
+        norms = _norms_after(small, example_inputs, prunable_modules(small))
         graph = tp.DependencyGraph().build_dependency(small, example_inputs=example_inputs)
     if not order:
         raise ValueError("the forward pass on example_inputs ran no nn.Linear or nn.Conv2d.")
@@ -439,7 +538,7 @@ def _prepare(model, example_inputs, exclude):
             f"nothing to prune: every hidden layer is excluded (exclude={patterns}) and the "
             f"classifier {order[-1]!r} keeps its outputs. Exclude fewer parameters."
         )
-    return small, graph, (classifier, patterns, order), groups
+    return small, graph, (classifier, patterns, order), groups, norms
 
 
 def structured_prune(
@@ -508,7 +607,7 @@ def structured_prune(
     _check_supported(model)
     example_inputs = _example_inputs(example_inputs, model)
     modes = {name: module.training for name, module in model.named_modules()}
-    small, graph, grouping, groups = _prepare(model, example_inputs, exclude)
+    small, graph, grouping, groups, norms = _prepare(model, example_inputs, exclude)
     widths = {name: group.width for name, group in groups.items()}
     floors = {name: min(min_width, width) for name, width in widths.items()}
     total = sum(widths.values())
@@ -531,7 +630,10 @@ def structured_prune(
             remove = round(goal * total) - sum(removed.values())
         modules = prunable_modules(small)
         layers = {n: modules[n] for group in groups.values() for n, _, _ in group.producers}
-        scores = GROUP_CRITERIA[criterion](GroupContext(small, layers, batches, options))
+        context = GroupContext(
+            small, layers, batches, options, {n: norms[n] for n in layers if n in norms}
+        )
+        scores = GROUP_CRITERIA[criterion](context)
         _check_scores(scores, layers, criterion)
         scores = {name: values.detach().float().cpu() for name, values in scores.items()}
         current = {name: group.width for name, group in groups.items()}
