@@ -254,6 +254,15 @@ widgets.VBox([slider, readout])
 # dependency graph finds these groups; `gp.structured_prune` adds the scores of a group's
 # layers and removes whole groups. The network has five: two streams (16 and 32 channels)
 # and the inner width of each block.
+#
+# What the next layer reads is a channel *after* its BatchNorm,
+# $y = \gamma (z - \mu)/\sqrt{\sigma^2 + \epsilon} + \beta$, so that is what gets scored.
+# A filter of zeros is not a dead channel: its BatchNorm still outputs the constant
+# $\beta - \gamma \mu / \sqrt{\sigma^2 + \epsilon}$. `magnitude` takes the norm of the
+# filter folded into its BatchNorm (the filter times $\gamma/\sqrt{\sigma^2 + \epsilon}$,
+# and that shift), and `taylor` the Taylor term of $y$,
+# $\gamma\,\partial L/\partial\gamma + \beta\,\partial L/\partial\beta$ (Molchanov et al.
+# 2019).
 
 # %%
 torch.set_num_threads(1)  # the CNN's cells run on one thread: steadier on a shared machine
@@ -318,7 +327,7 @@ assert 0.45 < macs_kept < 0.5
 # channels removes about half the work.
 #
 # **Predict:** which criterion keeps more accuracy, right after removal and after a short
-# fine-tuning: the filter norm (`magnitude`) or Taylor?
+# fine-tuning: the folded filter norm (`magnitude`) or Taylor?
 
 # %%
 cnn_errors = {}
@@ -341,7 +350,7 @@ display(
 )
 
 # %% [markdown]
-# Right after removal the network is barely better than guessing (90% error): every later
+# Right after removal the network is about as good as guessing (90% error): every later
 # layer, and every BatchNorm's running statistics, were fitted to the channels that are gone. A short
 # fine-tuning repairs most of it. One seed, one network: the ranking of the two criteria is
 # an observation, not a law.
@@ -438,8 +447,8 @@ display(
 # %% [markdown]
 # BatchNorm, ReLU and the residual add touch each activation once, with a few operations
 # per value read and written: they are memory-bound, and their work is proportional to the
-# channels (70% stay), not to channels × channels. Their time falls even less than that,
-# because each call also has a fixed cost. And the narrower convolutions ran fewer MACs
+# channels (70% stay), not to channels × channels. Their time falls no faster than the
+# channels, because each call also has a fixed cost. And the narrower convolutions ran fewer MACs
 # per second, so the MACs they save are not all time saved.
 #
 # Second, batch 1. Is there a floor that no pruning can go below? We cut 90% of every

@@ -814,8 +814,9 @@ def test_taylor_with_batchnorm_is_the_taylor_term_of_the_batchnorm_output(digits
     scores = gp.GROUP_CRITERIA["taylor"](GroupContext(model, layers, digits, {}, norms=norms))
     model.load_state_dict(state)  # train mode updated the running statistics: undo it
     reference = {n: torch.zeros(m.weight.shape[0]) for n, m in layers.items()}
+    outputs = {}
     for inputs, targets in digits:
-        outputs = {}
+        outputs.clear()
         handles = [
             norms[n].register_forward_hook(lambda _m, _i, y, n=n: outputs.__setitem__(n, y))
             for n in pairs

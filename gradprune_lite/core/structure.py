@@ -568,7 +568,10 @@ def structured_prune(
     outputs are added together (a residual stream) or tied by a depthwise convolution lose
     the same units together. Such a coupled unit counts once towards ``amount`` and
     ``min_width``, and its score is the sum of the criterion's scores for it over the
-    layers that produce it.
+    layers that produce it. A layer whose output a BatchNorm reads directly is scored as
+    that BatchNorm's output (the unit the next layer sees): ``magnitude`` folds the
+    BatchNorm into the row and bias, ``taylor`` uses γ·∂L/∂γ + β·∂L/∂β (Molchanov et al.
+    2019); a zero filter whose BatchNorm still shifts it is not scored 0.
 
     Args:
         model: built of nn.Linear, nn.Conv2d (groups=1 or depthwise), nn.BatchNorm1d/2d and
