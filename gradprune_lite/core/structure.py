@@ -158,8 +158,10 @@ def _folded(module: nn.Module, norm: nn.Module) -> tuple[torch.Tensor, torch.Ten
 
 @register_group_criterion("magnitude", needs_data=False)
 def magnitude_groups(ctx: GroupContext) -> GroupScores:
-    """‖(W[k], b[k])‖₂ per output unit k; with a BatchNorm after the layer, the norm of the
-    folded row and bias, ‖(a[k]·W[k], c[k])‖₂ (``_folded``)."""
+    """‖(W[k], b[k])‖₂ per output unit k, with any BatchNorm after the layer folded in.
+
+    With a BatchNorm reading the layer's output: ‖(a[k]·W[k], c[k])‖₂ (``_folded``).
+    """
     scores = {}
     for name, module in ctx.layers.items():
         square = _rows(module.weight).square().sum(1)
@@ -186,8 +188,10 @@ def _taylor_parameters(ctx: GroupContext) -> dict[str, list[nn.Parameter]]:
 
 @register_group_criterion("taylor")
 def taylor_groups(ctx: GroupContext) -> GroupScores:
-    """Σ_batches (Σ_{w in group k} g·w)², g the batch gradient of the mean loss; w ranges
-    over (γ[k], β[k]) of the affine BatchNorm after the layer, where there is one."""
+    """Σ_batches (Σ_{w in group k} g·w)², g the batch gradient of the mean loss.
+
+    With an affine BatchNorm reading the layer's output, w ranges over its (γ[k], β[k]).
+    """
     loss_fn = ctx.options.get("loss_fn") or F.cross_entropy
     device = next(ctx.model.parameters()).device
     owners = _taylor_parameters(ctx)
