@@ -30,7 +30,7 @@ from .core.movement import MovementScores
 from .core.prune import prune, sparsity_schedule
 from .core.selection import global_masks, kth_smallest, layerwise_masks
 from .core.sparse import to_sparse
-from .core.stability import RankingStability, ranking_stability
+from .core.stability import RankingStability, mean_interval, ranking_stability
 from .core.stats import GradientStats, gradient_stats, per_sample_gradients
 from .core.structure import GROUP_CRITERIA, register_group_criterion, structured_prune
 
@@ -91,6 +91,7 @@ __all__ = [
     "plots",
     "ranking",
     "ranking_stability",
+    "mean_interval",
     "widgets",
     "current_masks",
     "enforce_masks",

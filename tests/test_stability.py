@@ -10,7 +10,12 @@ import torch
 from conftest import small_mlp
 
 import gradprune_lite as gp
-from gradprune_lite.core.stability import random_overlap_expected, ranks, spearman
+from gradprune_lite.core.stability import (
+    random_overlap_expected,
+    ranks,
+    spearman,
+    t_quantile,
+)
 
 
 @pytest.fixture
@@ -152,3 +157,61 @@ def test_several_sparsities_come_from_one_scoring_and_match_single_calls(mlp, da
         assert result.random_overlap == alone.random_overlap
     with pytest.raises(ValueError, match="empty"):
         gp.ranking_stability(mlp, "taylor", data, [], samples_per_draw=40)
+
+
+def test_independent_pairs_are_disjoint_within_and_drawn_afresh_for_each_pair(mlp, data):
+    x, y = data
+    result = gp.ranking_stability(mlp, "fisher", data, 0.8, n_pairs=4, samples_per_draw=50)
+    assert result.independent_pairs and len(result.draws) == 8
+    assert result.overlaps.shape == (1, 4) and result.rank_correlations.shape == (1, 4)
+    firsts = {tuple(sorted(result.draws[2 * p].tolist())) for p in range(4)}
+    assert len(firsts) == 4  # every pair has its own split
+    for p in range(4):
+        a, b = result.draws[2 * p], result.draws[2 * p + 1]
+        assert len(a) == 50 == len(b) and not set(a.tolist()) & set(b.tolist())
+        masks = [gp.global_masks(gp.score(mlp, "fisher", [(x[d], y[d])]), 0.8) for d in (a, b)]
+        assert result.overlaps[0, p].item() == pytest.approx(gp.mask_overlap(*masks), abs=1e-6)
+    mean, low, high = result.overlap_interval()
+    assert low < mean < high and mean == pytest.approx(result.overlap)
+    assert "independent pairs" in str(result) and "95% CI" in str(result)
+
+
+def test_an_interval_needs_independent_pairs(mlp, data):
+    shared = gp.ranking_stability(mlp, "taylor", data, 0.9, n_draws=3, samples_per_draw=40)
+    with pytest.raises(ValueError, match="n_pairs"):
+        shared.overlap_interval()
+    for kwargs in ({"n_pairs": 0}, {"n_pairs": 3, "n_draws": 3}):
+        with pytest.raises(ValueError, match="n_pairs"):
+            gp.ranking_stability(mlp, "taylor", data, 0.9, samples_per_draw=40, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "probability, df, table",
+    [
+        (0.975, 1, 12.706),
+        (0.975, 4, 2.776),
+        (0.975, 9, 2.262),
+        (0.975, 30, 2.042),
+        (0.95, 10, 1.812),
+    ],
+)
+def test_t_quantile_against_printed_tables(probability, df, table):
+    assert t_quantile(probability, df) == pytest.approx(table, abs=1e-3)
+
+
+def test_mean_interval_covers_the_true_mean_at_its_confidence():
+    # 4,000 samples of 5 normal values: a 95% t interval must cover the mean about 95% of
+    # the time (binomial sd 0.34%); a normal-quantile interval would cover about 88%.
+    g = torch.Generator().manual_seed(0)
+    samples = torch.randn(4000, 5, generator=g, dtype=torch.float64)
+    t = t_quantile(0.975, 4)
+    half = t * samples.std(1) / 5**0.5
+    covered = ((samples.mean(1) - half < 0) & (0 < samples.mean(1) + half)).double().mean()
+    assert covered.item() == pytest.approx(0.95, abs=0.015)
+    mean, low, high = gp.mean_interval(samples[0])
+    assert mean == pytest.approx(samples[0].mean().item())
+    assert (high - low) / 2 == pytest.approx(half[0].item())
+    with pytest.raises(ValueError, match="at least two"):
+        gp.mean_interval([0.3])
+    with pytest.raises(ValueError, match="confidence"):
+        gp.mean_interval([0.3, 0.4], confidence=95)

@@ -2,7 +2,9 @@
 
 A data-driven criterion scores weights from a finite sample of data. Score the same model
 on ``n_draws`` **disjoint** random draws of ``samples_per_draw`` samples, keep the top
-``1 − sparsity`` by each draw's scores, and compare every pair of draws:
+``1 − sparsity`` by each draw's scores, and compare every pair of draws (or, with
+``n_pairs``, score ``n_pairs`` independent pairs of disjoint draws, each pair from its own
+random split, so that the pairs' values are independent and give a confidence interval):
 
 * the **Jaccard overlap** |A ∩ B| / |A ∪ B| of the kept sets (1 = the same mask);
 * the **Spearman rank correlation** of the two score vectors over all weights (1 = the
@@ -15,6 +17,9 @@ construction: perfectly *reproducible*, which says nothing about whether it keep
 right weights. Two independent ``random`` masks that each keep a fraction p = 1 − s of N
 weights share about p²N of them, so their Jaccard overlap is about
 p²N / (2pN − p²N) = p / (2 − p) = (1 − s) / (1 + s): 0.053 at 90% sparsity, 0.026 at 95%.
+
+Pairs among one set of draws share draws, so their values are correlated and their standard
+deviation is no standard error; ``overlap_interval`` therefore needs ``n_pairs``.
 
 Pass several models (say, the same architecture trained from different seeds) to see
 whether a stability figure belongs to one network or to the recipe; their masks are also
@@ -101,6 +106,58 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     return 0.0 if norm == 0 else _exact_sum(ca * cb, bound) / norm
 
 
+def t_quantile(probability: float, df: int) -> float:
+    """The ``probability`` quantile of Student's t distribution with ``df`` degrees of freedom.
+
+    Bisection on the CDF, 1/2 + ∫₀ˣ density, by Simpson's rule on 2,000 intervals (no scipy
+    needed); exact to about 1e-6 for the quantiles an interval needs (0.5 < p < 0.9995).
+    """
+    if not 0.5 < probability < 1.0:
+        raise ValueError(f"probability must be between 0.5 and 1, got {probability!r}.")
+    if not isinstance(df, int) or isinstance(df, bool) or df < 1:
+        raise ValueError(f"df must be an integer ≥ 1, got {df!r}.")
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def density(x: float) -> float:
+        return math.exp(log_norm - (df + 1) / 2 * math.log1p(x * x / df))
+
+    def cdf(x: float, steps: int = 2000) -> float:
+        h = x / steps
+        inner = sum((4 if i % 2 else 2) * density(i * h) for i in range(1, steps))
+        return 0.5 + h / 3 * (density(0.0) + inner + density(x))
+
+    low, high = 0.0, 1.0
+    while cdf(high) < probability:
+        low, high = high, 2 * high
+    for _ in range(40):
+        middle = (low + high) / 2
+        low, high = (middle, high) if cdf(middle) < probability else (low, middle)
+    return (low + high) / 2
+
+
+def mean_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of independent values and its two-sided t interval,
+    mean ± t(1 − (1 − confidence)/2, n − 1) · sd / √n.
+
+    Raises:
+        ValueError: with fewer than two values (one value has no spread to estimate) or a
+            confidence outside (0, 1).
+    """
+    values = [float(v) for v in (values.flatten() if torch.is_tensor(values) else values)]
+    if len(values) < 2:
+        raise ValueError(
+            f"an interval needs at least two independent values, got {len(values)}; measure "
+            "more pairs of draws (n_pairs) or seeds."
+        )
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence!r}.")
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = t_quantile(1 - (1 - confidence) / 2, n - 1) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
 def random_overlap_expected(sparsity: float) -> float:
     """Jaccard overlap of two independent random masks at ``sparsity`` s: (1 − s) / (1 + s)."""
     s = check_sparsity(sparsity)
@@ -123,7 +180,11 @@ class RankingStability:
         random_overlap: measured overlap of independent ``random`` masks (mean over pairs);
             ``nan`` when references were not asked for.
         random_expected: (1 − s) / (1 + s), what ``random_overlap`` should be near.
-        draws: one index tensor per draw into the data given; pairwise disjoint.
+        draws: one index tensor per draw into the data given. Without ``n_pairs`` all draws
+            are pairwise disjoint; with it, pair p is ``draws[2p]``, ``draws[2p + 1]``,
+            disjoint within the pair, and each pair comes from its own random split.
+        independent_pairs: True when the pairs came from ``n_pairs`` independent splits
+            (their values are independent, so ``overlap_interval`` applies).
     """
 
     criterion: str
@@ -137,6 +198,7 @@ class RankingStability:
     random_overlap: float
     random_expected: float
     draws: list[torch.Tensor]
+    independent_pairs: bool = False
 
     @property
     def overlap(self) -> float:
@@ -159,12 +221,35 @@ class RankingStability:
         n = self.rank_correlations.numel()
         return float(self.rank_correlations.std()) if n > 1 else 0.0
 
+    def _interval(self, values: torch.Tensor, confidence: float) -> tuple[float, float, float]:
+        if not self.independent_pairs:
+            raise ValueError(
+                "pairs among one set of draws share draws, so they give no confidence "
+                "interval; measure with n_pairs (independent pairs of disjoint draws)."
+            )
+        # Models scored on the same pair are not independent: average them per pair first.
+        return mean_interval(values.mean(0), confidence)
+
+    def overlap_interval(self, confidence: float = 0.95) -> tuple[float, float, float]:
+        """(mean, low, high) of the Jaccard overlap over independent pairs of draws."""
+        return self._interval(self.overlaps, confidence)
+
+    def rank_correlation_interval(self, confidence: float = 0.95) -> tuple[float, float, float]:
+        """(mean, low, high) of the Spearman correlation over independent pairs of draws."""
+        return self._interval(self.rank_correlations, confidence)
+
     def __str__(self) -> str:
         # A spread needs at least two values: one pair of draws prints its value alone,
         # never "± 0.000", and a spread says what it is over.
         models, pairs = self.overlaps.shape
         overlap, correlation = f"{self.overlap:.3f}", f"{self.rank_correlation:.3f}"
-        if self.overlaps.numel() > 1:
+        if self.independent_pairs and pairs > 1:
+            _, low, high = self.overlap_interval()
+            _, c_low, c_high = self.rank_correlation_interval()
+            overlap += f" [95% CI {low:.3f}, {high:.3f}]"
+            correlation += f" [95% CI {c_low:.3f}, {c_high:.3f}]"
+            over = f" (mean over {pairs} independent pairs of draws)"
+        elif self.overlaps.numel() > 1:
             overlap += f" ± {self.overlap_spread:.3f}"
             correlation += f" ± {self.rank_correlation_spread:.3f}"
             over = f" (sd over {models} model(s) × {pairs} pair(s) of draws)"
@@ -219,22 +304,6 @@ def _flat(scores: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.cat([s.flatten() for s in scores.values()])
 
 
-def _pair_overlaps(
-    scores: Sequence[dict[str, torch.Tensor]], select, sparsity: float
-) -> list[float]:
-    """Jaccard overlap of the masks of every pair of score dicts (combinations order)."""
-    masks = [select(s, sparsity) for s in scores]
-    return [
-        mask_overlap(masks[i], masks[j]) for i, j in itertools.combinations(range(len(masks)), 2)
-    ]
-
-
-def _pair_correlations(scores: Sequence[dict[str, torch.Tensor]]) -> list[float]:
-    """Spearman correlation of every pair of score dicts over all weights."""
-    flats = [_flat(s) for s in scores]
-    return [spearman(flats[i], flats[j]) for i, j in itertools.combinations(range(len(flats)), 2)]
-
-
 def _check_sparsities(sparsity) -> list[float]:
     values = [sparsity] if not isinstance(sparsity, (list, tuple)) else list(sparsity)
     if not values:
@@ -255,6 +324,7 @@ def ranking_stability(
     sparsity: float | Sequence[float],
     *,
     n_draws: int = 2,
+    n_pairs: int | None = None,
     samples_per_draw: int = 1000,
     seed: int = 0,
     scope: str = "global",
@@ -273,6 +343,9 @@ def ranking_stability(
             fractions, all measured from one scoring of each draw (scoring is the costly
             part, selecting masks is cheap).
         n_draws: number of disjoint draws (at least 2); every pair is compared.
+        n_pairs: instead, this many independent pairs of disjoint draws, each pair from its
+            own random split of ``data`` (``n_draws`` must stay 2). Their values are
+            independent, so ``.overlap_interval()`` gives a confidence interval.
         samples_per_draw: samples in each draw; ``n_draws * samples_per_draw`` ≤ N.
         seed: seeds the random split of ``data`` into draws (and the random reference).
         scope: ``"global"`` (one threshold) or ``"layerwise"`` (same sparsity per layer).
@@ -289,7 +362,8 @@ def ranking_stability(
 
     Raises:
         ValueError: on an unknown criterion or scope, a sparsity outside (0, 1), fewer than
-            two draws, or more samples requested than ``data`` holds. Nothing is scored then.
+            two draws, ``n_pairs`` below 1 or given with ``n_draws`` other than 2, or more
+            samples requested than ``data`` holds. Nothing is scored then.
     """
     if criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {criterion!r}; valid names are {sorted(CRITERIA)}.")
@@ -303,6 +377,14 @@ def ranking_stability(
     ):
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise ValueError(f"{name} must be an integer ≥ {least}, got {value!r}.")
+    if n_pairs is not None:
+        if not isinstance(n_pairs, int) or isinstance(n_pairs, bool) or n_pairs < 1:
+            raise ValueError(f"n_pairs must be an integer ≥ 1 or None, got {n_pairs!r}.")
+        if n_draws != 2:
+            raise ValueError(
+                f"give n_draws (all pairs of one set of draws) or n_pairs (independent pairs), "
+                f"not both: n_pairs={n_pairs} with n_draws={n_draws}."
+            )
     images, labels = _as_tensors(data)
     models = _as_models(model)
     needed = n_draws * samples_per_draw
@@ -312,13 +394,32 @@ def ranking_stability(
             f"but data holds {len(labels):,}. Use fewer or smaller draws, or more data."
         )
 
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-    draws = [order[d * samples_per_draw : (d + 1) * samples_per_draw] for d in range(n_draws)]
+    if n_pairs is None:
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+        draws = [order[d * samples_per_draw : (d + 1) * samples_per_draw] for d in range(n_draws)]
+        pairs = list(itertools.combinations(range(n_draws), 2))
+    else:
+        # One split per pair: pairs may share samples with each other (so that they are
+        # independent samples of the same statistic), never within a pair.
+        draws = []
+        for p in range(n_pairs):
+            generator = torch.Generator().manual_seed(seed + 1000 * p)
+            order = torch.randperm(len(labels), generator=generator)
+            draws += [order[:samples_per_draw], order[samples_per_draw : 2 * samples_per_draw]]
+        pairs = [(2 * p, 2 * p + 1) for p in range(n_pairs)]
     select = global_masks if scope == "global" else layerwise_masks
 
     def batches_of(draw: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         parts = draw.split(batch_size)
         return [(images[p.to(images.device)], labels[p.to(labels.device)]) for p in parts]
+
+    def pair_overlaps(scores: Sequence[dict[str, torch.Tensor]], value: float) -> list[float]:
+        masks = [select(s, value) for s in scores]
+        return [mask_overlap(masks[i], masks[j]) for i, j in pairs]
+
+    def pair_correlations(scores: Sequence[dict[str, torch.Tensor]]) -> list[float]:
+        flats = [_flat(s) for s in scores]
+        return [spearman(flats[i], flats[j]) for i, j in pairs]
 
     def options_for(name: str, draw_index: int) -> dict:
         # A random "criterion" must draw independently on each draw, or it would be
@@ -333,27 +434,27 @@ def ranking_stability(
         for m in models
     ]
     correlations = torch.tensor(
-        [_pair_correlations(s) for s in scores_per_model], dtype=torch.float64
+        [pair_correlations(s) for s in scores_per_model], dtype=torch.float64
     )
     reference_scores = (
         {
             "magnitude": [score(models[0], "magnitude") for _ in draws],
-            "random": [score(models[0], "random", seed=seed + d) for d in range(n_draws)],
+            "random": [score(models[0], "random", seed=seed + d) for d in range(len(draws))],
         }
         if references
         else {}
     )
 
     def measured_at(value: float) -> RankingStability:
-        overlaps = [_pair_overlaps(s, select, value) for s in scores_per_model]
+        overlaps = [pair_overlaps(s, value) for s in scores_per_model]
         first_draw_masks = [select(s[0], value) for s in scores_per_model]
         across = [mask_overlap(a, b) for a, b in itertools.combinations(first_draw_masks, 2)]
 
         def mean_reference_overlap(reference: str) -> float:
             if reference not in reference_scores:
                 return float("nan")
-            pairs = _pair_overlaps(reference_scores[reference], select, value)
-            return sum(pairs) / len(pairs)
+            values = pair_overlaps(reference_scores[reference], value)
+            return sum(values) / len(values)
 
         return RankingStability(
             criterion=criterion,
@@ -367,6 +468,7 @@ def ranking_stability(
             random_overlap=mean_reference_overlap("random"),
             random_expected=random_overlap_expected(value),
             draws=draws,
+            independent_pairs=n_pairs is not None,
         )
 
     if isinstance(sparsity, (list, tuple)):
