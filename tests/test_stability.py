@@ -174,6 +174,11 @@ def test_independent_pairs_are_disjoint_within_and_drawn_afresh_for_each_pair(ml
     mean, low, high = result.overlap_interval()
     assert low < mean < high and mean == pytest.approx(result.overlap)
     assert "independent pairs" in str(result) and "95% CI" in str(result)
+    bare = gp.ranking_stability(
+        mlp, "fisher", data, 0.8, n_pairs=4, samples_per_draw=50, correlations=False
+    )
+    assert torch.equal(bare.overlaps, result.overlaps)
+    assert bool(bare.rank_correlations.isnan().all())
 
 
 def test_an_interval_needs_independent_pairs(mlp, data):

@@ -172,7 +172,8 @@ class RankingStability:
         criterion, sparsity, scope, samples_per_draw: the settings.
         overlaps: (n_models, n_pairs) Jaccard overlap of the kept sets for every model and
             every pair of draws (pairs in ``itertools.combinations`` order).
-        rank_correlations: (n_models, n_pairs) Spearman correlation of the scores, same order.
+        rank_correlations: (n_models, n_pairs) Spearman correlation of the scores, same order
+            (``nan`` when not asked for).
         across_models: (n_model_pairs,) Jaccard overlap between the masks of two different
             models scored on the same (first) draw; empty for a single model.
         magnitude_overlap: the same draw-to-draw overlap for ``magnitude`` (1.0: data-free);
@@ -242,12 +243,14 @@ class RankingStability:
         # A spread needs at least two values: one pair of draws prints its value alone,
         # never "± 0.000", and a spread says what it is over.
         models, pairs = self.overlaps.shape
+        with_correlation = not bool(self.rank_correlations.isnan().any())
         overlap, correlation = f"{self.overlap:.3f}", f"{self.rank_correlation:.3f}"
         if self.independent_pairs and pairs > 1:
             _, low, high = self.overlap_interval()
-            _, c_low, c_high = self.rank_correlation_interval()
             overlap += f" [95% CI {low:.3f}, {high:.3f}]"
-            correlation += f" [95% CI {c_low:.3f}, {c_high:.3f}]"
+            if with_correlation:
+                _, c_low, c_high = self.rank_correlation_interval()
+                correlation += f" [95% CI {c_low:.3f}, {c_high:.3f}]"
             over = f" (mean over {pairs} independent pairs of draws)"
         elif self.overlaps.numel() > 1:
             overlap += f" ± {self.overlap_spread:.3f}"
@@ -255,10 +258,11 @@ class RankingStability:
             over = f" (sd over {models} model(s) × {pairs} pair(s) of draws)"
         else:
             over = " (one pair of draws: no spread)"
+        correlation = f", rank correlation {correlation}" if with_correlation else ""
         text = (
             f"{self.criterion} at {self.sparsity:.0%} ({self.scope}), "
-            f"{self.samples_per_draw:,} samples per draw: overlap {overlap}, rank correlation "
-            f"{correlation}{over} (magnitude {self.magnitude_overlap:.3f}, "
+            f"{self.samples_per_draw:,} samples per draw: overlap {overlap}{correlation}"
+            f"{over} (magnitude {self.magnitude_overlap:.3f}, "
             f"random {self.random_overlap:.3f}, expected {self.random_expected:.3f})"
         )
         if self.across_models.numel():
@@ -330,6 +334,7 @@ def ranking_stability(
     scope: str = "global",
     batch_size: int = 1000,
     references: bool = True,
+    correlations: bool = True,
     **options,
 ) -> RankingStability | dict[float, RankingStability]:
     """Score on disjoint random draws of ``data`` and compare the resulting masks.
@@ -352,6 +357,8 @@ def ranking_stability(
         batch_size: samples per forward/backward pass while scoring a draw.
         references: also measure the magnitude and random references (cheap, but skip them
             in a sweep that repeats one setting); when False both are ``nan``.
+        correlations: also compute the Spearman correlations (an exact rank of every
+            weight, the slowest part for a small draw); when False they are ``nan``.
         **options: passed to ``gp.score`` (e.g. ``loss_fn``, ``temperature``).
 
     Returns:
@@ -433,8 +440,12 @@ def ranking_stability(
         ]
         for m in models
     ]
-    correlations = torch.tensor(
-        [pair_correlations(s) for s in scores_per_model], dtype=torch.float64
+    correlations_per_model = torch.tensor(
+        [
+            pair_correlations(s) if correlations else [math.nan] * len(pairs)
+            for s in scores_per_model
+        ],
+        dtype=torch.float64,
     )
     reference_scores = (
         {
@@ -462,7 +473,7 @@ def ranking_stability(
             scope=scope,
             samples_per_draw=samples_per_draw,
             overlaps=torch.tensor(overlaps, dtype=torch.float64),
-            rank_correlations=correlations,
+            rank_correlations=correlations_per_model,
             across_models=torch.tensor(across, dtype=torch.float64),
             magnitude_overlap=mean_reference_overlap("magnitude"),
             random_overlap=mean_reference_overlap("random"),
