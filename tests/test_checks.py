@@ -319,6 +319,33 @@ def test_stability_checks_name_pruned_sets_and_shared_digits():
         gp.checks.check_disjoint_draws(overlapping)
 
 
+def _interval(values, t_of, spread):
+    """A mean ± t · spread / √n interval, with the quantile and the spread passed in."""
+    x = torch.tensor(values, dtype=torch.float64)
+    half = t_of(len(values)) * spread(x) / len(values) ** 0.5
+    return x.mean().item(), x.mean().item() - half, x.mean().item() + half
+
+
+def test_mean_interval_check_accepts_the_t_interval_and_names_each_slip():
+    from gradprune_lite.core.stability import t_quantile
+
+    def t(n):
+        return t_quantile(0.975, n - 1)
+
+    assert gp.checks.check_mean_interval(lambda v: _interval(v, t, lambda x: x.std()))
+    slips = {
+        "not the normal 1.96": (lambda n: 1.96, lambda x: x.std()),
+        "n − 1 in the denominator": (t, lambda x: x.std(correction=0)),
+    }
+    for message, (quantile, spread) in slips.items():
+        with pytest.raises(AssertionError, match=message):
+            gp.checks.check_mean_interval(lambda v, q=quantile, s=spread: _interval(v, q, s))
+    with pytest.raises(AssertionError, match="divide the standard deviation"):
+        gp.checks.check_mean_interval(
+            lambda v: _interval(v, lambda n: t(n) * n**0.5, lambda x: x.std())
+        )
+
+
 def rejects(check, answer, message):
     """``check(answer)`` fails with one line that matches ``message``."""
     with pytest.raises(gp.checks.CheckFailed, match=message) as failure:

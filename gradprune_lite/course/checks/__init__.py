@@ -17,7 +17,7 @@ from .movement import check_cubic_sparsity, check_fine_prune, check_movement_mas
 from .obs import check_damped_fisher, check_fc3_per_sample_gradients, check_obs_prune
 from .per_sample import check_linear_gradient_stats
 from .sensitivity import check_choose_layer_sparsities, check_sensitivity_scan
-from .stability import check_disjoint_draws, check_jaccard
+from .stability import check_disjoint_draws, check_jaccard, check_mean_interval
 from .taylor import check_taylor_score
 from .threshold import check_global_threshold
 
@@ -38,6 +38,7 @@ __all__ = [
     "check_largest_sparsity",
     "check_linear_gradient_stats",
     "check_mask_hook",
+    "check_mean_interval",
     "check_movement_masks",
     "check_obs_prune",
     "check_remove_conv1_channel",

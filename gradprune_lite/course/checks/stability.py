@@ -1,11 +1,14 @@
-"""Exercise 9: ranking stability, measured on disjoint draws with the Jaccard index."""
+"""Exercise 9: ranking stability, measured on disjoint draws with the Jaccard index, and
+the confidence interval of a mean over independent pairs of draws."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 
+from ...core.stability import mean_interval, t_quantile
 from ._common import call, check_tensor, self_check
 
 
@@ -105,3 +108,43 @@ def check_disjoint_draws(disjoint_draws: Callable) -> bool:
         "The second draw is the first shifted by a constant: take the next n of one "
         "random permutation instead."
     )
+
+
+@self_check
+def check_mean_interval(student_interval: Callable) -> bool:
+    """Check ``mean_interval(values) -> (mean, low, high)``: the mean of independent values
+    and its two-sided 95% t interval, mean ± t(0.975, n − 1) · s / √n with the sample
+    standard deviation s (n − 1 in its denominator). Compared with the library's
+    ``gp.mean_interval`` on samples of 3, 5 and 10 values, to 0.1% of the half-width (so
+    that a t read from a printed table passes); the usual slips are named."""
+    generator = torch.Generator().manual_seed(9)
+    for n in (3, 5, 10):
+        values = (0.4 + 0.05 * torch.randn(n, generator=generator, dtype=torch.float64)).tolist()
+        got = call(student_interval, "mean_interval", list(values))
+        assert isinstance(got, (tuple, list)) and len(got) == 3, (
+            "mean_interval must return three numbers: (mean, low, high)."
+        )
+        mean, low, high = (float(v) for v in got)
+        want_mean, want_low, want_high = mean_interval(values)
+        assert abs(mean - want_mean) < 1e-9, f"The mean of {n} values is wrong: {mean}."
+        half, want_half = (high - low) / 2, (want_high - want_low) / 2
+        assert abs((low + high) / 2 - want_mean) < 1e-9, "The interval must be centred on the mean."
+        # A t from a printed table (3 decimals) is exact to about 1e-4 of the half-width.
+        if abs(half - want_half) < 1e-3 * want_half:
+            continue
+        sd = float(torch.tensor(values, dtype=torch.float64).std())
+        population = sd * math.sqrt((n - 1) / n)
+        t = t_quantile(0.975, n - 1)
+        assert abs(half - 1.96 * sd / math.sqrt(n)) > 1e-3 * want_half, (
+            f"With {n} values use Student's t with {n - 1} degrees of freedom, not the normal 1.96."
+        )
+        assert abs(half - t * population / math.sqrt(n)) > 1e-3 * want_half, (
+            "Use the sample standard deviation, with n − 1 in the denominator (torch's default)."
+        )
+        assert abs(half - t * sd) > 1e-3 * want_half, (
+            "The interval is for the mean: divide the standard deviation by √n."
+        )
+        raise AssertionError(
+            f"For {n} values the half-width is {half:.5f}; expected "
+            f"t(0.975, {n - 1}) · s / √n = {want_half:.5f}."
+        )

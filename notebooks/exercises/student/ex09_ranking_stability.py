@@ -27,10 +27,21 @@
 # counted over all layers together. Two random masks that each keep 10% have
 # $J \approx 0.01/0.19 \approx 0.05$; identical masks have $J = 1$.
 #
+# One pair of draws gives one value of $J$; another pair gives another. To say how stable a
+# criterion is, and whether two criteria differ, measure **several independent pairs** and
+# report the mean with a **95% confidence interval** of the mean,
+# $$\bar J \pm t_{0.975,\,k-1}\,\frac{s}{\sqrt k},$$
+# where $k$ is the number of pairs, $s$ the sample standard deviation of their values
+# ($k-1$ in its denominator) and $t_{0.975,\,k-1}$ the 0.975 quantile of Student's $t$
+# distribution with $k-1$ degrees of freedom (`T_975` below, from a printed table: with
+# few pairs it is well above the normal 1.96).
+#
 # Write
 # - `jaccard(masks_a, masks_b)` → float, for dicts name → bool mask (True = kept);
 # - `disjoint_draws(n, total, seed)` → two tensors of `n` indices in `[0, total)`, with no
-#   index in common, reproducible from `seed`.
+#   index in common, random, reproducible from `seed`;
+# - `mean_interval(values)` → `(mean, low, high)`, the 95% interval above for a list of
+#   independent values.
 
 # %%
 import torch
@@ -39,6 +50,8 @@ import gradprune_lite as gp
 
 torch.set_num_threads(2)
 _ = torch.manual_seed(0)
+# 0.975 quantiles of Student's t, by degrees of freedom (any printed t table)
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 # %% nbgrader={"grade": false, "grade_id": "stability", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -52,39 +65,58 @@ def disjoint_draws(n, total, seed):
     raise NotImplementedError()
 
 
+def mean_interval(values):
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
 # %% nbgrader={"grade": true, "grade_id": "check_stability", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 gp.checks.check_jaccard(jaccard)
 gp.checks.check_disjoint_draws(disjoint_draws)
+gp.checks.check_mean_interval(mean_interval)
 
 # %% [markdown]
 # ## Fisher against Taylor on the trained network
 #
 # We score on training digits (the scores choose nothing here, so no held-out data is
-# spent) with $n$ from 100 to 25,000 per draw. **Predict:** does the Jaccard index of both
-# criteria climb towards 1 as $n$ grows?
+# spent) with $n$ from 100 to 10,000 per draw, and **4 independent pairs** of draws for each
+# $n$: pair $i$ comes from `disjoint_draws(n, len(train), seed=i)`, so each pair is a fresh
+# random split (pairs may share digits with each other, which is what makes them
+# independent samples; the two draws of one pair never do). **Predict:** does the Jaccard
+# index of both criteria climb towards 1 as $n$ grows?
 
 # %%
 model = gp.trained("lenet_300_100")
 train, validation, test = gp.splits()
-sizes = [100, 1000, 3000, 10000, 25000]
+sizes = [100, 1000, 3000, 10000]
+pairs = 4
 
 
-def masks_on(criterion, indices, sparsity=0.9):
+def scores_on(criterion, indices):
     batches = [
         (train.images[indices[s : s + 5000]], train.labels[indices[s : s + 5000]])
         for s in range(0, len(indices), 5000)
     ]
-    return gp.global_masks(gp.score(model, criterion, batches), sparsity)
+    return gp.score(model, criterion, batches)
+
+
+def masks_on(criterion, indices, sparsity=0.9):
+    return gp.global_masks(scores_on(criterion, indices), sparsity)
 
 
 agreement = {}
 for criterion in ("fisher", "taylor"):
     for n in sizes:
-        first, second = disjoint_draws(n, len(train), seed=0)
-        agreement[criterion, n] = jaccard(masks_on(criterion, first), masks_on(criterion, second))
-print("n      " + "".join(f"{n:>8,}" for n in sizes))
+        values = []
+        for pair in range(pairs):
+            first, second = disjoint_draws(n, len(train), seed=pair)
+            values.append(jaccard(masks_on(criterion, first), masks_on(criterion, second)))
+        agreement[criterion, n] = mean_interval(values)
+print(f"Jaccard at 90%, mean of {pairs} pairs [95% interval]")
+print("n      " + "".join(f"{n:>20,}" for n in sizes))
 for criterion in ("fisher", "taylor"):
-    print(f"{criterion:<7}" + "".join(f"{agreement[criterion, n]:>8.2f}" for n in sizes))
+    cells = ["{:.2f} [{:.2f}, {:.2f}]".format(*agreement[criterion, n]) for n in sizes]
+    print(f"{criterion:<7}" + "".join(f"{c:>20}" for c in cells))
 
 # %% [markdown]
 # ## Open experiment
@@ -102,8 +134,14 @@ raise NotImplementedError()
 # **Q1.** Why must the two draws be disjoint? What would the measured $J$ mean if the
 # small-sample masks used digits 0–799 and the reference used digits 0–999?
 #
-# **Q2 (open experiment).** State your question, what you expected, what you measured, and
-# what it means (and does not mean), in 5–8 sentences. Compare with the random baseline.
+# **Q2 (sample size).** From your table: how many digits per draw does Fisher need before
+# the *lower* end of its 95% interval is above $J = 0.5$ at 90% sparsity? Answer with a
+# range of the sizes measured, and say why the lower end, not the mean, is the right thing
+# to read.
+#
+# **Q3 (open experiment).** State your question, what you expected, what you measured, and
+# what it means (and does not mean), in 5–8 sentences. Compare with the random baseline,
+# and say whether your differences are larger than their intervals.
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "q_stability", "locked": false, "points": 4, "schema_version": 3, "solution": true, "task": false}
 # YOUR ANSWER HERE
