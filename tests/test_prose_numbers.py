@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = {
     "01": "notebooks/01_gradient_decomposition.ipynb",
     "02": "notebooks/02_ranking.ipynb",
+    "03": "notebooks/03_pruning.ipynb",
     "04": "notebooks/04_mnist_evaluation.ipynb",
     "05": "notebooks/05_second_order.ipynb",
     "06": "notebooks/06_structure_and_speed.ipynb",
@@ -50,7 +51,7 @@ NOTEBOOKS = {
         for path in sorted((ROOT / "notebooks" / "exercises").glob("ex*.ipynb"))
     },
 }
-QUOTES_RESULTS = {"04", "05", "07", "ex11"}  # notebooks whose prose cites docs/RESULTS.md
+QUOTES_RESULTS = {"03", "04", "05", "07", "ex11"}  # notebooks whose prose cites docs/RESULTS.md
 
 # (where, number, why it is not a result of the notebook). "where" is a notebook key, or
 # "INSTRUCTORS <key>" for a section of docs/INSTRUCTORS.md.
@@ -71,6 +72,10 @@ NOT_RESULTS = [
     ("02", "0.9", "the second yardstick, 0.9, in the extrapolation table's header"),
     ("04", "1.7", "SNIP's published dense error (Lee et al. 2019, Table 1)"),
     ("06", "2104.08378", "the arXiv number of Mishra et al. 2021, a citation"),
+    ("02", "0.975", "the quantile of Student's t for a two-sided 95% interval"),
+    ("02", "2.78", "t(0.975, 4): Student's t for 5 pairs, a table constant"),
+    ("04", "0.975", "the quantile of Student's t for a two-sided 95% interval"),
+    ("04", "4.30", "t(0.975, 2): Student's t for 3 seeds, a table constant"),
     ("INSTRUCTORS 01", "4.6", "P(|z| > 2) for pure noise, 4.55%"),
     ("INSTRUCTORS ex02", "0.37", "a sparsity the check tries, where int() and round() differ"),
     ("INSTRUCTORS ex05", "0.94", "1,000 × 235,200 × 4 bytes, arithmetic on sizes"),
@@ -87,9 +92,15 @@ NOT_RESULTS = [
     ("ex07", "5.5", "235,200² ≈ 5.5·10¹⁰, arithmetic on sizes"),
     ("ex09", "0.19", "2p − p² at p = 0.1, a worked example"),
     ("ex03", "0.9", "the check's momentum, given in the exercise"),
+    ("ex09", "0.975", "the quantile of Student's t for a two-sided 95% interval"),
+    ("ex09", "1.96", "the normal quantile, named as what not to use with few pairs"),
+    ("ex09", "0.5", "the J = 0.5 threshold that question 2 asks about"),
+    ("ex09", "3.18", "t(0.975, 3): Student's t for 4 pairs, a table constant"),
     ("ex10", "0.05", "the learning rate"),
     ("ex10", "0.9", "the momentum"),
     ("INSTRUCTORS 02", "0.95", "the stability yardstick"),
+    ("INSTRUCTORS ex09", "0.975", "the quantile of Student's t for a two-sided 95% interval"),
+    ("INSTRUCTORS ex09", "1.96", "the normal quantile, a slip the check names"),
     ("INSTRUCTORS 04", "1.6", "SNIP's published error at 95%"),
     ("INSTRUCTORS 04", "2.4", "SNIP's published error at 98%"),
     ("INSTRUCTORS 04", "0.0005", "SNIP's weight decay"),
