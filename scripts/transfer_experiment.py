@@ -9,7 +9,7 @@ Split MNIST. LeNet-300-100 (``gp.models.lenet_300_100(seed)``) is pretrained on 
 (``transfer.PRETRAIN``: 5 epochs, SGD momentum 0.9, lr 0.05 cosine, batch 128), its head ``fc3`` is
 replaced by a new 100→5 layer, and it is fine-pruned on digits 5-9 (labels 5-9 read as
 0-4). The new head is not pruned (its weights are random when pruning starts); the
-sparsity is over ``fc1`` and ``fc2`` (265,500 weights).
+sparsity is over ``fc1`` and ``fc2`` (265,200 weights).
 
 Every training split comes from ``gp.splits()``: the 55,000 training digits train, the
 5,000 held-out validation digits choose the learning rate, the test digits 5-9 are only
