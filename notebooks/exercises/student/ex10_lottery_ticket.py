@@ -28,15 +28,18 @@
 # the mask's shape. (For large networks, Frankle et al. later rewind to the weights of an
 # early training iteration instead of iteration 0; for LeNet-300-100 iteration 0 works.)
 #
-# A control is only fair if it differs from the ticket in nothing else. The default
-# initialisation draws a weight with std $\sigma \propto 1/\sqrt{\text{fan-in}}$, so that a
-# unit's input has the same variance in every layer. After pruning 97% of the weights, a
+# A fair control differs from the ticket in as little as possible, yet is a network that
+# can train. The default initialisation draws a weight with std
+# $\sigma \propto 1/\sqrt{\text{fan-in}}$, so that a unit's input has the same variance in
+# every layer. After pruning 97% of the weights, a
 # unit of `fc1` keeps only a few of its 784 inputs: drawn at the default scale, its input
-# is $\sqrt{784/k}$ times too small for $k$ surviving inputs, and the signal fades layer by
-# layer. So the fair control draws unit $i$'s surviving weights with std
+# is $\sqrt{784/k}$ times smaller than the initialisation intends for $k$ surviving
+# inputs. So the fair control restores the intended scale: it draws unit $i$'s surviving
+# weights with std
 # $$\sigma\,\sqrt{\frac{\text{fan-in}}{k_i}},$$
 # $\sigma$ being the layer's initial std and $k_i$ the number of inputs unit $i$ keeps, and
-# it keeps the ticket's biases.
+# it keeps the ticket's biases. (The ticket itself is not rescaled: its surviving weights
+# keep their initial values. Keep that difference in mind when you compare the two.)
 #
 # Write
 # - `rewind(init_state, masks)` → a `gp.models.lenet_300_100()` holding the initial
