@@ -208,9 +208,12 @@ assert errors["OBS (choice + update)"] < errors["magnitude"]
 # when $\lambda$ is too small, and when it is very large (what does OBS turn into)?
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "q1_damping", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
-# $F = \frac1N\sum_n g_n g_n^\top$ has rank at most $N$ and in practice many nearly flat
-# directions (e.g. from hidden units that are almost never active after the ReLU), so it is singular or badly
-# conditioned; $\lambda I$ makes it invertible. With $\lambda$ too small, $H^{-1}$ has huge
+# $F = \frac1N\sum_n g_n g_n^\top$ is singular here even with $N$ = 1,000 digits for its
+# 1,000 rows: each $d_n$ sums to zero over the ten classes, so no $g_n$ has a component
+# along the 100 directions that change a hidden unit's weight equally in every class; and
+# most digits are classified so confidently that their $d_n$, hence $g_n$, is almost zero,
+# so few digits really contribute (hidden units that are rarely active add flat
+# directions too). So it is singular or badly conditioned; $\lambda I$ makes it invertible. With $\lambda$ too small, $H^{-1}$ has huge
 # entries along the flat directions and the update makes large, noisy moves that the
 # quadratic model cannot be trusted for. With $\lambda$ very large, $H^{-1} \approx I/\lambda$:
 # the update only zeroes $w_q$ (no compensation) and $L_q \approx \lambda w_q^2/2$, so OBS
