@@ -1083,11 +1083,18 @@ def fresh_biases(init_state, masks, seed):
     return model
 
 
+def per_column_scale(init_state, masks, seed):
+    generator = torch.Generator().manual_seed(seed)
+    state = copy.deepcopy(init_state)
+    for name, mask in masks.items():
+        kept = mask.sum(0, keepdim=True).clamp(min=1)
+        std = init_state[name].std() * (mask.shape[0] / kept).sqrt()
+        state[name] = torch.randn(mask.shape, generator=generator) * std * mask
+    return rewind_ticket(state, masks)
+
+
 CONTROL_CORRECT = {
     "normal": control_from(lambda s, g: torch.randn(s, generator=g)),
-    # On the check's mask the units' surviving fan-ins are alike, so a layer's average
-    # fan-in gives nearly the same scale; the check does not tell the two apart.
-    "one scale per layer": layer_average_scale,
     "uniform, unit variance": control_from(uniform_unit_variance),
 }
 CONTROL_WRONG = {
@@ -1096,6 +1103,10 @@ CONTROL_WRONG = {
     "the ticket's values shuffled": (shuffled_ticket, "reshuffled"),
     "the ticket itself": (lambda i, m, s: rewind_ticket(i, m), "ticket's initial weights"),
     "new biases": (fresh_biases, "keep the initial biases"),
+    # The exercise's mask at 97% gives fc1's units very different fan-ins; the check's
+    # second mask does too, so one scale for the whole layer is caught there.
+    "one scale per layer": (layer_average_scale, "its own surviving fan-in"),
+    "scaled per column (fan-out)": (per_column_scale, "its own surviving fan-in"),
     "same draw for every seed": (
         lambda i, m, s: control_from(lambda sh, g: torch.randn(sh, generator=g))(i, m, 0),
         "Another seed",

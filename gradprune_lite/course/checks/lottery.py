@@ -68,6 +68,22 @@ def _row_scale(init: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(fan_in > 0, scale, torch.zeros_like(scale))
 
 
+def _uneven_masks(init_state: dict) -> dict[str, torch.Tensor]:
+    """Masks whose units keep very different numbers of inputs (fc1: 392, 98, 24 or 6 of
+    784, in turn), so that a per-unit scale is told from a layer-wide or per-column one."""
+    generator = torch.Generator().manual_seed(8)
+    masks = {}
+    for name, value in init_state.items():
+        if name.endswith("weight"):
+            units, inputs = value.shape
+            mask = torch.zeros(units, inputs, dtype=torch.bool)
+            for unit in range(units):
+                kept = max(1, inputs >> (1 + 2 * (unit % 4)))
+                mask[unit, torch.randperm(inputs, generator=generator)[:kept]] = True
+            masks[name] = mask
+    return masks
+
+
 @self_check
 def check_fair_control(fair_control: Callable) -> bool:
     """Check ``fair_control(init_state, masks, seed) -> LeNet-300-100``: the same mask and
@@ -100,6 +116,22 @@ def check_fair_control(fair_control: Callable) -> bool:
             assert torch.equal(state[name], value), (
                 f"{name}: keep the initial biases; only the surviving weights are redrawn."
             )
+    uneven = _uneven_masks(init_state)
+    state = call(fair_control, "fair_control", copy.deepcopy(init_state), uneven, 11).state_dict()
+    for name, mask in uneven.items():
+        normalised = state[name].double() / _row_scale(init_state[name], mask)
+        kept = mask.sum(dim=1)
+        for count in kept.unique().tolist():
+            group = mask & (kept == count)[:, None]
+            if int(group.sum()) < 200:  # too few draws to measure a spread
+                continue
+            spread = float(normalised[group].std())
+            assert 0.85 < spread < 1.15, (
+                f"{name}: units that keep {count} inputs get {spread:.2f}× the fair scale; "
+                "scale each unit by its own surviving fan-in k_i (mask.sum(1)), not by the "
+                "layer's average or a column's."
+            )
+    state = model.state_dict()
     again = call(fair_control, "fair_control", copy.deepcopy(init_state), masks, 11)
     assert all(torch.equal(again.state_dict()[n], v) for n, v in state.items()), (
         "The same seed must give the same weights: draw from torch.Generator().manual_seed(seed)."
