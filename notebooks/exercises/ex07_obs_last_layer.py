@@ -20,7 +20,8 @@
 # weights one at a time. **Estimated time:** 90 minutes.
 #
 # Near a minimum the loss change of a step $\delta w$ is about $\tfrac12\,\delta w^\top H\,
-# \delta w$. OBS takes for $H$ the damped empirical Fisher
+# \delta w$. Optimal Brain Surgeon (OBS; Hassibi & Stork 1993) uses that quadratic; here
+# we take for $H$ the damped empirical Fisher
 # $$H = F + \lambda I, \qquad F = \frac1N\sum_n g_n g_n^\top,$$
 # built from the per-sample gradients $g_n$ (one per digit, of that digit's own loss).
 # Removing weight $q$ means the step must satisfy $w_q + \delta w_q = 0$. Minimising the
