@@ -307,12 +307,13 @@ print("iterative minus one-shot:", {budget: round(gap, 2) for budget, gap in gap
 #   design left unequal was the number of steps *at the final sparsity*: equal steps in
 #   all, but iterative's final 98% network is fine-tuned for only its last third of them,
 #   while one-shot's network is fine-tuned at 98% for all of them. Every equal-budget
-#   iterative schedule has this handicap; the rows below show how much it costs as the
-#   budget grows.
+#   iterative schedule has this handicap; the rows below show how the gap changes as the
+#   budget grows (they do not separate the handicap from any benefit of iterating).
 # - **At equal budgets, iterative does not win here.** Its gap to one-shot shrinks as the
 #   budget grows, and with 3 epochs over all 55,000 digits the gap printed above is a few
 #   tenths of a point on this one seed; over 3 seeds `docs/RESULTS.md` found the two tied
-#   for the same setting (3.02 ± 0.14 one-shot, 3.00 ± 0.06 iterative).
+#   in this setting (the same 10-epoch reference, then 3 epochs over the 55,000 digits:
+#   2.94 ± 0.03 one-shot, 2.91 ± 0.02 iterative).
 # - More training helps both far more than the choice between them. Iterative pruning's
 #   good reputation comes from long retraining after every round (Han et al. retrain for
 #   many epochs per round); at a budget of a few epochs it buys nothing on this network.
@@ -380,7 +381,8 @@ print(
 # %% [markdown]
 # Read the table as criterion × when. Magnitude after training is best right after
 # pruning (before any fine-tuning): removing the smallest weights of a trained network
-# barely changes the function it computes. SNIP's score on a trained network is
+# changes the function it computes far less than SNIP's cut does (the "pruned, untuned"
+# column, against the dense network's error printed above it). SNIP's score on a trained network is
 # $|w\,\bar g|$, and near a minimum the mean gradient $\bar g$ is small and mostly noise, so
 # it ranks many useful weights low and a large share of the test digits is misclassified
 # right after the cut. At initialisation the picture turns around: the random weights'
@@ -455,7 +457,8 @@ assert protocol_rows["after", "magnitude", 0.95][0] < protocol_rows["after", "sn
 
 # %% [markdown]
 # So the criterion that wins depends on *when* it is used: at initialisation the gradient
-# score (SNIP) beats magnitude, by a little at 95% and by a collapse at 98%; after
+# score (SNIP) beats magnitude, clearly at 95% (by more on this short one-seed budget than
+# over the protocol's 3 seeds and 13 epochs) and by a collapse at 98%; after
 # training magnitude beats SNIP. Which *time* is better is a separate question, and the
 # answer here is "after training, with magnitude": it is the best of the four in both the
 # one-seed table and the 3-seed protocol. What the numbers do *not* support is "gradient
