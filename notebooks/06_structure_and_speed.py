@@ -22,7 +22,8 @@
 #    `gp.structured_prune`, read its cost with `gp.model_cost`, and trade width for error
 #    and latency with a slider;
 # 3. prune the channels of a residual CNN with BatchNorm through **coupled groups**, and
-#    explain why 30% fewer channels remove about half the MACs but less of the latency;
+#    measure what removing 30% of the channels does to the MACs and to the latency, and
+#    explain both;
 # 4. say when a sparse (CSR) matrix beats a dense one, when it is slower, and what 2:4
 #    sparsity changes.
 
@@ -228,7 +229,9 @@ def show(change=None):
 
 slider.observe(show, names="value")
 show()
-widgets.VBox([slider, readout])
+width_box = widgets.VBox([slider, readout])
+# The widget, then a static copy of what it shows, for readers of the saved notebook.
+display(width_box, *gp.widgets.snapshot(width_box))
 
 # %% [markdown]
 # Move the slider. MACs fall in proportion to the width kept (fc1, 784 inputs wide, does
@@ -321,10 +324,11 @@ assert 0.45 < macs_kept < 0.5
 
 # %% [markdown]
 # A 3×3 convolution does $c_\text{in} \cdot c_\text{out} \cdot 9$ multiply-accumulates at
-# every output position. Pruning keeps 70% of its outputs *and* 70% of its inputs (the
-# outputs of the layer before), so 70% × 70% ≈ 49% of its MACs and weights stay. Only the
-# stem (one input, the image) and the head (ten outputs) keep 70%. Removing 30% of the
-# channels removes about half the work.
+# every output position. Pruning keeps 11 of 16 (or 22 of 32) of its outputs, 69% (30% of
+# 16 rounds to 5 channels removed), *and* as many of its inputs (the outputs of the layer
+# before), so 69% × 69% ≈ 47% of its MACs and weights stay. Only the stem (one input, the
+# image) and the head (ten outputs) keep 69%. Removing 30% of the channels removes about
+# half the work.
 #
 # **Predict:** which criterion keeps more accuracy, right after removal and after a short
 # fine-tuning: the folded filter norm (`magnitude`) or Taylor?
@@ -447,7 +451,7 @@ display(
 # %% [markdown]
 # BatchNorm, ReLU and the residual add touch each activation once, with a few operations
 # per value read and written: they are memory-bound, and their work is proportional to the
-# channels (70% stay), not to channels × channels. Their time falls no faster than the
+# channels (69% stay), not to channels × channels. Their time falls no faster than the
 # channels, because each call also has a fixed cost. And the narrower convolutions ran fewer MACs
 # per second, so the MACs they save are not all time saved.
 #
@@ -478,7 +482,7 @@ display(
 #
 # CSR stores only the kept weights (values, column indices, row offsets). `gp.to_sparse`
 # makes masked `nn.Linear` layers compute with it. It skips the zeros, but its memory
-# access is irregular, so it pays only with few weights left and enough rows to reuse them.
+# access is irregular.
 #
 # **Predict:** at 50% sparsity, is CSR faster or slower than dense?
 
@@ -547,7 +551,8 @@ display(
 )
 
 # %% [markdown]
-# Below the grey line CSR is *slower*. At batch 1 one dense matrix-vector product is
+# Below the grey line CSR is *slower*: its irregular access pays only with few weights left
+# and enough rows to reuse them. At batch 1 one dense matrix-vector product is
 # already cheap, and the sparse call's fixed overhead, paid in each of the three layers,
 # costs more than the skipped zeros save; larger batches reuse each kept weight over more
 # rows. The crossing point moves with the CPU, the thread count and the load, so measure
@@ -570,7 +575,8 @@ display(
 # ## Takeaways
 #
 # - A mask shrinks the checkpoint, not the compute: dense kernels multiply the zeros, and
-#   sparse (CSR) kernels win only at high sparsity and large batches.
+#   sparse (CSR) kernels win only at high sparsity and with several inputs per call
+#   (never at batch 1 in the saved run).
 # - Removing whole neurons or channels (`gp.structured_prune`) gives a smaller dense model;
 #   residual streams couple channels, so they go in groups. A convolution's MACs scale with
 #   its inputs × outputs: 30% fewer channels remove about half the MACs.
