@@ -110,6 +110,9 @@ nonzero_gradients = sum(
 optimizer.step()
 print(f"pruned weights with a non-zero gradient: {nonzero_gradients / pruned_count:.1%}")
 print(f"sparsity before the step 90.0%, after one plain SGD step {gp.sparsity(naive):.1%}")
+
+# %% jupyter={"source_hidden": true}
+# The notebook's own check (hidden: it would give the Predict answer away).
 assert nonzero_gradients / pruned_count > 0.5
 assert gp.sparsity(naive) < 0.2
 
@@ -157,6 +160,9 @@ print("sparsity after 20 steps   gradient as is   gradient masked")
 for momentum in (0.0, 0.9):
     row = [revival[(momentum, masked)] for masked in (False, True)]
     print(f"momentum {momentum:.1f}              {row[0]:14.1%}   {row[1]:15.1%}")
+
+# %% jupyter={"source_hidden": true}
+# The notebook's own check (hidden: it would give the Predict answer away).
 assert revival[(0.0, True)] > 0.899 and revival[(0.9, True)] < 0.5
 assert revival[(0.0, False)] < 0.5 and revival[(0.9, False)] < 0.5
 
@@ -210,6 +216,9 @@ for images, labels in batches:
     adam.step()
 print(f"largest gradient at a pruned entry after backward: {pruned_gradient}")
 print(f"deep copy after 20 Adam steps: sparsity {gp.sparsity(twin):.1%}")
+
+# %% jupyter={"source_hidden": true}
+# The notebook's own check (hidden: it would give the Predict answer away).
 assert pruned_gradient == 0 and abs(gp.sparsity(twin) - 0.9) < 1e-6
 
 # %% [markdown]
