@@ -153,7 +153,9 @@ assert per_layer_sparsity["initial, 10 rounds"]["fc1.weight"] < 0.98
 # layers and keep the network connected. Used as prescribed (iterative, data-free, at
 # initialisation) SynFlow avoids collapse; its mask then has to be *trained* before it can
 # be judged. On a trained network even iterative SynFlow is
-# well behind magnitude without fine-tuning: it ignores the data the network was fitted to.
+# behind magnitude without fine-tuning. Neither reads any data, so that gap is not about
+# data: SynFlow ranks a weight by the products of weights along the paths through it,
+# magnitude by the weight's own size.
 
 # %% [markdown]
 # ## Global against layer-wise thresholds
@@ -259,10 +261,11 @@ assert intervals["fisher"][2] < intervals["grasp"][1]
 # well above random: at 95% sparsity the masks from two 1,000-digit draws share only a
 # quarter to a half of their kept weights (the 2J/(1+J) line; Spearman correlation over all
 # weights is higher, because the bulk of clearly unimportant weights is ranked
-# consistently). The intervals are narrow next to the gaps between criteria, so this
-# ordering is not an accident of one draw. The article's claim that gradient information *fixes* instability does
+# consistently). Neighbouring intervals do not overlap (gradient's and Taylor's, and
+# Taylor's and Fisher's, only just), so this ordering is not an accident of one draw. The article's claim that gradient information *fixes* instability does
 # not hold for them on a trained network scored with 1,000 digits. GraSP is the exception,
-# and the next cell shows why: it scores softened outputs. Two reasons for the
+# and the next cells suggest why: it scores softened outputs (temperature 200), and
+# softening makes Taylor and Fisher far more stable too. Two reasons for the
 # instability, both from notebook 01:
 #
 # 1. On a trained net $\bar g$ sits at the noise floor, so $|\bar g|$ and $|w\bar g|$ rank
@@ -319,8 +322,8 @@ assert n_eff[1] < 200 < 700 < n_eff[10]
 # $2\cdot0.95/1.95 \approx 97\%$ of its weights with the other): our own bar for "the
 # same mask whichever digits you score it on", not a published standard. The sweep
 # measures 5 independent pairs of draws per point and draws each mean with its 95%
-# confidence interval as an error bar (the two noise-free references are left out to save
-# time: magnitude is 1, random about 0.026).
+# confidence interval as an error bar (the two references are left out to save time:
+# magnitude is exactly 1, and random masks are expected at about 0.026).
 
 
 # %%
@@ -458,10 +461,11 @@ display(
 # ("> 10⁵": beyond 100,000 per draw). Shrinking towards the noise level (noise-aware
 # Taylor) moves Taylor close to Fisher's level, and a temperature does the most (the
 # sentence above). **No gradient criterion here reaches the 0.95 yardstick at 1,000
-# digits**, because the remaining disagreement is ordinary sampling noise of a mean,
-# shrinking roughly like $1/\sqrt N$.
-# The weights near the 95% threshold have scores that differ by less than their standard
-# error, and only more data (or a less noisy estimator) can order them.
+# digits.** For the softened scores the disagreement $1 - J$ roughly halves each time the
+# draw grows fourfold, as the standard error of a mean does ($1/\sqrt N$): what remains
+# behaves like ordinary sampling noise, which only more data (or a less noisy estimator)
+# removes. For plain Taylor and Fisher it shrinks far more slowly, consistent with the few
+# digits that carry their gradient (the effective sample size above).
 #
 # What stability does *not* tell you: which mask is better. Magnitude is perfectly stable,
 # and it is also the most accurate here without fine-tuning:
@@ -475,8 +479,9 @@ print(f"magnitude     at 95%: validation error {validation_error(magnitude_prune
 
 # %% [markdown]
 # The softened Fisher is more stable than plain Fisher *and* more accurate, but both stay
-# well behind magnitude before fine-tuning: a score computed from a handful of
-# not-yet-fitted digits is a poor guide to which weights the fitted ones need.
+# well behind magnitude before fine-tuning, although the softened score averages over
+# nearly all 1,000 digits: a reproducible score is not thereby a good guide to which
+# weights the network needs.
 
 # %% [markdown]
 # ## Is it the recipe or this one network? Two training seeds
