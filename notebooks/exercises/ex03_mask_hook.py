@@ -128,6 +128,7 @@ gp.checks.check_mask_hook(keep_pruned_at_zero)
 # %% [markdown] nbgrader={"grade": true, "grade_id": "q1_momentum", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
 # While the hook runs, the weights are held at 0 whatever the buffer says; but the buffer
 # at a pruned entry keeps accumulating that weight's gradient. The moment the hook is
-# removed (or the weight is regrown by a later mask), the stale velocity is applied in one
-# go and the weight jumps to a value it never earned. Clearing it keeps the pruned entries
-# exactly as if they did not exist.
+# removed (or the weight is regrown by a later mask), the stale velocity keeps moving it
+# over the following steps, the first of them up to $1/(1-\mu)$ times a fresh step for
+# momentum $\mu$, to a value its current gradient never asked for. Clearing it keeps the
+# pruned entries exactly as if they did not exist.

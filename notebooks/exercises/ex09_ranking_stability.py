@@ -98,8 +98,9 @@ gp.checks.check_mean_interval(mean_interval)
 # We score on training digits (the scores choose nothing here, so no held-out data is
 # spent) with $n$ from 100 to 10,000 per draw, and **4 independent pairs** of draws for each
 # $n$: pair $i$ comes from `disjoint_draws(n, len(train), seed=i)`, so each pair is a fresh
-# random split (pairs may share digits with each other, which is what makes them
-# independent samples; the two draws of one pair never do). **Predict:** does the Jaccard
+# random split, drawn independently of the other pairs (so two pairs may share digits:
+# forbidding that would tie each pair to the others; the two draws of one pair never
+# share a digit). **Predict:** does the Jaccard
 # index of both criteria climb towards 1 as $n$ grows?
 
 # %%
@@ -206,8 +207,11 @@ for s in (0.5, 0.9, 0.98):
 # **Q3 (sample answer, sparsity).** Question: does stability depend on the sparsity? I
 # expected the kept set to be less stable at 98%, where only the top 2% are kept and a few
 # noisy scores change it. At 3,000 digits per draw (3 pairs), Fisher's $J$ is highest at 50%
-# and falls with sparsity, Taylor's is far lower at every sparsity, and both stay well above
-# the random baseline $(1-s)/(1+s)$; the intervals are narrow next to these differences. The random baseline also falls with sparsity, so the
+# and falls with sparsity, Taylor's is lower at every sparsity, and both stay well above
+# the random baseline $(1-s)/(1+s)$. The intervals separate Fisher from Taylor at every
+# sparsity (at 98% only just) and 50% from 90% for both, but Fisher's 90% and 98%
+# intervals overlap: with 3 pairs, its drop from 90% to 98% is not shown. The random
+# baseline also falls with sparsity, so the
 # drop is partly the measure itself: $J$ of small sets is harder to keep high. It means the
 # top of a gradient ranking is the least reproducible part; it does not mean the pruned
 # networks differ in accuracy by the same amount.

@@ -81,8 +81,9 @@ gp.checks.check_mean_interval(mean_interval)
 # We score on training digits (the scores choose nothing here, so no held-out data is
 # spent) with $n$ from 100 to 10,000 per draw, and **4 independent pairs** of draws for each
 # $n$: pair $i$ comes from `disjoint_draws(n, len(train), seed=i)`, so each pair is a fresh
-# random split (pairs may share digits with each other, which is what makes them
-# independent samples; the two draws of one pair never do). **Predict:** does the Jaccard
+# random split, drawn independently of the other pairs (so two pairs may share digits:
+# forbidding that would tie each pair to the others; the two draws of one pair never
+# share a digit). **Predict:** does the Jaccard
 # index of both criteria climb towards 1 as $n$ grows?
 
 # %%
