@@ -20,7 +20,7 @@
 #    and the confusion matrix;
 # 2. compare pruning criteria fairly (same network, same sparsity, same fine-tuning budget)
 #    and state the main result: **after training, plain magnitude beats the diagonal
-#    gradient criteria** (gradient, taylor, snip, fisher) and the initialisation criteria
+#    gradient criteria** (taylor, snip, fisher) and the initialisation criteria
 #    used once (grasp, synflow), and why; the ones that use more (obs's cross terms,
 #    iterative SynFlow) tie with it (`docs/RESULTS.md`);
 # 3. read published pruning numbers with their protocol, and place ours beside them
@@ -222,9 +222,10 @@ figure
 #
 # ### The main result: after training, magnitude wins this sweep
 #
-# **Predict** (then run the cell): by how many points of test error does magnitude lead the
-# best other criterion after fine-tuning, at 92% and at 98%? Is that lead larger than the
-# seed-to-seed noise?
+# **Read the table above** (it already holds the answer, so this is a reading exercise,
+# not a prediction): by how many points of test error does magnitude lead the best other criterion after
+# fine-tuning, at 92% and at 98%? Is that lead larger than the seed-to-seed noise? Then run
+# the cell to check your reading.
 
 # %%
 data_driven = ["taylor", "fisher", "grasp"]
@@ -283,7 +284,8 @@ assert all(runs["random", 0.95, seed][1] < 50 for seed in seeds)
 # - A trained network sits near a minimum of the training loss, where the **mean gradient
 #   $\bar g$ is close to zero** and what is left of it is mostly sampling noise. taylor and
 #   snip ($|w\bar g|$) therefore rank weights largely by noise, and remove weights that
-#   matter (gradient, $|\bar g|$, even more so: notebook 02).
+#   matter (`gradient`, $|\bar g|$, not in this sweep, is the least stable ranking of
+#   notebook 02).
 # - fisher ($\tfrac12 w^2 E[g^2]$) uses the gradient's *second moment*, which does not
 #   vanish at a minimum; but $E[g^2]$ over 1,000 digits is still noisy, and fisher stays
 #   behind magnitude at every sparsity of the sweep.
@@ -324,10 +326,13 @@ display(
 # Is magnitude "what a small loss change asks for"? Only roughly. Notebook 05 ranks the
 # true loss change of removing each of fc3's weights: $|w|$ correlates with it at 0.42
 # (Spearman), the second-order prediction $-\bar g w + \tfrac12 H w^2$ at 0.99. Magnitude
-# wins here not because $|w|$ predicts the loss change well, but because it is *stable* (it
-# reads no data) while the diagonal gradient scores from 1,000 digits are mostly noise.
-# It does *not* mean gradients are useless: at initialisation, where weights carry no
-# information yet, the gradient criteria win by a wide margin and magnitude collapses
+# does not win here because $|w|$ predicts the loss change well. It is *stable* (it reads
+# no data) while the diagonal gradient scores from 1,000 digits are mostly noise; but
+# stability alone is not the reason either (notebook 02: necessary, not sufficient):
+# one-shot SynFlow reads no data and is just as stable, and it collapses at 98% in the
+# sweep above. It does *not* mean gradients are useless: at initialisation, where weights
+# carry no information yet, the gradient criteria win, at 98% by a wide margin, where
+# magnitude collapses
 # (`docs/RESULTS.md`, 3 seeds, 13 epochs: at 98% SNIP at initialisation reaches 3.93 ±
 # 0.09% test error, the row of the protocol table at the end of this notebook, and
 # magnitude at initialisation 88.65%, one class for every digit).
@@ -474,11 +479,13 @@ for source, protocol, sparsity, error in rows:
 
 # %% tags=["nbval-ignore-output"]
 explorer = gp.widgets.sparsity_explorer(dense, train, test.take(2000))
-explorer.box
+# The widget, then a static copy of what it shows, for readers of the saved notebook
+# (GitHub, nbviewer), where widgets are not drawn.
+display(explorer.box, *gp.widgets.snapshot(explorer.box))
 
 # %% [markdown]
 # **Predict.** At 98%, how much do magnitude's and taylor's kept sets overlap: above 0.9,
-# around 0.5, or below 0.2? Which layer does each prune hardest? The same controls can be
+# around 0.5, or around 0.2? Which layer does each prune hardest? The same controls can be
 # driven from code, which is how the tests check them:
 
 # %%
@@ -515,6 +522,8 @@ assert 0 < overlap_98 < 1
 explorer.criterion_a.value, explorer.criterion_b.value = "magnitude", "taylor"
 explorer.slider.value = 0.95
 print(gp.widgets.readout_text(explorer))
+# The same state as a static copy, for readers of the saved notebook (GitHub, nbviewer).
+display(*gp.widgets.snapshot(explorer.box))
 
 # %% [markdown]
 # ## Takeaways
@@ -525,7 +534,7 @@ print(gp.widgets.readout_text(explorer))
 # - At equal budgets after training, **magnitude beats the diagonal gradient criteria**
 #   (taylor, snip, fisher): near a minimum the mean gradient is mostly noise, so
 #   $|w\bar g|$ ranks by noise. Criteria that use more (obs's cross terms, iterative
-#   SynFlow) tie with it; gradient criteria win at initialisation, where magnitude
-#   collapses.
+#   SynFlow) tie with it; gradient criteria win at initialisation, where magnitude falls
+#   behind and at 98% collapses.
 # - A published number belongs to its protocol (at init, after training, iterative; how
 #   long it trained). Compare like with like, and say which one yours is.
