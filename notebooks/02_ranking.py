@@ -516,10 +516,10 @@ display(
 )
 
 # %% [markdown]
-# **Interpretation.** The two seeds give nearly the same draw-to-draw overlap (their
-# intervals overlap), so the
-# figure describes the recipe (architecture, training budget, criterion), not one lucky
-# network. Their masks, however, share few weights: hidden units of independently trained
+# **Interpretation.** The two seeds give the same mean draw-to-draw overlap (their
+# intervals overlap), so the figure looks like a property of the recipe (architecture,
+# training budget, criterion) rather than of one lucky network; two seeds are a small
+# check, not a proof. Their masks, however, share few weights: hidden units of independently trained
 # networks are in arbitrary order, so "weight 17 of fc2" means different things in the two.
 # The overlap between seeds (the sentence above) is still above random because kept weights
 # are not spread uniformly over the layers, and an input pixel or an output class means the

@@ -173,7 +173,8 @@ display(
 )
 
 # %% [markdown]
-# Read these as one seed on one model. Why the gradient criterion loses here: the dense network sits at a minimum
+# Read these as one seed on one model. A likely reason the gradient criterion loses here
+# (this notebook does not isolate it): the dense network sits at a minimum
 # of the training loss, where the average gradient is close to zero, so the first-order
 # term Σ g·w is small and noisy from batch to batch, and squaring it counts a neuron whose removal
 # would *lower* the loss as important too. `docs/RESULTS.md` measures this (the actual loss
@@ -452,7 +453,7 @@ display(
 # BatchNorm, ReLU and the residual add touch each activation once, with a few operations
 # per value read and written: they are memory-bound, and their work is proportional to the
 # channels (69% stay), not to channels × channels. Their time falls no faster than the
-# channels, because each call also has a fixed cost. And the narrower convolutions ran fewer MACs
+# channels, as a fixed cost per call would make it (not measured separately here). And the narrower convolutions ran fewer MACs
 # per second, so the MACs they save are not all time saved.
 #
 # Second, batch 1. Is there a floor that no pruning can go below? We cut 90% of every
