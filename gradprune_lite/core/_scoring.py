@@ -44,18 +44,27 @@ def grad_enabled() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def scoring_state(model: nn.Module) -> Iterator[None]:
-    """Eval mode during scoring; modes, ``requires_grad`` and buffers restored on exit."""
-    with grad_enabled():
-        modes = [(module, module.training) for module in model.modules()]
-        flags = [(p, p.requires_grad) for p in model.parameters()]
-        buffers = [(b, b.clone()) for b in model.buffers()]
+def eval_mode_kept(model: nn.Module) -> Iterator[None]:
+    """Eval mode inside (no BatchNorm update); every module's own mode restored on exit."""
+    modes = [(module, module.training) for module in model.modules()]
     try:
         model.eval()
         yield
     finally:
         for module, training in modes:
             module.training = training
+
+
+@contextlib.contextmanager
+def scoring_state(model: nn.Module) -> Iterator[None]:
+    """Eval mode during scoring; modes, ``requires_grad`` and buffers restored on exit."""
+    with grad_enabled():
+        flags = [(p, p.requires_grad) for p in model.parameters()]
+        buffers = [(b, b.clone()) for b in model.buffers()]
+    try:
+        with eval_mode_kept(model):
+            yield
+    finally:
         for p, flag in flags:
             p.requires_grad_(flag)
         with grad_enabled(), torch.no_grad():

@@ -45,7 +45,6 @@ of units with an absolute minimum width per layer, and rank by our own group sco
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import fnmatch
 from collections.abc import Callable, Iterable, Sequence
@@ -56,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._scoring import check_batch_list
+from ._scoring import check_batch_list, eval_mode_kept
 from ._validate import _as_fraction
 from .layers import prunable_modules
 from .masks import current_masks, remove_masks
@@ -304,21 +303,6 @@ def _example_inputs(example_inputs, model: nn.Module) -> tuple:
     return tuple(x.to(device) if isinstance(x, torch.Tensor) else x for x in example_inputs)
 
 
-@contextlib.contextmanager
-def _modes_kept(model: nn.Module):
-    """Eval mode inside (no BatchNorm update); every module's own mode restored on exit.
-
-    Torch-Pruning's tracing calls ``model.eval()`` and leaves it so.
-    """
-    modes = [(module, module.training) for module in model.modules()]
-    try:
-        model.eval()
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
 def _run_order(model: nn.Module, example_inputs, modules: dict[str, nn.Module]) -> list[str]:
     """Names of ``modules`` in the order the forward pass calls them.
 
@@ -521,7 +505,8 @@ def _prepare(model, example_inputs, exclude):
     small = copy.deepcopy(model)
     if current_masks(small):
         remove_masks(small)
-    with _modes_kept(small):
+    # Torch-Pruning's tracing calls model.eval() and leaves it so; the modes come back after.
+    with eval_mode_kept(small):
         order = _run_order(small, example_inputs, prunable_modules(small))
         norms = _norms_after(small, example_inputs, prunable_modules(small))
         graph = tp.DependencyGraph().build_dependency(small, example_inputs=example_inputs)
@@ -662,7 +647,7 @@ def _check_still_runs(small: nn.Module, example_inputs: tuple) -> None:
     cannot lose units: the input keeps its width. Torch-Pruning does not see that.
     """
     try:
-        with _modes_kept(small), torch.no_grad():
+        with eval_mode_kept(small), torch.no_grad():
             small(*example_inputs)
     except RuntimeError as error:
         raise ValueError(
