@@ -111,3 +111,67 @@ def test_resnet_mnist_trains_with_its_own_budget_and_reloads_its_batchnorm(tmp_p
     # An explicit epoch count is another budget, so another file.
     gp.trained("resnet_mnist", train=train, epochs=1, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("resnet_mnist-*.pt"))) == 2
+
+
+WAITING_TRAINER = """
+import sys, warnings
+import gradprune_lite as gp
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    train = gp.mnist("train", limit=300, verbose=False, download=False)
+print("calling trained", flush=True)
+net = gp.trained(train=train, epochs=1, cache_dir=sys.argv[1])
+print(float(net.fc1.weight.flatten()[0]), flush=True)
+"""
+
+
+def test_a_second_process_waits_for_the_first_trainer_and_loads_its_file(tmp_path, real_digits):
+    """Two processes that need the same uncached network (two kernels, two test workers)
+    train it once: the second waits on the lock, then loads what the first wrote.
+
+    Here this process holds the lock while a second one asks for the network, then writes
+    a file of weights that training could never give (every value 0.5). Without the lock
+    the second process finds no file, trains, and prints its own first weight.
+    """
+    import subprocess
+    import sys
+    import time
+
+    from gradprune_lite.experiment.reference import _one_trainer
+
+    train, _ = real_digits(300, 10)
+    probe = tmp_path / "probe"
+    gp.trained(train=train, epochs=1, cache_dir=probe)  # learns the file's name
+    (name,) = [p.name for p in probe.glob("*.pt")]
+    shared = tmp_path / "shared"
+    path = shared / name
+    with _one_trainer(path):
+        second = subprocess.Popen(
+            [sys.executable, "-c", WAITING_TRAINER, str(shared)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert second.stdout.readline().strip() == "calling trained"
+        time.sleep(1)  # it reaches the lock meanwhile; later only makes the test weaker
+        assert not path.exists() and second.poll() is None  # it is waiting, not training
+        fake = gp.models.lenet_300_100()
+        torch.save(
+            {"state": {k: torch.full_like(v, 0.5) for k, v in fake.state_dict().items()}}, path
+        )
+    out, _ = second.communicate(timeout=120)
+    assert second.returncode == 0
+    assert float(out.strip()) == 0.5
+    assert not list(shared.glob("*.partial"))
+
+
+def test_the_training_lock_is_exclusive_and_released(tmp_path):
+    import fcntl
+
+    from gradprune_lite.experiment.reference import _one_trainer
+
+    path = tmp_path / "models" / "net.pt"
+    with _one_trainer(path):
+        with open(path.with_suffix(".lock"), "a") as other, pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with open(path.with_suffix(".lock"), "a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -138,10 +140,27 @@ def trained(
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "models"
     path = folder / f"{model}-seed{seed}-{key}.pt"
     net = MODELS[model](seed=seed)
-    if cache and path.is_file():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        net.load_state_dict(saved["state"])
+    if not cache:
+        _train_reference(net, train, budget, threads, seed, progress)
         return _as_returned(net).to(target)
+    with _one_trainer(path):
+        # A process that waited on the lock finds the file its holder wrote.
+        if path.is_file():
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            net.load_state_dict(saved["state"])
+        else:
+            _train_reference(net, train, budget, threads, seed, progress)
+            # atomic, and a name of this process's own: a reader never sees half a file
+            partial = path.with_suffix(f".{os.getpid()}.partial")
+            torch.save({"state": net.state_dict(), "config": config}, partial)
+            partial.replace(path)
+    return _as_returned(net).to(target)
+
+
+def _train_reference(
+    net: nn.Module, train: Digits, budget: dict, threads: int, seed: int, progress: bool
+) -> None:
+    """Train ``net`` in place with ``budget`` on ``threads`` threads; the caller's count is restored."""
     callers_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -157,12 +176,33 @@ def trained(
         )
     finally:
         torch.set_num_threads(callers_threads)
-    if cache:
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        torch.save({"state": net.state_dict(), "config": config}, partial)
-        partial.replace(path)  # atomic: a reader never sees half a file
-    return _as_returned(net).to(target)
+
+
+@contextmanager
+def _one_trainer(path: Path):
+    """Hold an exclusive lock beside ``path`` while checking for, or training, its network.
+
+    Without it, two processes that need the same uncached network at once (two notebook
+    kernels, two test workers under ``pytest -n 2``) would both train it: LeNet-5 takes
+    about 2 minutes of CPU, twice over on a machine that has only two cores. The lock is
+    an advisory ``flock`` that the system drops when its holder exits, even on a crash, so
+    no stale lock is ever left. Where ``fcntl`` does not exist (Windows) or the cache folder
+    cannot be written, there is no lock: both may train, and each writes the same
+    bytes atomically.
+    """
+    try:
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path.with_suffix(".lock"), "a")  # noqa: SIM115 - closed below
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()  # closing releases the lock
 
 
 def _as_returned(net: nn.Module) -> nn.Module:
