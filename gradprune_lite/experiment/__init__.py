@@ -4,8 +4,8 @@ Everything the article's evaluation needs, built on the pruning core (``..core``
 real MNIST loading (``data``), LeNet-300-100 and LeNet-5 (``models``), a training loop that
 respects masks (``train``), accuracy and per-class precision (``evaluate``), dense
 references (``reference``), the criteria sweep behind ``gradprune-lite compare``
-(``comparison``), its results log (``rows``), its reports (``report``, ``summary``) and
-the reader of the committed results (``results``).
+(``comparison``), its results log (``rows``), its reports (``report``, ``summary``),
+the reader of the committed results (``results``) and notebook 04's sweep (``sweep``).
 """
 
 # The sparse checkpoint format lives in the core now (``core/io.py``); the old module name
