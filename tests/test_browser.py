@@ -50,7 +50,7 @@ LAB_SETTINGS = {
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
 }
 SERVER_START_S = 60
-RUN_ALL_S = 240  # all of notebook 04 (training included) on a small shared CPU
+RUN_ALL_S = 240  # all of notebook 04 (six 1-epoch fine-tunings; the sweep is read from a file)
 WIDGET_ANSWER_S = 90  # a new criterion scores 3 draws and evaluates 9 levels each
 
 pytestmark = pytest.mark.browser
