@@ -79,13 +79,15 @@ def prune_and_finetune(
 ) -> SweepRun:
     """One run of notebook 04's sweep; ``dense`` is not changed.
 
-    Scores a copy of ``dense`` by ``criterion`` on ``scoring_batches(train, seed)``
-    (``random`` gets ``seed=seed``, so its masks differ per seed too), masks the lowest
-    ``sparsity`` of the weights with one global threshold (``gp.global_masks``), measures
-    the test error, fine-tunes one epoch on all of ``train`` (``FINETUNE``; ``seed``
-    fixes the order of the batches, masks held) and measures test and validation error.
-    The seed is the run's only source of randomness, so a run repeats exactly on the same
-    processor and thread count.
+    Scores ``dense`` by ``criterion`` on ``scoring_batches(train, seed)`` (scoring has no
+    side effects; ``random`` gets ``seed=seed``, so its masks differ per seed too), masks
+    the lowest ``sparsity`` of the weights of a copy with one global threshold
+    (``gp.global_masks``), measures the test error, fine-tunes the copy one epoch on all
+    of ``train`` (``FINETUNE``; ``seed`` fixes the order of the batches, masks held) and
+    measures test and validation error. The seed is the run's only source of randomness
+    (the global RNG is not read), so a run repeats exactly on the same processor and
+    thread count: that is what lets ``scripts/sweep_04.py`` and the notebook's live run
+    be compared to the last digit.
 
     Args:
         dense: the trained reference (``gp.trained("lenet_300_100")`` in the notebook).
