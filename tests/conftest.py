@@ -1,23 +1,14 @@
 """Shared fixtures: small seeded models and batches for the maths tests.
 
-Also one setting for the whole run, set before torch is imported: OpenMP threads that wait
-for work sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``). On a machine shared with
-other jobs, a notebook kernel's spinning threads fight those jobs for the cores: beside one
-busy process on 2 cores, notebook 04 executed in 277 s with spinning threads and in 22 s
-with sleeping ones; on the quiet machine both took 19 s (measured 30 November 2026).
-pytest reads this file while collecting, before nbval or the browser test start a kernel,
-so the test process and every kernel inherit the setting. A value the caller set wins.
+The OpenMP setting for the whole run (threads that sleep while waiting) is in the
+repository root's ``conftest.py``, so that it also holds when pytest is given one notebook.
 """
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import pytest  # noqa: E402 - after the OpenMP setting, which torch reads when it loads
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import pytest
+import torch
+from torch import nn
 
 
 def pytest_report_header(config):
