@@ -139,10 +139,11 @@ display(
             "gradient criterion, "
         )
         + "and all three are far from the whole expression. So magnitude does not win "
-        "because $|w|$ is a good prediction of the loss change; it wins because the "
-        "diagonal criteria are no better and are noisier (notebook 02 measures how their "
-        "rankings move from one batch of digits to the next), while $|w|$ does not depend "
-        "on the digits at all."
+        "because $|w|$ predicts the loss change of one removal better than they do. Nor "
+        "is reproducibility the whole reason: the diagonal criteria's rankings move from "
+        "one draw of digits to the next (notebook 02), but in notebook 02 fisher on "
+        "softened outputs, far more reproducible, still stays well behind magnitude, and "
+        "SynFlow pruned once, which reads no data at all, is further behind."
     )
 )
 
