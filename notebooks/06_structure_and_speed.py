@@ -238,8 +238,9 @@ display(width_box, *gp.widgets.snapshot(width_box))
 # Move the slider. MACs fall in proportion to the width kept (fc1, 784 inputs wide, does
 # most of the work). In the run saved here the validation error rises slowly down to half
 # the width and steeply below a third of it: 5,000 digits of fine-tuning cannot make 30
-# neurons do the work of 300. The measured speed-up grows with the MAC reduction but less
-# than in proportion, because every layer call has a fixed cost that does not shrink. The
+# neurons do the work of 300. The measured speed-up grows with the MAC reduction but need
+# not keep pace with it: every layer call also has a fixed cost that does not shrink,
+# which weighs most at the smallest widths (section 4 measures such a floor on the CNN). The
 # latencies were measured once on a shared machine: trust their trend, not their second
 # digit.
 #
@@ -581,6 +582,7 @@ display(
 # - Removing whole neurons or channels (`gp.structured_prune`) gives a smaller dense model;
 #   residual streams couple channels, so they go in groups. A convolution's MACs scale with
 #   its inputs × outputs: 30% fewer channels remove about half the MACs.
-# - Latency falls less than MACs: each layer call has a fixed cost (all of it at batch 1),
+# - Latency falls less than MACs: each layer call has a fixed cost (a large share of the
+#   time at batch 1),
 #   BatchNorm, ReLU and adds shrink only with the channels, and narrow convolutions run
 #   fewer MACs per second. Measure; do not infer speed from MACs.
