@@ -62,7 +62,8 @@ print("seeds per cell:", sorted({len(c.errors) for c in summary.values()}))
 # ## 1. Three regimes, side by side
 #
 # Magnitude pruning reads $|w|$. That is informative only if the weights already encode
-# the task. Three situations break that assumption:
+# the task, and enough only if training afterwards can repair what it gets wrong. Three
+# situations break one or the other:
 #
 # - **At initialisation** the weights are random: $|w|$ says nothing yet. SNIP (Lee et al.
 #   2019) scores $|w\,\bar g|$ on a batch of data instead, then the sparse network trains
@@ -150,9 +151,11 @@ assert max(random_init) < statistics.mean(init["magnitude"]) - 20
 # %% [markdown]
 # What this does *not* say: that gradient criteria win after training with a budget that
 # retrains the network. There notebooks 04 and 05 (and `docs/RESULTS.md`) found a tie with
-# magnitude at best. The three wins share one thing: **the weights do not (yet) encode the
-# task that is being measured**, and nothing afterwards has the time to fix a poor choice.
-# Section 4 tests exactly that for the third regime, by giving the fine-tuning more time.
+# magnitude at best. In each of the three wins magnitude's choice is not repaired: **the
+# weights do not (yet) encode the task that is being measured** (at initialisation, where
+# the mask is fixed before any training, and on a new task), or **no training follows**
+# (one-shot, where the trained weights do encode the task and OBS's own update is the only
+# repair). Section 4 tests the third regime by giving the fine-tuning more time.
 #
 # ## 2. Movement pruning: keep the weights that are moving away from zero
 #
@@ -422,10 +425,11 @@ print(explorer.text.value)
 #
 # ## Takeaways
 #
-# - Gradient information beats magnitude where the weights do not encode the measured task
-#   and nothing repairs the choice: at initialisation (SNIP), one-shot without retraining
-#   (OBS), and while fine-tuning a pretrained network at high sparsity with fine-tuning
-#   that barely moves the weights (movement, taylor; one epoch at a small learning rate).
+# - Gradient information beats magnitude where magnitude's choice is not repaired, because
+#   the weights do not encode the measured task or no training follows: at initialisation
+#   (SNIP), one-shot without retraining (OBS), and while fine-tuning a pretrained network
+#   at high sparsity with fine-tuning that barely moves the weights (movement, taylor; one
+#   epoch at a small learning rate).
 # - Movement pruning scores $-\sum_t w_t g_t$: positive for weights the new task pushes
 #   away from zero. `gp.GradualPruner` runs it (or any criterion) on a cubic schedule inside
 #   your own loop, from your own gradients.
