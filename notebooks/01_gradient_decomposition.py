@@ -589,21 +589,24 @@ assert centre > 2 * border
 # ## Back to the pruned network
 #
 # The opening asked why taylor, built from the loss's gradient, lost to magnitude. This
-# notebook found three reasons. On a trained network $\bar g$ is mostly sampling noise, so
+# notebook found three weaknesses of its score. On a trained network $\bar g$ is mostly sampling noise, so
 # $|\bar g w|$ ranks weights largely by chance; taking $|\cdot|$ throws away the sign that
 # says whether a removal helps the scoring digits (on other digits that sign is noise too);
 # and the first term is only half the story: in fc3 the
 # second term $\tfrac12 H w^2$ is of comparable size, and the empirical Fisher that stands in
-# for $H$ understates it on memorised digits. Notebook 02 measures how unstable the rankings are,
-# 03 and 04 prune and retrain with every criterion, and 05 adds the cross terms of the
-# curvature (Optimal Brain Surgeon) and the one-shot methods that descend from it.
+# for $H$ understates it on memorised digits. These say why taylor is a poor guide, not yet
+# why magnitude, which never looks at the loss, is a better one: notebook 05 finds that
+# $|w|$ predicts single removals no better, and turns to what decides when many weights go
+# at once. Notebook 02 measures how unstable the rankings are, 03 and 04 prune and retrain
+# with every criterion, and 05 adds the cross terms of the curvature (Optimal Brain
+# Surgeon) and the one-shot methods that descend from it.
 
 # %% [markdown]
 # ## Takeaways
 #
 # - Pruning is three calls (`gp.trained`, `gp.prune`, `gp.evaluate`); after training,
 #   magnitude can beat a criterion built from the gradient, and the gradient's statistics
-#   say why. The batch gradient is the mean of per-sample gradients; their second moment
+#   show what weakens that criterion. The batch gradient is the mean of per-sample gradients; their second moment
 #   $E[g^2]$ (empirical Fisher) and variance come almost for free from the same pass.
 # - On a trained network $\bar g$ sits at the noise floor ($\bar g^2/E[g^2] \approx 1/N$)
 #   while the variance stays large: first-order scores of a trained net measure mostly
