@@ -17,13 +17,13 @@
 #
 # Notebooks 03 and 04 ended with an uncomfortable result: after training, magnitude
 # pruning beats the *diagonal* gradient criteria (taylor, snip, fisher), each of which
-# scores a weight on its own. This notebook finds out why, and builds the Optimal Brain
+# scores a weight on its own. This notebook looks for why, and builds the Optimal Brain
 # Surgeon (OBS) from the same per-sample gradients, which uses the cross terms the
 # diagonal criteria leave out.
 #
 # By the end you will be able to:
-# 1. explain why diagonal gradient criteria (`taylor`, `fisher`) lose to magnitude after
-#    training;
+# 1. say what the diagonal gradient criteria (`taylor`, `fisher`) get wrong after training,
+#    and why that alone does not explain their loss to magnitude;
 # 2. compute the OBS saliency and weight update, and check what the update promises
 #    (removed weights at exactly zero, the smallest quadratic-model loss change);
 # 3. explain why OBS needs blocks of curvature and several small steps, and read a
