@@ -322,7 +322,7 @@ print("iterative minus one-shot:", {budget: round(gap, 2) for budget, gap in gap
 #   budget grows, and with 3 epochs over all 55,000 digits the gap printed above is a few
 #   tenths of a point on this one seed; over 3 seeds `docs/RESULTS.md` found the two tied
 #   in this setting (the same 10-epoch reference, then 3 epochs over the 55,000 digits:
-#   2.94 ± 0.03 one-shot, 2.91 ± 0.02 iterative).
+#   2.94 ± 0.03 one-shot, 2.91 ± 0.02 iterative, mean ± sd).
 # - More training helps both far more than the choice between them. Iterative pruning's
 #   good reputation comes from long retraining after every round (Han et al. retrain for
 #   many epochs per round); at a budget of a few epochs it buys nothing on this network.
@@ -446,7 +446,7 @@ display(
         f"{snip_after[1]:.2f}%). SNIP at initialisation and SNIP after training differ by "
         f"{abs(init_vs_after):.2f} points, which one seed cannot tell from noise. "
         f"Over {protocol_rows['init', 'snip', 0.95][2]} seeds with 13 epochs in all "
-        f"(`docs/RESULTS.md`), the same 2 × 2 at 95% reads: SNIP at init "
+        f"(`docs/RESULTS.md`; mean ± sd), the same 2 × 2 at 95% reads: SNIP at init "
         f"{protocol_text(('init', 'snip', 0.95))}, magnitude at init "
         f"{protocol_text(('init', 'magnitude', 0.95))}, SNIP after training "
         f"{protocol_text(('after', 'snip', 0.95))}, magnitude after training "

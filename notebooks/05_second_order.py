@@ -360,9 +360,9 @@ plt.show()
 #
 # What the figure does *not* show: it is one net, one-shot, without training. After
 # training the lead does not survive: with 3 epochs of training after pruning
-# (`docs/RESULTS.md`, "With short fine-tuning", 3 seeds) obs and magnitude tie at 95%
-# (2.04 ± 0.10 against 2.07 ± 0.07) and magnitude wins at 98.5% (2.80 ± 0.04 against
-# 3.08 ± 0.08). Notebook 04's sweep has no obs. `docs/RESULTS.md` also has the other seeds
+# (`docs/RESULTS.md`, "With short fine-tuning", 3 seeds, mean ± sd) obs and magnitude tie
+# at 95% (2.04 ± 0.10 against 2.07 ± 0.07) and magnitude wins at 98.5%, on every seed
+# (2.80 ± 0.04 against 3.08 ± 0.08). Notebook 04's sweep has no obs. `docs/RESULTS.md` also has the other seeds
 # and a curvature that does better one-shot.
 #
 # ## What came after: OBS's one-shot descendants, and pruning while training
