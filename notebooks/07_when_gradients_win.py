@@ -116,7 +116,9 @@ for title, methods in regimes.items():
 transfer_view.regimes_figure(regimes, dense)
 
 # %% [markdown]
-# Read each panel against its own white bar, the dense network of that regime.
+# Read each panel against its own white bar, the dense network of that regime. Each bar
+# is the mean over 3 seeds and its whisker ± one standard deviation (the lines printed
+# above: mean ± sd).
 
 # %%
 init, oneshot = regimes[init_title], regimes[oneshot_title]
