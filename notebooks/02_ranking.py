@@ -610,9 +610,8 @@ for size, row in timings.items():
 #   and in what they were designed for: SNIP, GraSP and SynFlow for initialisation (SynFlow
 #   iteratively, or a layer collapses), magnitude, Taylor and Fisher for trained networks.
 # - On a trained network the gradient, Taylor and Fisher rankings from 1,000 digits are
-#   unstable (mean Jaccard 0.15–0.32 at 95% over 5 pairs of draws, with intervals a few
-#   hundredths wide): $\bar g$ is at its noise floor and a few digits
-#   carry the gradient. Variance-aware scores, a temperature and more data raise it, but
+#   unstable (mean Jaccard 0.15–0.32 at 95% over 5 pairs of draws, neighbouring 95%
+#   intervals apart): $\bar g$ is at its noise floor and a few digits carry the gradient. Variance-aware scores, a temperature and more data raise it, but
 #   not to 0.95 at 1,000 digits.
 # - Stability is necessary, not sufficient: magnitude is perfectly reproducible, and on a
 #   trained net also the most accurate without fine-tuning.
