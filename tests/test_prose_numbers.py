@@ -13,9 +13,8 @@ What is covered, precisely:
 - **Rendered sentences.** A sentence rendered from values with ``IPython.display.Markdown``
   is an output, so it cannot disagree with the value; this test needs nothing for it.
 - **docs/INSTRUCTORS.md.** Every decimal number in the section of one notebook or exercise
-  (a ``### 01 · …`` or ``### ex06 · …`` heading; every exercise, and every notebook but
-  03, which is being rewritten elsewhere) must appear the same way in that notebook's
-  outputs (or, for the notebooks above that quote it, in ``docs/RESULTS.md``).
+  (a ``### 01 · …`` or ``### ex06 · …`` heading; every notebook and exercise with such a
+  section) must appear the same way in that notebook's outputs (or, for the notebooks above that quote it, in ``docs/RESULTS.md``).
 - **Numbers from another notebook** are listed in ``FROM_ELSEWHERE`` with the notebook
   whose outputs must print them.
 - **Exceptions** are constants and cited figures (a yardstick, 1/N, a published error),
