@@ -59,6 +59,13 @@ FROM_ELSEWHERE = [
     ("02", "1.71", "01"),  # the dense reference's test error, printed by notebook 01
     ("04", "0.42", "05"),  # |w| against the true loss change of removing one fc3 weight
     ("04", "0.99", "05"),  # -ḡw + ½Hw² against the same
+    ("04", "0.36", "05"),  # taylor's |ḡw| against the same
+    ("04", "0.40", "05"),  # fisher's ½E[g²]w² against the same
+    ("04", "0.860", "02"),  # mean overlap of fisher at T = 10, two 1,000-digit draws, 95%
+    ("04", "0.324", "02"),  # the same for plain fisher
+    ("04", "0.824", "02"),  # the same for grasp
+    ("04", "19.9", "02"),  # fisher at T = 10 pruned to 95%: validation error, no fine-tuning
+    ("04", "8.0", "02"),  # magnitude pruned to 95%: the same
     ("ex10", "1.5", "02"),  # the dense reference's validation error
     ("INSTRUCTORS 04", "0.42", "05"),  # |w| against the true loss change of fc3
 ]
