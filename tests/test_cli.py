@@ -235,3 +235,35 @@ def test_out_pointing_at_a_file_is_refused(command, capsys, tmp_path):
     assert exit_info.value.code == 2
     assert f"--out: {taken} is a file, not a folder" in capsys.readouterr().err
     assert taken.read_text() == "not a folder"
+
+
+@pytest.mark.slow
+def test_compare_runs_the_residual_cnn_with_batchnorm(tmp_path):
+    """``--model resnet_mnist`` (notebook 06's network: residual additions, BatchNorm) end to
+    end: the dense network trains, and after pruning and fine-tuning the masks still hold
+    exactly the asked sparsity of the prunable weights (BatchNorm's own parameters are not
+    pruned). --quick's 9,167 training digits: about 30 s on one thread."""
+    import torch
+
+    import gradprune_lite as gp
+    from gradprune_lite.core.layers import prunable_modules
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        status = main(
+            ["compare", "--quick", "--model", "resnet_mnist", "--out", str(tmp_path)]
+            + ["--criteria", "magnitude", "--mode", "after", "--sparsity", "50"]
+            + ["--no-progress", "--cache", str(tmp_path / "cache")]
+        )
+    assert status == 0
+    rows = {row["criterion"]: row for row in read_rows(tmp_path / "results.csv")}
+    assert float(rows["dense"]["test_error"]) < 50  # trained (it starts at about 90%)
+    pruned = rows["magnitude"]
+    assert float(pruned["remaining"]) == pytest.approx(0.5, abs=1e-4)
+    prunable = sum(
+        module.weight.numel() for module in prunable_modules(gp.models.resnet_mnist()).values()
+    )
+    others = int(rows["dense"]["nonzero_params"]) - prunable  # biases and BatchNorm
+    assert int(pruned["nonzero_params"]) <= prunable // 2 + others + 1
+    assert float(pruned["test_error"]) < 50
+    assert torch.isfinite(torch.tensor(float(pruned["validation_error"])))
