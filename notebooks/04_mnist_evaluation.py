@@ -493,9 +493,9 @@ for source, protocol, sparsity, error in rows:
 #   recipe for 135 epochs 2.59% and 3.88%: length alone buys little. About 0.4 points
 #   remain unexplained; SNIP's initialisation is not it (`docs/RESULTS.md`, "Why").
 # - **Han et al.'s protocol** (iterative magnitude pruning, retraining after each round)
-#   at 92%: ours is 0.24 points above with 3 rounds of 1 epoch each. Han et al. retrain
-#   far longer after every round; with 10 epochs after each round ours is 1.71%, 0.12
-#   above.
+#   at 92%: ours is 0.24 points above with 3 rounds of 1 epoch each. How long one
+#   retrains after each round matters: with 10 epochs after each round ours is 1.71%,
+#   0.12 above.
 # - **L-OBS** (layer-wise OBS after training, then retrained) at 98.5%: our `obs` pruned
 #   once after training and fine-tuned 3 epochs is 1.3 points above it. Fine-tuned 30
 #   epochs it is 2.87%, still 0.87 above; magnitude with the same 30 epochs has a lower

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import small_mlp
 
 import gradprune_lite as gp
+from conftest import small_mlp
 from gradprune_lite.core import io as checkpoint
 
 DATA = Path(__file__).parent / "data"

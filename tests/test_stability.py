@@ -7,9 +7,9 @@ import math
 
 import pytest
 import torch
-from conftest import small_mlp
 
 import gradprune_lite as gp
+from conftest import small_mlp
 from gradprune_lite.core.stability import (
     random_overlap_expected,
     ranks,
