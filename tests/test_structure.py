@@ -8,6 +8,7 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
+from func_reference import per_sample_reference
 from torch import nn
 
 import gradprune_lite as gp
@@ -104,13 +105,21 @@ def test_taylor_group_equals_activation_taylor_reference(digits):
         torch.testing.assert_close(scores[name], reference[name], rtol=1e-4, atol=1e-12)
 
 
-def test_fisher_group_is_the_row_sum_of_the_fisher_scores(digits):
-    model = gp.models.lenet_300_100(seed=0)
-    layers = {"fc1.weight": model.fc1, "fc2.weight": model.fc2}
+@pytest.mark.parametrize(
+    "build, names",
+    [
+        (gp.models.lenet_300_100, ["fc1", "fc2"]),
+        (gp.models.lenet5, ["conv1", "conv2", "fc1"]),
+    ],
+)
+def test_fisher_group_is_the_row_sum_of_the_fisher_scores(build, names, digits):
+    """Without BatchNorm, fisher reads the weights alone: Σ_{w in W[k]} ½·w²·E[g²]."""
+    model = build(seed=0)
+    layers = {f"{name}.weight": model.get_submodule(name) for name in names}
     groups = gp.GROUP_CRITERIA["fisher"](GroupContext(model, layers, digits, {}))
     weights = gp.score(model, "fisher", digits)
     for name in layers:
-        torch.testing.assert_close(groups[name], weights[name].sum(1))
+        torch.testing.assert_close(groups[name], weights[name].flatten(1).sum(1))
 
 
 def test_magnitude_group_is_the_l2_norm_of_row_and_bias():
@@ -677,7 +686,7 @@ def test_resnet_mnist_loses_exactly_its_dead_channels_and_computes_the_same(digi
                 modules[conv].weight[dead[group]] = 0
                 modules[norm].weight[dead[group]] = 0
                 modules[norm].bias[dead[group]] = 0
-    for criterion in ("magnitude", "taylor"):
+    for criterion in ("magnitude", "taylor", "fisher"):
         small = gp.structured_prune(
             model, criterion, 10 / 128, digits, example_inputs=digits[0][0][:1]
         )
@@ -733,8 +742,9 @@ def _resnet_with_statistics(digits):
     return model.eval()
 
 
-@pytest.mark.parametrize("criterion", ["magnitude", "taylor"])
-def test_zero_filter_before_batchnorm_is_not_free_to_remove(criterion, digits):
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("criterion", ["magnitude", "taylor", "fisher"])
+def test_zero_filter_before_batchnorm_is_not_free_to_remove(criterion, mode, digits):
     """Zero block1.conv1's filter 5 but keep bn1's scale, shift and statistics: the channel
     still outputs the constant β − γ·μ/√(σ²+ε) (after ReLU, what block1.conv2 reads), so
     removing it changes the network. Its score must not be 0, and if it is the lowest, the
@@ -746,13 +756,14 @@ def test_zero_filter_before_batchnorm_is_not_free_to_remove(criterion, digits):
         norm.bias[5] = 0.5  # a shift training could give it (the trained net's reach 2.3)
         shift = norm.bias - norm.weight * norm.running_mean / (norm.running_var + norm.eps).sqrt()
     assert abs(float(shift[5])) > 0.1  # the channel is alive after BatchNorm
+    model.train(mode == "train")  # train mode: the channel outputs β exactly
     inputs = torch.cat([x for x, _ in digits])
     # Removing the channel by hand (zeroing its BatchNorm output) changes the outputs.
     without = copy.deepcopy(model)
     with torch.no_grad():
         without.block1.bn1.weight[5] = 0
         without.block1.bn1.bias[5] = 0
-        assert (without(inputs) - model(inputs)).abs().max() > 1e-3
+        assert (without(inputs) - copy.deepcopy(model)(inputs)).abs().max() > 1e-3
     layers = {"block1.conv1.weight": model.block1.conv1}
     context = GroupContext(model, layers, digits, {}, norms={"block1.conv1.weight": norm})
     scores = gp.GROUP_CRITERIA[criterion](context)["block1.conv1.weight"]
@@ -829,6 +840,166 @@ def test_taylor_with_batchnorm_is_the_taylor_term_of_the_batchnorm_output(digits
             reference[n] += (d * y).sum([0, 2, 3]).detach().square()
     for n in pairs:
         torch.testing.assert_close(scores[n], reference[n], rtol=1e-4, atol=1e-12)
+
+
+def _fisher_reference(model, norm_names, batches):
+    """dict BatchNorm name → ½·(γ²·mean_n g_γ² + β²·mean_n g_β²), per-sample gradients from
+    torch.func (functional_call + vmap(grad), each sample alone, eval mode:
+    tests/func_reference.py), the convention gp.gradient_stats follows for every weight."""
+    grads = per_sample_reference(model, batches)
+    modules = dict(model.named_modules())
+    reference = {}
+    for name in norm_names:
+        gamma, beta = modules[name].weight.detach(), modules[name].bias.detach()
+        reference[name] = 0.5 * (
+            gamma.square() * grads[f"{name}.weight"].square().mean(0)
+            + beta.square() * grads[f"{name}.bias"].square().mean(0)
+        )
+    return reference
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_fisher_with_batchnorm_matches_torch_func_per_sample_gradients(digits, mode):
+    """With an affine BatchNorm after the layer, fisher is the OBD sum over (γ[k], β[k]).
+
+    In train mode BatchNorm's batch statistics couple the samples of a batch, so a
+    per-sample gradient is not defined there; fisher takes them as gp.gradient_stats takes
+    every per-sample gradient, in eval mode (running statistics), whatever the model's
+    mode, and leaves the mode and the running statistics as they were."""
+    model = _resnet_with_statistics(digits)
+    with torch.no_grad():  # the zero-filter case: this channel's score comes from β alone
+        model.block1.conv1.weight[5] = 0
+        model.block1.bn1.bias[5] = 0.5
+    reference = _fisher_reference(model, ["bn1", "block1.bn1", "block2.shortcut.bn"], digits)
+    model.train(mode == "train")
+    pairs = {
+        "conv1": "bn1",
+        "block1.conv1": "block1.bn1",
+        "block2.shortcut.conv": "block2.shortcut.bn",
+    }
+    modules = dict(model.named_modules())
+    layers = {f"{c}.weight": modules[c] for c in pairs}
+    norms = {f"{c}.weight": modules[b] for c, b in pairs.items()}
+    state = copy.deepcopy(model.state_dict())
+    scores = gp.GROUP_CRITERIA["fisher"](GroupContext(model, layers, digits, {}, norms=norms))
+    assert model.training == (mode == "train")
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+    for conv, norm in pairs.items():
+        torch.testing.assert_close(scores[f"{conv}.weight"], reference[norm], rtol=1e-4, atol=0)
+    assert float(scores["block1.conv1.weight"][5]) > 0
+
+
+def test_fisher_does_not_remove_a_zero_filter_first_when_its_shift_matters(digits):
+    """Through structured_prune (eval): block1's inner group loses the channel the torch.func
+    reference ranks lowest, not the zero filter 5 that the weights-only rule scores 0 and
+    whose BatchNorm shift 2.0 reaches the outputs."""
+    model = _resnet_with_statistics(digits)
+    with torch.no_grad():
+        model.block1.conv1.weight[5] = 0
+        model.block1.bn1.bias[5] = 2.0
+    inputs = torch.cat([x for x, _ in digits])
+    without = copy.deepcopy(model)
+    with torch.no_grad():
+        without.block1.bn1.weight[5] = 0
+        without.block1.bn1.bias[5] = 0
+        assert (without(inputs) - model(inputs)).abs().max() > 1e-2
+    layers = {"block1.conv1.weight": model.block1.conv1}
+    weights_only = gp.GROUP_CRITERIA["fisher"](GroupContext(model, layers, digits, {}))
+    assert int(weights_only["block1.conv1.weight"].argmin()) == 5  # what fisher did before
+    weakest = int(_fisher_reference(model, ["block1.bn1"], digits)["block1.bn1"].argmin())
+    assert weakest != 5
+    small = gp.structured_prune(
+        model, "fisher", 1 / 16, digits, example_inputs=digits[0][0][:1], scope="layerwise"
+    )
+    kept = [c for c in range(16) if c != weakest]
+    for entry in ("weight", "bias", "running_mean"):
+        torch.testing.assert_close(
+            getattr(small.block1.bn1, entry),
+            getattr(model.block1.bn1, entry)[kept].detach(),
+            rtol=0,
+            atol=0,
+        )
+
+
+def test_fisher_prunes_resnet_mnist_like_its_masked_twin(digits):
+    """Layerwise 25% with fisher: each coupled group of resnet_mnist loses the units whose
+    summed reference scores (over its writers' BatchNorms) are lowest, and the small model
+    computes what the full one computes with those channels' γ and β zeroed (eval mode:
+    a channel whose every writer's BatchNorm outputs 0 adds nothing downstream)."""
+    model = _resnet_with_statistics(digits)
+    writers = {g: [norm for _, norm in pairs] for g, pairs in RESNET_MNIST_WRITERS.items()}
+    reference = _fisher_reference(model, [n for norms in writers.values() for n in norms], digits)
+    small = gp.structured_prune(
+        model, "fisher", 0.25, digits, example_inputs=digits[0][0][:1], scope="layerwise"
+    )
+    modules, small_modules = dict(model.named_modules()), dict(small.named_modules())
+    masked = copy.deepcopy(model)
+    masked_modules = dict(masked.named_modules())
+    for group, norms in writers.items():
+        total = sum(reference[norm] for norm in norms)
+        width, count = len(total), round(0.25 * len(total))
+        ranked = torch.sort(total).values
+        assert ranked[count] > ranked[count - 1] * (1 + 1e-3), f"{group}: a near tie"
+        removed = torch.argsort(total)[:count].tolist()
+        kept = [c for c in range(width) if c not in removed]
+        for norm in norms:
+            torch.testing.assert_close(
+                small_modules[norm].running_mean, modules[norm].running_mean[kept], rtol=0, atol=0
+            )
+            with torch.no_grad():
+                masked_modules[norm].weight[removed] = 0
+                masked_modules[norm].bias[removed] = 0
+    inputs = torch.cat([x for x, _ in digits])
+    with torch.no_grad():
+        torch.testing.assert_close(small(inputs), masked(inputs), rtol=0, atol=1e-5)
+
+
+class ConvNormThenPlain(nn.Module):
+    """conv → BatchNorm (affine or not) → ReLU → pool → fc1 (no BatchNorm) → head."""
+
+    def __init__(self, affine):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 6, 5, stride=2)
+        self.norm = nn.BatchNorm2d(6, affine=affine)
+        self.fc1 = nn.Linear(6 * 6 * 6, 24)
+        self.head = nn.Linear(24, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.norm(self.conv(x))), 2).flatten(1)
+        return self.head(F.relu(self.fc1(x)))
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_fisher_reads_the_weights_where_no_affine_batchnorm_follows(digits, affine):
+    """fc1 (no BatchNorm) and conv before a BatchNorm without γ and β (the fallback taylor
+    also takes) score Σ_{w in W[k]} ½·w²·E[g²], the row sums of gp.score's fisher; conv
+    before an affine BatchNorm scores its (γ, β). One-shot batches serve both passes."""
+    torch.manual_seed(0)
+    model = ConvNormThenPlain(affine).eval()
+    layers = {"conv.weight": model.conv, "fc1.weight": model.fc1}
+    context = GroupContext(model, layers, iter(list(digits)), {}, norms={"conv.weight": model.norm})
+    scores = gp.GROUP_CRITERIA["fisher"](context)
+    weights = gp.score(model, "fisher", digits)
+    torch.testing.assert_close(scores["fc1.weight"], weights["fc1.weight"].sum(1))
+    if affine:
+        reference = _fisher_reference(model, ["norm"], digits)["norm"]
+        torch.testing.assert_close(scores["conv.weight"], reference, rtol=1e-4, atol=0)
+    else:
+        expected = weights["conv.weight"].flatten(1).sum(1)
+        torch.testing.assert_close(scores["conv.weight"], expected)
+
+
+def test_fisher_refuses_a_batchnorm_without_running_statistics(digits):
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 5),
+        nn.BatchNorm2d(4, track_running_stats=False),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 24 * 24, 10),
+    )
+    with pytest.raises(ValueError, match="no running statistics"):
+        gp.structured_prune(model, "fisher", 0.25, digits, example_inputs=digits[0][0][:1])
 
 
 def test_the_batchnorm_after_each_layer_is_found():

@@ -29,8 +29,13 @@ network. Group criteria score each unit; the lowest are removed. Built-in criter
   "gate after BN" score (their Sec. 3.2), in train and eval mode alike. (Without the
   BatchNorm's terms, s of a layer that BatchNorm normalises with batch statistics is 0 for
   every unit, as the loss does not change when z is scaled);
-* ``fisher``: Σ_{w in W[k]} ½·w²·E[g²], the group sum of the OBD term (weights only: the
-  gradient decomposition covers weights, not biases);
+* ``fisher``: the group sum of the OBD term ½·p²·E[g²] (E[g²] the diagonal empirical
+  Fisher of per-sample gradients, taken as ``gp.gradient_stats`` takes them: in eval mode)
+  over the parameters that make the unit: Σ_{w in W[k]} ½·w²·E[g²] (weights only: the
+  gradient decomposition covers weights, not biases), and with an affine BatchNorm after
+  the layer, ½·γ[k]²·E[g_γ²] + ½·β[k]²·E[g_β²], the parameters that produce y. A zero
+  filter there scores what its shift β is worth, not 0; a BatchNorm without γ and β
+  (``affine=False``) leaves the layer's W[k], as ``taylor`` falls back to its W and b;
 * ``random``: uniform scores (seed option), the baseline.
 
 Torch-Pruning's ``DependencyGraph`` finds every layer coupled to a removal (through ReLU,
@@ -55,12 +60,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._scoring import check_batch_list, eval_mode_kept
+from ._scoring import (
+    check_batch_list,
+    check_loss_targets,
+    eval_mode_kept,
+    grad_enabled,
+    prepare_batch,
+    resolve_reduction,
+    scoring_state,
+    total_of_sample_losses,
+)
 from ._validate import _as_fraction
 from .layers import prunable_modules
 from .masks import current_masks, remove_masks
 from .registry import Criterion, Registry, declared_options
-from .stats import gradient_stats
+from .stats import accumulation_dtype, gradient_stats
 
 if TYPE_CHECKING:  # Torch-Pruning loads when a model is pruned, not with the package
     import torch_pruning as tp
@@ -213,15 +227,177 @@ def taylor_groups(ctx: GroupContext) -> GroupScores:
     return scores
 
 
+def _probe_gradients(
+    model: nn.Module,
+    norms: dict[int, nn.Module],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    n: int,
+    loss_fn,
+    reduction: str | None,
+) -> dict[int, torch.Tensor]:
+    """id(norm) → (n, 2, C): per-sample gradients (g_γ, g_β) of each BatchNorm, summed
+    over its calls, from one forward and one backward of Σ_n ℓ_n (model in eval mode).
+
+    Each call's output y = γ·x̂ + β gets a zero-valued probe a_n·x̂ + c_n added, with a_n,
+    c_n of shape (C,) per sample: ∂(Σ ℓ)/∂a_n = Σ_positions ∂ℓ_n/∂y · x̂ = g_γ of sample n
+    and ∂(Σ ℓ)/∂c_n = g_β, since in eval mode ℓ_n depends on sample n's y alone. x̂ is
+    formed from the call's input before anything downstream can change it in place.
+    """
+    probes: dict[int, list[torch.Tensor]] = {key: [] for key in norms}
+
+    def hook(module, args, output):
+        x = args[0]
+        if x.dim() < 2 or x.shape[0] != n:
+            raise ValueError(
+                f"the fisher group criterion needs the samples along dimension 0 of every "
+                f"BatchNorm's input; a {type(module).__name__} got shape {tuple(x.shape)} "
+                f"for {n} samples."
+            )
+        normalised = F.batch_norm(
+            x.detach(), module.running_mean, module.running_var, training=False, eps=module.eps
+        )
+        shape = (n, 2, module.num_features) + (1,) * (x.dim() - 2)
+        probe = torch.zeros(shape, dtype=output.dtype, device=output.device, requires_grad=True)
+        probes[id(module)].append(probe)
+        return output + probe[:, 0] * normalised + probe[:, 1]
+
+    handles = [norm.register_forward_hook(hook) for norm in norms.values()]
+    try:
+        total = total_of_sample_losses(loss_fn(model(inputs), targets), n, reduction)
+    finally:
+        for handle in handles:
+            handle.remove()
+    flat = [probe for key in norms for probe in probes[key]]
+    grads = (
+        torch.autograd.grad(total, flat, allow_unused=True)
+        if flat and total.requires_grad
+        else [None] * len(flat)
+    )
+    result, position = {}, 0
+    for key, norm in norms.items():
+        calls = grads[position : position + len(probes[key])]
+        position += len(calls)
+        dtype = accumulation_dtype(norm.weight)
+        summed = torch.zeros(n, 2, norm.num_features, dtype=dtype, device=norm.weight.device)
+        for grad in calls:
+            if grad is not None:
+                summed += grad.reshape(n, 2, -1).to(dtype)
+        result[key] = summed
+    return result
+
+
+def _batchnorm_fisher(model: nn.Module, norms: dict[str, nn.Module], batches, loss_fn):
+    """dict layer name → ½·(γ²·E[g_γ²] + β²·E[g_β²]), shape (out,), of its affine BatchNorm.
+
+    Per-sample gradients as ``gp.gradient_stats`` takes them (``_scoring.py``): the model
+    in eval mode, so BatchNorm normalises with its running statistics and samples do not
+    interact, g_n the gradient of sample n's own loss, E the mean over all samples.
+    Modes, buffers and ``requires_grad`` are restored afterwards.
+    """
+    for name, norm in norms.items():
+        if norm.running_mean is None:
+            raise ValueError(
+                f"the fisher group criterion needs per-sample gradients, but the BatchNorm "
+                f"after {name} has no running statistics (track_running_stats=False): even "
+                "in eval mode it normalises with the batch's statistics, so samples "
+                "interact. Use 'magnitude' or 'taylor', or a BatchNorm with running "
+                "statistics."
+            )
+    loss_fn = F.cross_entropy if loss_fn is None else loss_fn
+    modules = {id(norm): norm for norm in norms.values()}
+    device = next(iter(modules.values())).weight.device
+    sq_sums = {key: 0.0 for key in modules}
+    count, reduction, checked = 0, None, False
+    check_batch_list(batches)
+    with scoring_state(model):
+        for p in model.parameters():  # only the probes need gradients
+            p.requires_grad_(False)
+        for inputs, targets in batches:
+            inputs, targets, n = prepare_batch(inputs, targets, device, (0, 0))
+            if n == 0:
+                continue
+            check_loss_targets(loss_fn, targets, None)
+            with grad_enabled():
+                if reduction is None:
+                    reduction = resolve_reduction(model, loss_fn, inputs, targets, (0, 0), None)
+                args = (model, modules, inputs, targets, n, loss_fn, reduction)
+                grads = _probe_gradients(*args)
+                if not checked and n >= 2:
+                    alone = _probe_gradients(
+                        model, modules, inputs[:1], targets[:1], 1, loss_fn, reduction
+                    )
+                    _check_first_sample(grads, alone)
+                    checked = True
+            for key, grad in grads.items():
+                sq_sums[key] = sq_sums[key] + grad.square().sum(0)
+            count += n
+    if count == 0:
+        raise ValueError("batches yielded no samples: the fisher group criterion needs data.")
+    scores = {}
+    for name, norm in norms.items():
+        sq_mean = sq_sums[id(norm)] / count  # (2, C): E[g_γ²], E[g_β²]
+        parameters = torch.stack([norm.weight.detach(), norm.bias.detach()]).to(sq_mean.dtype)
+        scores[name] = 0.5 * (parameters.square() * sq_mean).sum(0)
+    return scores
+
+
+def _check_first_sample(grads: dict[int, torch.Tensor], alone: dict[int, torch.Tensor]) -> None:
+    """Raise unless sample 0's gradients in the batch equal those of sample 0 run alone."""
+    for key, batch in grads.items():
+        difference = float((batch[0] - alone[key][0]).norm())
+        scale = max(float(batch[0].norm()), float(alone[key][0].norm()))
+        if difference > 1e-3 * scale + 1e-30:
+            raise ValueError(
+                f"the BatchNorm gradient of sample 0 computed alone differs from its share "
+                f"of the batch (relative difference {difference / scale:.3g}): the samples "
+                "interact inside the model or the loss, so per-sample gradients, which the "
+                "fisher group criterion needs, are not defined. Use 'magnitude' or 'taylor'."
+            )
+
+
 @register_group_criterion("fisher")
 def fisher_groups(ctx: GroupContext) -> GroupScores:
-    """Σ_{w in W[k]} ½·w²·E[g²], from ``gp.gradient_stats``."""
-    stats = gradient_stats(ctx.model, ctx.require_batches(), ctx.options.get("loss_fn"))
-    names = {id(m): n for n, m in prunable_modules(ctx.model).items()}
-    return {
-        name: 0.5 * (_rows(module.weight).square() * _rows(stats[names[id(module)]].sq_mean)).sum(1)
-        for name, module in ctx.layers.items()
+    """Σ ½·p²·E[g²] over unit k's W[k], or over (γ[k], β[k]) of an affine BatchNorm after it.
+
+    E[g²] is the diagonal empirical Fisher, the mean over samples of squared per-sample
+    gradients, in eval mode (BatchNorm on its running statistics) as ``gp.gradient_stats``
+    takes it, whatever the model's mode: in train mode BatchNorm's batch statistics couple
+    a batch's samples, and a per-sample gradient is not defined (``taylor``, which needs
+    only batch gradients, runs the model in its own mode). For a layer whose output an
+    affine BatchNorm reads, the unit is y = γ·x̂ + β, and the score is
+
+        ½·γ[k]²·E[g_γ[k]²] + ½·β[k]²·E[g_β[k]²],
+
+    the OBD terms of the parameters that produce y (the choice ``taylor`` makes). Why: a
+    zero filter before a BatchNorm still outputs the constant β − γ·μ/√(σ² + ε), but
+    Σ_{w in W[k]} ½·w²·E[g²] scores it 0, so it went first although removing it changes
+    the network. Other layers, and those before a BatchNorm without γ and β
+    (``affine=False``, where ``taylor`` also falls back to the layer's own parameters),
+    score Σ_{w in W[k]} ½·w²·E[g²] (weights only: ``gp.gradient_stats`` covers weights,
+    not biases), exactly as before; such a zero filter before a non-affine BatchNorm
+    still scores 0, as no weight produces its constant (b[k] − μ)/√(σ² + ε) (``magnitude``,
+    which folds the BatchNorm in, sees it).
+    """
+    loss_fn = ctx.options.get("loss_fn")
+    batches = ctx.require_batches()
+    affine = {
+        name: ctx.norms[name]
+        for name in ctx.layers
+        if name in ctx.norms and ctx.norms[name].weight is not None
     }
+    plain = [name for name in ctx.layers if name not in affine]
+    if affine and plain and iter(batches) is batches:
+        batches = list(batches)  # a one-shot iterator, read by two passes
+    scores = _batchnorm_fisher(ctx.model, affine, batches, loss_fn) if affine else {}
+    if plain:
+        stats = gradient_stats(ctx.model, batches, loss_fn)
+        names = {id(m): n for n, m in prunable_modules(ctx.model).items()}
+        for name in plain:
+            module = ctx.layers[name]
+            sq_mean = stats[names[id(module)]].sq_mean
+            scores[name] = 0.5 * (_rows(module.weight).square() * _rows(sq_mean)).sum(1)
+    return {name: scores[name] for name in ctx.layers}
 
 
 @register_group_criterion("random", needs_data=False)
@@ -560,7 +736,8 @@ def structured_prune(
     layers that produce it. A layer whose output a BatchNorm reads directly is scored as
     that BatchNorm's output (the unit the next layer sees): ``magnitude`` folds the
     BatchNorm into the row and bias, ``taylor`` uses γ·∂L/∂γ + β·∂L/∂β (Molchanov et al.
-    2019); a zero filter whose BatchNorm still shifts it is not scored 0.
+    2019), ``fisher`` the OBD terms ½·p²·E[g²] of γ and β; a zero filter whose BatchNorm
+    still shifts it is not scored 0.
 
     Args:
         model: built of nn.Linear, nn.Conv2d (groups=1 or depthwise), nn.BatchNorm1d/2d and
