@@ -1002,6 +1002,27 @@ def test_fisher_refuses_a_batchnorm_without_running_statistics(digits):
         gp.structured_prune(model, "fisher", 0.25, digits, example_inputs=digits[0][0][:1])
 
 
+class CentresTheBatch(nn.Module):
+    def forward(self, x):
+        return x - x.mean(0, keepdim=True)
+
+
+def test_fisher_refuses_samples_that_interact(digits):
+    """A parameter-free module that subtracts the batch mean after the BatchNorm couples
+    the samples: per-sample gradients are not defined, and fisher says so."""
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 5),
+        nn.BatchNorm2d(4),
+        CentresTheBatch(),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 24 * 24, 10),
+    ).eval()
+    context = GroupContext(model, {"0.weight": model[0]}, digits, {}, norms={"0.weight": model[1]})
+    with pytest.raises(ValueError, match="samples interact"):
+        gp.GROUP_CRITERIA["fisher"](context)
+
+
 def test_the_batchnorm_after_each_layer_is_found():
     from gradprune_lite.core.layers import prunable_modules
     from gradprune_lite.core.structure import _norms_after

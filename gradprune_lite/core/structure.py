@@ -63,8 +63,10 @@ from torch import nn
 from ._scoring import (
     check_batch_list,
     check_loss_targets,
+    checked_in_float32,
     eval_mode_kept,
     grad_enabled,
+    in_check_dtype,
     prepare_batch,
     resolve_reduction,
     scoring_state,
@@ -321,14 +323,10 @@ def _batchnorm_fisher(model: nn.Module, norms: dict[str, nn.Module], batches, lo
             with grad_enabled():
                 if reduction is None:
                     reduction = resolve_reduction(model, loss_fn, inputs, targets, (0, 0), None)
-                args = (model, modules, inputs, targets, n, loss_fn, reduction)
-                grads = _probe_gradients(*args)
                 if not checked and n >= 2:
-                    alone = _probe_gradients(
-                        model, modules, inputs[:1], targets[:1], 1, loss_fn, reduction
-                    )
-                    _check_first_sample(grads, alone)
+                    _check_samples_apart(model, modules, inputs, targets, loss_fn, reduction)
                     checked = True
+                grads = _probe_gradients(model, modules, inputs, targets, n, loss_fn, reduction)
             for key, grad in grads.items():
                 sq_sums[key] = sq_sums[key] + grad.square().sum(0)
             count += n
@@ -342,15 +340,21 @@ def _batchnorm_fisher(model: nn.Module, norms: dict[str, nn.Module], batches, lo
     return scores
 
 
-def _check_first_sample(grads: dict[int, torch.Tensor], alone: dict[int, torch.Tensor]) -> None:
-    """Raise unless sample 0's gradients in the batch equal those of sample 0 run alone."""
-    for key, batch in grads.items():
-        difference = float((batch[0] - alone[key][0]).norm())
-        scale = max(float(batch[0].norm()), float(alone[key][0].norm()))
+def _check_samples_apart(model, norms, inputs, targets, loss_fn, reduction) -> None:
+    """Raise unless sample 0's (g_γ, g_β) in a batch with sample 1 equal those of sample 0
+    alone, in float32 (bfloat16's round-off would hide an interaction), as
+    ``gp.gradient_stats`` checks the weights' per-sample gradients."""
+    inputs, targets = in_check_dtype(inputs[:2]), in_check_dtype(targets[:2])
+    with checked_in_float32(model):
+        pair = _probe_gradients(model, norms, inputs, targets, 2, loss_fn, reduction)
+        alone = _probe_gradients(model, norms, inputs[:1], targets[:1], 1, loss_fn, reduction)
+    for key, grads in pair.items():
+        difference = float((grads[0] - alone[key][0]).norm())
+        scale = max(float(grads[0].norm()), float(alone[key][0].norm()))
         if difference > 1e-3 * scale + 1e-30:
             raise ValueError(
                 f"the BatchNorm gradient of sample 0 computed alone differs from its share "
-                f"of the batch (relative difference {difference / scale:.3g}): the samples "
+                f"of a batch (relative difference {difference / scale:.3g}): the samples "
                 "interact inside the model or the loss, so per-sample gradients, which the "
                 "fisher group criterion needs, are not defined. Use 'magnitude' or 'taylor'."
             )
