@@ -18,7 +18,7 @@
 # The article this course started from claims that ranking weights by gradient information
 # beats ranking them by magnitude. Notebooks 03 to 05 found that, **after training**, plain
 # magnitude beats the diagonal gradient criteria and ties with the best of the others. This
-# capstone asks the better question: *in which regime* does gradient information win, by
+# last notebook asks the better question: *in which regime* does gradient information win, by
 # how much, and is the win fair?
 #
 # By the end you will be able to:
