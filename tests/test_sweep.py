@@ -112,3 +112,48 @@ def test_a_committed_row_is_what_the_function_computes_now():
     dense = gp.trained("lenet_300_100")
     run = sweep.prune_and_finetune(dense, "magnitude", 0.95, 1, train, validation, test)
     assert run == sweep.read_runs(path)["magnitude", 0.95, 1]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda text: text[:-8], r"line 4 .* is not a run \(5 fields instead of 6\)"),
+        (lambda text: text.replace("90.26", "9O.26"), r"line 4 .* is not a run .*'9O.26'"),
+        (lambda text: text.replace("criterion,", ""), "does not start with the header row"),
+        (lambda text: text.split("criterion,")[0], "does not start with the header row"),
+        (lambda text: text[: text.index("\ntaylor")], "holds a header but no runs"),
+        (lambda text: text + text.splitlines()[-1] + "\n", r"line 5 repeats the run"),
+    ],
+)
+def test_a_damaged_file_is_a_value_error_that_names_the_line_and_the_fix(tmp_path, damage, message):
+    """A truncated or edited runs file (the brief: corrupt data files give a clear
+    ValueError) says where it is wrong and how to get a good one back, instead of a bare
+    KeyError or float() error, or silently fewer runs."""
+    path = tmp_path / "runs.csv"
+    runs = {
+        ("taylor", 0.95, 0): sweep.SweepRun(1.5, 2.25, 3.0),
+        ("random", 0.98, 2): sweep.SweepRun(90.26, 1 / 3, 100.0),
+    }
+    sweep.write_runs(path, runs, {"command": "python x.py"})
+    path.write_text(damage(path.read_text()))
+    with pytest.raises(ValueError, match=message) as caught:
+        sweep.read_runs(path)
+    assert "scripts/sweep_04.py" in str(caught.value)
+
+
+def test_a_file_that_is_not_text_is_a_value_error(tmp_path):
+    path = tmp_path / "runs.csv"
+    path.write_bytes(b"\x00\x01\xff\xfe")
+    for read in (sweep.read_runs, sweep.read_provenance):
+        with pytest.raises(ValueError, match="is not a text file"):
+            read(path)
+
+
+def test_an_interrupted_write_leaves_the_old_file_whole(tmp_path):
+    path = tmp_path / "runs.csv"
+    good = {("taylor", 0.95, 0): sweep.SweepRun(1.5, 2.25, 3.0)}
+    sweep.write_runs(path, good, {"command": "python x.py"})
+    broken = {("taylor", 0.95, 0): sweep.SweepRun(1.5, 2.25, 3.0), ("x", 0.9, 0): None}
+    with pytest.raises(TypeError):  # fails after the first row is written
+        sweep.write_runs(path, broken, {"command": "python x.py"})
+    assert sweep.read_runs(path) == good

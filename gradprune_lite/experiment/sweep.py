@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import csv
 import itertools
-from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -128,42 +127,83 @@ def write_runs(path: str | Path, runs: dict, provenance: dict[str, str]) -> None
     """Write ``runs`` ((criterion, sparsity, seed) → ``SweepRun``) as CSV at ``path``.
 
     Floats are written with ``repr`` (the shortest text that reads back to the same
-    float), so ``read_runs`` returns exactly the numbers that were computed.
+    float), so ``read_runs`` returns exactly the numbers that were computed. The file is
+    written beside ``path`` and then renamed, so an interrupted run leaves the old file
+    whole instead of a truncated one.
     """
-    with open(path, "w", newline="") as handle:
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "w", newline="", encoding="utf-8") as handle:
         for key, value in provenance.items():
             handle.write(f"# {key}: {value}\n")
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(COLUMNS)
         for (criterion, sparsity, seed), run in runs.items():
             writer.writerow([criterion, repr(sparsity), seed, *map(repr, run)])
+    partial.replace(path)
 
 
-def _data_lines(lines: Iterable[str]) -> list[str]:
-    return [line for line in lines if not line.startswith("#")]
+def _lines(path: str | Path) -> list[str]:
+    """The file's lines; a file that is not text is a ValueError that says what to do."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return handle.read().splitlines()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not a text file ({error}). {_HOW_TO_FIX}") from None
+
+
+_HOW_TO_FIX = (
+    "For notebook 04's docs/results/notebook04/runs.csv, restore the committed file "
+    "(git checkout -- docs/results/notebook04/runs.csv) or write it again with "
+    "python scripts/sweep_04.py."
+)
 
 
 def read_runs(path: str | Path) -> dict[tuple[str, float, int], SweepRun]:
-    """(criterion, sparsity, seed) → ``SweepRun``, as ``write_runs`` wrote them."""
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(_data_lines(handle)))
-    return {
-        (row["criterion"], float(row["sparsity"]), int(row["seed"])): SweepRun(
-            float(row["untuned_test_error"]),
-            float(row["tuned_test_error"]),
-            float(row["tuned_validation_error"]),
+    """(criterion, sparsity, seed) → ``SweepRun``, as ``write_runs`` wrote them.
+
+    Raises:
+        ValueError: the file is not what ``write_runs`` writes (no header row, a row
+            that is short, long or not numbers, a run twice, no runs: a truncated or
+            edited file), naming the line.
+    """
+    numbered = [
+        (number, line)
+        for number, line in enumerate(_lines(path), 1)
+        if line.strip() and not line.startswith("#")
+    ]
+    if not numbered or next(csv.reader([numbered[0][1]])) != list(COLUMNS):
+        raise ValueError(
+            f"{path} does not start with the header row {','.join(COLUMNS)} after its "
+            f"'# key: value' lines: it is not a file write_runs wrote. {_HOW_TO_FIX}"
         )
-        for row in rows
-    }
+    runs = {}
+    for number, line in numbered[1:]:
+        row = next(csv.reader([line]))
+        try:
+            if len(row) != len(COLUMNS):
+                raise ValueError(f"{len(row)} fields instead of {len(COLUMNS)}")
+            key = (row[0], float(row[1]), int(row[2]))
+            run = SweepRun(*map(float, row[3:]))
+        except ValueError as error:
+            raise ValueError(
+                f"{path}, line {number} ({line!r}) is not a run ({error}): the file is "
+                f"truncated or was edited. {_HOW_TO_FIX}"
+            ) from None
+        if key in runs:
+            raise ValueError(f"{path}, line {number} repeats the run {key}. {_HOW_TO_FIX}")
+        runs[key] = run
+    if not runs:
+        raise ValueError(f"{path} holds a header but no runs. {_HOW_TO_FIX}")
+    return runs
 
 
 def read_provenance(path: str | Path) -> dict[str, str]:
     """The ``# key: value`` lines at the top of a file ``write_runs`` wrote."""
     provenance = {}
-    with open(path) as handle:
-        for line in handle:
-            if not line.startswith("# "):
-                break
-            key, _, value = line[2:].rstrip("\n").partition(": ")
-            provenance[key] = value
+    for line in _lines(path):
+        if not line.startswith("# "):
+            break
+        key, _, value = line[2:].partition(": ")
+        provenance[key] = value
     return provenance
