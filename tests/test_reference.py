@@ -126,6 +126,7 @@ print(float(net.fc1.weight.flatten()[0]), flush=True)
 
 
 def test_a_second_process_waits_for_the_first_trainer_and_loads_its_file(tmp_path, real_digits):
+    pytest.importorskip("fcntl", reason="no flock on Windows: there both processes train")
     """Two processes that need the same uncached network (two kernels, two test workers)
     train it once: the second waits on the lock, then loads what the first wrote.
 
@@ -165,7 +166,7 @@ def test_a_second_process_waits_for_the_first_trainer_and_loads_its_file(tmp_pat
 
 
 def test_the_training_lock_is_exclusive_and_released(tmp_path):
-    import fcntl
+    fcntl = pytest.importorskip("fcntl", reason="no flock on Windows")
 
     from gradprune_lite.experiment.reference import _one_trainer
 
@@ -175,3 +176,77 @@ def test_the_training_lock_is_exclusive_and_released(tmp_path):
             fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     with open(path.with_suffix(".lock"), "a") as other:
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again
+
+
+def _cached_once(tmp_path, train):
+    """A cache folder holding one trained network, and that network's file."""
+    folder = tmp_path / "cache"
+    net = gp.trained(train=train, epochs=1, cache_dir=folder)
+    (path,) = folder.glob("*.pt")
+    return net, path
+
+
+def test_a_cache_that_cannot_be_locked_or_written_still_serves_its_files(tmp_path, real_digits):
+    """A read-only cache (a Binder image, a shared folder): no lock file can be opened,
+    yet the file there loads. (Tests run as root, where chmod does not stop writing, so a
+    directory stands where the lock file would be opened: open() then fails the same way.)"""
+    train, _ = real_digits(300, 10)
+    net, path = _cached_once(tmp_path, train)
+    path.with_suffix(".lock").unlink()
+    path.with_suffix(".lock").mkdir()
+    again = gp.trained(train=train, epochs=1, cache_dir=path.parent)
+    assert all(
+        torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values())
+    )
+
+
+def test_an_error_inside_the_unlocked_path_is_not_chained_to_the_lock_failure(tmp_path):
+    from gradprune_lite.experiment.reference import _one_trainer
+
+    path = tmp_path / "net.pt"
+    path.with_suffix(".lock").mkdir()  # the lock file cannot be opened
+    with pytest.raises(RuntimeError) as caught, _one_trainer(path):
+        raise RuntimeError("training failed")
+    assert caught.value.__context__ is None  # no "During handling of IsADirectoryError"
+
+
+def test_a_file_system_that_refuses_locks_still_trains(tmp_path, real_digits, monkeypatch):
+    """flock fails with ENOLCK on some NFS mounts: train without the lock, not fail."""
+    fcntl = pytest.importorskip("fcntl", reason="no flock on Windows")
+
+    def refuse(handle, operation):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    train, _ = real_digits(300, 10)
+    gp.trained(train=train, epochs=1, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.pt"))) == 1
+
+
+def test_a_trained_network_that_cannot_be_cached_is_returned_with_a_warning(tmp_path, real_digits):
+    """Training is not lost to an unwritable cache: the network comes back, a warning says
+    why it was not cached, and no partial file is left. (As root, a directory where the
+    partial file would be written makes torch.save fail as a read-only folder does.)"""
+    import os
+
+    train, _ = real_digits(300, 10)
+    net, path = _cached_once(tmp_path, train)
+    path.unlink()
+    path.with_suffix(f".{os.getpid()}.partial").mkdir()
+    with pytest.warns(UserWarning, match="could not be cached"):
+        again = gp.trained(train=train, epochs=1, cache_dir=path.parent)
+    assert all(
+        torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values())
+    )
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("damage", [b"", b"not a torch file"])
+def test_a_damaged_cached_file_is_a_value_error_that_says_to_delete_it(
+    tmp_path, real_digits, damage
+):
+    train, _ = real_digits(300, 10)
+    _, path = _cached_once(tmp_path, train)
+    path.write_bytes(damage)
+    with pytest.raises(ValueError, match="cannot be loaded.*Delete it"):
+        gp.trained(train=train, epochs=1, cache_dir=path.parent)

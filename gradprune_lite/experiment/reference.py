@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -109,7 +110,11 @@ def trained(
         train: training digits (default: the training part of ``splits()``).
         epochs: training epochs (default: the model's reference budget, 10 for the
             LeNets, ``MODEL_BUDGETS`` for the others).
-        cache_dir: folder of cached weights (default ``<gp cache>/models``).
+        cache_dir: folder of cached weights (default ``<gp cache>/models``), created if
+            missing. Beside each ``.pt`` file an empty ``.lock`` file lets one process
+            train while others wait for its file. A folder that cannot be written still
+            serves the files it holds; a network trained there is returned uncached, with
+            a warning.
         cache: False trains afresh and writes nothing.
         progress: show a progress bar while training.
         device: where the returned model lives (``"cuda"``, ``"mps"``, …). Training
@@ -146,15 +151,45 @@ def trained(
     with _one_trainer(path):
         # A process that waited on the lock finds the file its holder wrote.
         if path.is_file():
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            net.load_state_dict(saved["state"])
+            _load_cached(net, path)
         else:
             _train_reference(net, train, budget, threads, seed, progress)
-            # atomic, and a name of this process's own: a reader never sees half a file
-            partial = path.with_suffix(f".{os.getpid()}.partial")
-            torch.save({"state": net.state_dict(), "config": config}, partial)
-            partial.replace(path)
+            _save_cached(net, config, path)
     return _as_returned(net).to(target)
+
+
+def _load_cached(net: nn.Module, path: Path) -> None:
+    """Load ``path``'s weights into ``net``; a damaged file is a ValueError that says what to do."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        net.load_state_dict(saved["state"])
+    except Exception as error:  # torch.load's errors on a damaged file are many and obscure
+        first_line = (str(error).strip().splitlines() or [""])[0]  # the rest is torch's advice
+        raise ValueError(
+            f"the cached network {path} cannot be loaded ({type(error).__name__}: "
+            f"{first_line}); "
+            "the file is damaged or was not written by gp.trained. Delete it, and the next "
+            "call trains the network again."
+        ) from error
+
+
+def _save_cached(net: nn.Module, config: dict, path: Path) -> None:
+    """Write ``net`` to ``path`` atomically under a name of this process's own, so a reader
+    never sees half a file; an unwritable cache (a read-only image) warns and keeps the
+    trained network rather than losing the training to an OSError."""
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    try:
+        torch.save({"state": net.state_dict(), "config": config}, partial)
+        partial.replace(path)
+    except (OSError, RuntimeError) as error:  # torch.save reports a failed open as RuntimeError
+        if partial.is_file():
+            partial.unlink()
+        warnings.warn(
+            f"the trained network could not be cached at {path} ({error}), so it will be "
+            "trained again next time; set GRADPRUNE_CACHE (or cache_dir) to a folder you "
+            "can write.",
+            stacklevel=3,
+        )
 
 
 def _train_reference(
@@ -186,9 +221,11 @@ def _one_trainer(path: Path):
     kernels, two test workers under ``pytest -n 2``) would both train it: LeNet-5 takes
     about 2 minutes of CPU, twice over on a machine that has only two cores. The lock is
     an advisory ``flock`` that the system drops when its holder exits, even on a crash, so
-    no stale lock is ever left. Where ``fcntl`` does not exist (Windows) or the cache folder
-    cannot be written, there is no lock: both may train, and each writes the same
-    bytes atomically.
+    no stale lock is ever left; the empty ``.lock`` file stays beside the ``.pt`` file
+    (deleting it would let a third process lock a new file while a second still waits on
+    the old one). Where ``fcntl`` does not exist (Windows), the cache folder cannot be
+    written (a read-only image: an existing file still loads) or the file system refuses
+    locks, there is no lock: both may train, and each writes the same bytes atomically.
     """
     try:
         import fcntl
@@ -196,10 +233,15 @@ def _one_trainer(path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path.with_suffix(".lock"), "a")  # noqa: SIM115 - closed below
     except (ImportError, OSError):
+        handle = None  # no lock; the body runs outside this handler, so its errors are its own
+    if handle is None:
         yield
         return
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks (ENOLCK on some NFS mounts)
+            pass
         yield
     finally:
         handle.close()  # closing releases the lock
