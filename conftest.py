@@ -16,3 +16,19 @@ took 376 s beside other jobs on 5 December.) A value the caller set wins.
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402 - after the setting, though pytest does not load torch
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """``--pdb`` and ``--trace`` run in this process, as if ``-n 0`` were given.
+
+    ``pyproject.toml``'s ``-n 2`` would otherwise make ``pytest --pdb`` stop with a usage
+    error and ``pytest --trace`` run its tests in workers without ever stopping. Runs before
+    pytest-xdist's own tryfirst hook reads the worker count: of two tryfirst hooks, the
+    later registered (this conftest) runs first.
+    """
+    if config.getoption("usepdb", False) or config.getoption("trace", False):
+        if hasattr(config.option, "numprocesses"):  # pytest-xdist is installed
+            config.option.numprocesses = 0
