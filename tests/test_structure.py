@@ -890,6 +890,80 @@ def test_fisher_with_batchnorm_matches_torch_func_per_sample_gradients(digits, m
     assert float(scores["block1.conv1.weight"][5]) > 0
 
 
+class NormCalledTwice(nn.Module):
+    """BatchNorm1d on (N, C, L), called twice, each call followed by an in-place ReLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(28, 8, 3, padding=1)
+        self.norm = nn.BatchNorm1d(8)
+        self.head = nn.Linear(8 * 28, 10)
+
+    def forward(self, x):
+        h = F.relu(self.norm(self.conv(x.flatten(1, 2))), inplace=True)
+        return self.head(F.relu_(self.norm(h)).flatten(1))
+
+
+class LinearNorm(nn.Module):
+    """BatchNorm1d on (N, C) after a Linear, an in-place ReLU after it."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(784, 16)
+        self.norm = nn.BatchNorm1d(16)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.head(torch.relu_(self.norm(self.fc(x.flatten(1)))))
+
+
+class ChannelsLastConvNorm(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 5, stride=3)
+        self.norm = nn.BatchNorm2d(4)
+        self.head = nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.head(F.relu(self.norm(self.conv(x)), inplace=True).flatten(1))
+
+
+@pytest.mark.parametrize(
+    ("build", "layer", "channels_last"),
+    [
+        (NormCalledTwice, "conv", False),
+        (LinearNorm, "fc", False),
+        (ChannelsLastConvNorm, "conv", True),
+    ],
+)
+def test_fisher_batchnorm_terms_match_torch_func_beyond_batchnorm2d(
+    digits, build, layer, channels_last
+):
+    """The probes' gradients are each sample's (g_γ, g_β) also where the BatchNorm is
+    called twice (g summed over its calls before squaring, as torch.func's gradient of γ
+    is), on BatchNorm1d's (N, C) and (N, C, L) inputs, with in-place ReLUs after it and in
+    channels_last memory: compared with torch.func's per-sample gradients."""
+    torch.manual_seed(0)
+    model = build()
+    with torch.no_grad():  # running statistics and an affine map that are not the defaults
+        model.norm.running_mean.normal_(0, 0.5)
+        model.norm.running_var.uniform_(0.5, 2.0)
+        model.norm.weight.normal_(1, 0.5)
+        model.norm.bias.normal_(0, 0.5)
+    batches = [(x[:16], y[:16]) for x, y in digits[:2]]
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        batches = [(x.to(memory_format=torch.channels_last), y) for x, y in batches]
+    reference = _fisher_reference(model.eval(), ["norm"], batches)["norm"]
+    module = dict(model.named_modules())[layer]
+    context = GroupContext(
+        model, {f"{layer}.weight": module}, batches, {}, norms={f"{layer}.weight": model.norm}
+    )
+    scores = gp.GROUP_CRITERIA["fisher"](context)
+    torch.testing.assert_close(scores[f"{layer}.weight"], reference, rtol=1e-4, atol=0)
+    assert float((reference > 0).float().mean()) >= 0.5  # not a comparison of zeros
+
+
 def test_fisher_does_not_remove_a_zero_filter_first_when_its_shift_matters(digits):
     """Through structured_prune (eval): block1's inner group loses the channel the torch.func
     reference ranks lowest, not the zero filter 5 that the weights-only rule scores 0 and
