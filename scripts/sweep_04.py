@@ -18,7 +18,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-# Waiting OpenMP threads sleep instead of spinning, as in the test suite (tests/conftest.py):
+# Waiting OpenMP threads sleep instead of spinning, as in the test suite (the root conftest.py):
 # on a shared machine spinning threads fight other jobs. Set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -50,7 +50,8 @@ def main() -> None:
     torch.set_num_threads(THREADS)
     train, validation, test = gp.splits()
     dense = gp.trained("lenet_300_100")
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg())  # others' work slows the timing
+    # others' work slows the timing; Windows has no load average
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     start = time.perf_counter()
     runs = {}
     for criterion in CRITERIA_SWEPT:
