@@ -250,3 +250,16 @@ def test_a_damaged_cached_file_is_a_value_error_that_says_to_delete_it(
     path.write_bytes(damage)
     with pytest.raises(ValueError, match="cannot be loaded.*Delete it"):
         gp.trained(train=train, epochs=1, cache_dir=path.parent)
+
+
+def test_without_fcntl_a_new_cache_folder_is_made_and_filled(tmp_path, real_digits, monkeypatch):
+    """Windows has no fcntl: there the lock is skipped, and with it the lock's mkdir, so a
+    fresh machine's cache folder was never made and the trained network never cached."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # `import fcntl` raises ImportError
+    train, _ = real_digits(300, 10)
+    folder = tmp_path / "new" / "models"
+    gp.trained(train=train, epochs=1, cache_dir=folder)
+    assert len(list(folder.glob("*.pt"))) == 1
+    assert not list(folder.glob("*.lock"))

@@ -179,6 +179,7 @@ def _save_cached(net: nn.Module, config: dict, path: Path) -> None:
     trained network rather than losing the training to an OSError."""
     partial = path.with_suffix(f".{os.getpid()}.partial")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # not made by the lock without fcntl
         torch.save({"state": net.state_dict(), "config": config}, partial)
         partial.replace(path)
     except (OSError, RuntimeError) as error:  # torch.save reports a failed open as RuntimeError
