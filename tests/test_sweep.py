@@ -67,6 +67,18 @@ def test_bad_input_is_refused_before_anything_runs(digits, criterion, sparsity, 
         sweep.prune_and_finetune(dense, criterion, sparsity, seed, digits, digits, digits)
 
 
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_data_that_is_not_digits_is_refused_naming_the_argument(digits, which):
+    """A list of (images, labels) batches, what gp.score takes, failed inside scoring with an
+    AttributeError on .batches, or after the whole fine-tuning for validation and test."""
+    data = [digits, digits, digits]
+    data[which] = [(digits.images[:10], digits.labels[:10])]
+    name = ("train", "validation", "test")[which]
+    dense = gp.models.lenet_300_100(seed=0)
+    with pytest.raises(ValueError, match=f"{name} must be gp.Digits"):
+        sweep.prune_and_finetune(dense, "magnitude", 0.9, 0, *data)
+
+
 def test_runs_read_back_as_the_same_floats_with_their_provenance(tmp_path):
     runs = {
         ("taylor", 0.95, 0): sweep.SweepRun(0.1 + 0.2, 2.2499999999999964, math.nan),

@@ -101,8 +101,8 @@ def prune_and_finetune(
 
     Raises:
         ValueError: an unknown criterion, one this protocol cannot run, a sparsity
-            outside [0, 1] or a seed that is not a non-negative integer; checked before
-            anything is computed.
+            outside [0, 1], a seed that is not a non-negative integer, or data that is
+            not ``Digits``; checked before anything is computed.
     """
     record = CRITERIA.record(criterion)
     if record.weight_update is not None or record.make_state is not None:
@@ -114,6 +114,11 @@ def prune_and_finetune(
     sparsity = check_sparsity(sparsity)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    for name, digits in (("train", train), ("validation", validation), ("test", test)):
+        if not isinstance(digits, Digits):
+            raise ValueError(
+                f"{name} must be gp.Digits (one of gp.splits()), got {type(digits).__name__}."
+            )
     options = {"seed": seed} if criterion == "random" else {}
     scores = score(dense, criterion, scoring_batches(train, seed), **options)
     pruned = copy.deepcopy(dense)
