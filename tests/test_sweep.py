@@ -153,6 +153,27 @@ def test_a_damaged_file_is_a_value_error_that_names_the_line_and_the_fix(tmp_pat
     assert "scripts/sweep_04.py" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "provenance", [{"command": "a\nb"}, {"a: b": "c"}, {"": "c"}, {"note": "x\r"}]
+)
+def test_provenance_that_would_not_read_back_is_refused_before_writing(tmp_path, provenance):
+    """A line break in a value made the rest of it a data line, so the file no longer read."""
+    path = tmp_path / "runs.csv"
+    with pytest.raises(ValueError, match="cannot be one '# key: value' line"):
+        sweep.write_runs(path, {("taylor", 0.95, 0): sweep.SweepRun(1.0, 2.0, 3.0)}, provenance)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_provenance_line_without_a_value_is_a_value_error(tmp_path):
+    path = tmp_path / "runs.csv"
+    sweep.write_runs(path, {("taylor", 0.95, 0): sweep.SweepRun(1.0, 2.0, 3.0)}, {"a": "b"})
+    path.write_text(path.read_text().replace("# a: b", "# a b"))
+    with pytest.raises(ValueError, match=r"line 1 \('# a b'\) is not a '# key: value' line"):
+        sweep.read_provenance(path)
+    path.write_text(path.read_text().replace("# a b", "# a:"))  # an editor trimmed "# a: "
+    assert sweep.read_provenance(path) == {"a": ""}
+
+
 def test_a_file_that_is_not_text_is_a_value_error(tmp_path):
     path = tmp_path / "runs.csv"
     path.write_bytes(b"\x00\x01\xff\xfe")

@@ -136,6 +136,12 @@ def write_runs(path: str | Path, runs: dict, provenance: dict[str, str]) -> None
     written beside ``path`` and then renamed, so an interrupted run leaves the old file
     whole instead of a truncated one.
     """
+    for key, value in provenance.items():
+        if "\n" in f"{key}{value}" or "\r" in f"{key}{value}" or ": " in key or not key:
+            raise ValueError(
+                f"provenance {key!r}: {value!r} cannot be one '# key: value' line: keys must "
+                "be non-empty without ': ', and neither may hold a line break."
+            )
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     with open(partial, "w", newline="", encoding="utf-8") as handle:
@@ -206,9 +212,15 @@ def read_runs(path: str | Path) -> dict[tuple[str, float, int], SweepRun]:
 def read_provenance(path: str | Path) -> dict[str, str]:
     """The ``# key: value`` lines at the top of a file ``write_runs`` wrote."""
     provenance = {}
-    for line in _lines(path):
+    for number, line in enumerate(_lines(path), 1):
         if not line.startswith("# "):
             break
-        key, _, value = line[2:].partition(": ")
+        # "# key:" is an empty value whose trailing space an editor removed
+        key, colon, value = (line[2:] + " ").partition(": ")
+        value = value[:-1]
+        if not colon:
+            raise ValueError(
+                f"{path}, line {number} ({line!r}) is not a '# key: value' line. {_HOW_TO_FIX}"
+            )
         provenance[key] = value
     return provenance
