@@ -964,6 +964,26 @@ def test_fisher_batchnorm_terms_match_torch_func_beyond_batchnorm2d(
     assert float((reference > 0).float().mean()) >= 0.5  # not a comparison of zeros
 
 
+def test_fisher_leaves_the_model_as_it_was_when_scoring_fails(digits):
+    """An error mid-scoring (here the second batch's images do not fit the model) leaves
+    modes, requires_grad, buffers and .grad as they were and no probe hook behind."""
+    model = LinearNorm().train()
+    model.fc.weight.requires_grad_(False)
+    state = copy.deepcopy(model.state_dict())
+    x, y = digits[0]
+    batches = [(x[:8], y[:8]), (x[:8, :, :20], y[:8])]
+    context = GroupContext(
+        model, {"fc.weight": model.fc}, batches, {}, norms={"fc.weight": model.norm}
+    )
+    with pytest.raises(RuntimeError):
+        gp.GROUP_CRITERIA["fisher"](context)
+    assert model.training and model.norm.training
+    assert [p.requires_grad for p in model.parameters()] == [False, True, True, True, True, True]
+    assert all(p.grad is None for p in model.parameters())
+    assert not model.norm._forward_hooks
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
 def test_fisher_does_not_remove_a_zero_filter_first_when_its_shift_matters(digits):
     """Through structured_prune (eval): block1's inner group loses the channel the torch.func
     reference ranks lowest, not the zero filter 5 that the weights-only rule scores 0 and
