@@ -22,13 +22,30 @@ import pytest  # noqa: E402 - after the setting, though pytest does not load tor
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config):
-    """``--pdb`` and ``--trace`` run in this process, as if ``-n 0`` were given.
+    """``--pdb`` and ``--trace`` run in this process, as if ``-n 0`` were given; so does the
+    whole suite where memory cannot hold two notebook kernels at once (Binder's 2 GB, see
+    ``gradprune_lite/_test_workers.py``), unless the command line itself gives ``-n``.
 
     ``pyproject.toml``'s ``-n 2`` would otherwise make ``pytest --pdb`` stop with a usage
     error and ``pytest --trace`` run its tests in workers without ever stopping. Runs before
     pytest-xdist's own tryfirst hook reads the worker count: of two tryfirst hooks, the
     later registered (this conftest) runs first.
     """
+    if not hasattr(config.option, "numprocesses"):  # pytest-xdist is not installed
+        return
     if config.getoption("usepdb", False) or config.getoption("trace", False):
-        if hasattr(config.option, "numprocesses"):  # pytest-xdist is installed
-            config.option.numprocesses = 0
+        config.option.numprocesses = 0
+    elif isinstance(config.option.numprocesses, int) and not _workers_given(config):
+        # pyproject's -n 2, where memory cannot hold two notebook kernels (Binder's 2 GB):
+        # one process instead; an -n on the command line is the caller's choice
+        from gradprune_lite._test_workers import memory_limit, workers_that_fit
+
+        config.option.numprocesses = workers_that_fit(config.option.numprocesses, memory_limit())
+
+
+def _workers_given(config) -> bool:
+    """Whether the command line itself (not pyproject's addopts) names a worker count."""
+    return any(
+        arg in ("-n", "--numprocesses") or arg.startswith(("-n", "--numprocesses="))
+        for arg in config.invocation_params.args
+    )

@@ -32,3 +32,53 @@ def test_a_debugger_option_runs_the_tests_in_this_process(option):
     assert "bringing up nodes" not in done.stdout  # no workers
     if option == "--trace":
         assert "PDB runcall" in done.stdout  # the debugger did stop at the test
+
+
+def test_where_memory_cannot_hold_two_kernels_the_suite_runs_in_one_process():
+    """Binder gives 2 GB; two workers each running a notebook kernel (up to 1.3 GB) could be
+    killed for memory there, so below 2 GB per worker the root conftest drops pyproject's
+    -n 2. An -n on the command line is still obeyed."""
+    pytest.importorskip("xdist")
+    import os
+
+    tight = {**os.environ, "MEM_LIMIT": str(2 * 1024**3)}  # as JupyterHub sets it on Binder
+    runs = {
+        "tight": ([], tight),
+        "tight, -n 2 asked": (["-n", "2"], tight),
+        "roomy": ([], {**os.environ, "MEM_LIMIT": str(64 * 1024**3)}),
+    }
+    workers = {}
+    for name, (extra, environment) in runs.items():
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", QUICK, "-q", *extra],
+            cwd=ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        workers[name] = "bringing up nodes" in done.stdout
+    roomy_machine = (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) >= 4 * 1024**3
+    assert workers == {"tight": False, "tight, -n 2 asked": True, "roomy": roomy_machine}
+
+
+def test_memory_limit_takes_the_tightest_of_cgroup_spawner_and_machine(tmp_path, monkeypatch):
+    from gradprune_lite import _test_workers as workers
+
+    monkeypatch.setattr(workers, "_physical_memory", lambda: 64 * 1024**3)
+    (tmp_path / "memory.max").write_text("2147483648\n")  # cgroup v2: 2 GiB
+    assert workers.memory_limit(tmp_path, environ={}) == 2 * 1024**3
+    assert workers.memory_limit(tmp_path, environ={"MEM_LIMIT": "1073741824"}) == 1024**3
+    (tmp_path / "memory.max").write_text("max\n")  # no cgroup limit: the machine's
+    assert workers.memory_limit(tmp_path, environ={"MEM_LIMIT": "junk"}) == 64 * 1024**3
+    v1 = tmp_path / "v1"
+    (v1 / "memory").mkdir(parents=True)
+    (v1 / "memory" / "memory.limit_in_bytes").write_text(str(2**63 - 4096))  # v1's "none"
+    assert workers.memory_limit(v1, environ={}) == 64 * 1024**3
+    (v1 / "memory" / "memory.limit_in_bytes").write_text("3221225472")  # 3 GiB
+    assert workers.memory_limit(v1, environ={}) == 3 * 1024**3
+    assert workers.workers_that_fit(2, 3 * 1024**3) == 0
+    assert workers.workers_that_fit(2, 4 * 1024**3) == 2
+    assert workers.workers_that_fit(2, None) == 2
+    assert workers.workers_that_fit(0, 1024) == 0
