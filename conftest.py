@@ -22,9 +22,10 @@ import pytest  # noqa: E402 - after the setting, though pytest does not load tor
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config):
-    """``--pdb`` and ``--trace`` run in this process, as if ``-n 0`` were given; so does the
-    whole suite where memory cannot hold two notebook kernels at once (Binder's 2 GB, see
-    ``gradprune_lite/_test_workers.py``), unless the command line itself gives ``-n``.
+    """``--pdb`` and ``--trace`` run in this process, as if ``-n 0`` were given; so does a run
+    of one file (one notebook, one test module), which one worker would take whole; and so
+    does the whole suite where memory cannot hold two notebook kernels at once (Binder's
+    2 GB, see ``gradprune_lite/_test_workers.py``), unless the command line gives ``-n``.
 
     ``pyproject.toml``'s ``-n 2`` would otherwise make ``pytest --pdb`` stop with a usage
     error and ``pytest --trace`` run its tests in workers without ever stopping. Runs before
@@ -35,9 +36,14 @@ def pytest_cmdline_main(config):
         return
     if config.getoption("usepdb", False) or config.getoption("trace", False):
         config.option.numprocesses = 0
-    elif isinstance(config.option.numprocesses, int) and not _workers_given(config):
+    elif _workers_given(config):
+        return  # an -n on the command line is the caller's choice
+    elif _one_file(config):
+        # --dist loadfile gives a whole file to one worker, so a second could only wait
+        config.option.numprocesses = 0
+    elif isinstance(config.option.numprocesses, int):
         # pyproject's -n 2, where memory cannot hold two notebook kernels (Binder's 2 GB):
-        # one process instead; an -n on the command line is the caller's choice
+        # one process instead
         from gradprune_lite._test_workers import memory_limit, workers_that_fit
 
         config.option.numprocesses = workers_that_fit(config.option.numprocesses, memory_limit())
@@ -49,3 +55,9 @@ def _workers_given(config) -> bool:
         arg in ("-n", "--numprocesses") or arg.startswith(("-n", "--numprocesses="))
         for arg in config.invocation_params.args
     )
+
+
+def _one_file(config) -> bool:
+    """Whether pytest was given one file (or tests of one file), as in ``pytest x.ipynb``."""
+    files = {str(arg).split("::")[0] for arg in config.args}
+    return len(files) == 1 and os.path.isfile(next(iter(files)))

@@ -11,6 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = "tests/test_sweep.py::test_runs_read_back_as_the_same_floats_with_their_provenance"
+#: a quick test in another file: with QUICK, two files, which two workers can share
+OTHER = "tests/test_pytest_settings.py::test_memory_limit_takes_the_tightest_of_cgroup_spawner_and_machine"
 
 
 @pytest.mark.parametrize("option", ["--pdb", "--trace"])
@@ -50,7 +52,7 @@ def test_where_memory_cannot_hold_two_kernels_the_suite_runs_in_one_process():
     workers = {}
     for name, (extra, environment) in runs.items():
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", QUICK, "-q", *extra],
+            [sys.executable, "-m", "pytest", QUICK, OTHER, "-q", *extra],
             cwd=ROOT,
             env=environment,
             capture_output=True,
@@ -61,6 +63,24 @@ def test_where_memory_cannot_hold_two_kernels_the_suite_runs_in_one_process():
         workers[name] = "bringing up nodes" in done.stdout
     roomy_machine = (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) >= 4 * 1024**3
     assert workers == {"tight": False, "tight, -n 2 asked": True, "roomy": roomy_machine}
+
+
+def test_one_file_runs_in_one_process_unless_workers_are_asked_for():
+    """--dist loadfile hands a whole file to one worker, so for one notebook or one test
+    module a second worker could only wait (and starting both cost about 8 s a run)."""
+    pytest.importorskip("xdist")
+    workers = {}
+    for name, extra in {"one file": [], "one file, -n 2 asked": ["-n", "2"]}.items():
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", QUICK, "-q", *extra],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        workers[name] = "bringing up nodes" in done.stdout
+    assert workers == {"one file": False, "one file, -n 2 asked": True}
 
 
 def test_memory_limit_takes_the_tightest_of_cgroup_spawner_and_machine(tmp_path, monkeypatch):
