@@ -3,6 +3,7 @@ the ways the README runs pytest working."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,20 @@ ROOT = Path(__file__).resolve().parent.parent
 QUICK = "tests/test_sweep.py::test_runs_read_back_as_the_same_floats_with_their_provenance"
 #: a quick test in another file: with QUICK, two files, which two workers can share
 OTHER = "tests/test_pytest_settings.py::test_memory_limit_takes_the_tightest_of_cgroup_spawner_and_machine"
+
+
+def used_workers(*arguments: str, environment: dict | None = None) -> bool:
+    """Run pytest on ``arguments`` in a subprocess; whether it started xdist workers."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", *arguments],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return "bringing up nodes" in done.stdout
 
 
 @pytest.mark.parametrize("option", ["--pdb", "--trace"])
@@ -41,26 +56,13 @@ def test_where_memory_cannot_hold_two_kernels_the_suite_runs_in_one_process():
     killed for memory there, so below 2 GB per worker the root conftest drops pyproject's
     -n 2. An -n on the command line is still obeyed."""
     pytest.importorskip("xdist")
-    import os
-
     tight = {**os.environ, "MEM_LIMIT": str(2 * 1024**3)}  # as JupyterHub sets it on Binder
-    runs = {
-        "tight": ([], tight),
-        "tight, -n 2 asked": (["-n", "2"], tight),
-        "roomy": ([], {**os.environ, "MEM_LIMIT": str(64 * 1024**3)}),
+    roomy = {**os.environ, "MEM_LIMIT": str(64 * 1024**3)}
+    workers = {
+        "tight": used_workers(QUICK, OTHER, environment=tight),
+        "tight, -n 2 asked": used_workers(QUICK, OTHER, "-n", "2", environment=tight),
+        "roomy": used_workers(QUICK, OTHER, environment=roomy),
     }
-    workers = {}
-    for name, (extra, environment) in runs.items():
-        done = subprocess.run(
-            [sys.executable, "-m", "pytest", QUICK, OTHER, "-q", *extra],
-            cwd=ROOT,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        workers[name] = "bringing up nodes" in done.stdout
     roomy_machine = (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) >= 4 * 1024**3
     assert workers == {"tight": False, "tight, -n 2 asked": True, "roomy": roomy_machine}
 
@@ -69,17 +71,10 @@ def test_one_file_runs_in_one_process_unless_workers_are_asked_for():
     """--dist loadfile hands a whole file to one worker, so for one notebook or one test
     module a second worker could only wait (and starting both cost about 8 s a run)."""
     pytest.importorskip("xdist")
-    workers = {}
-    for name, extra in {"one file": [], "one file, -n 2 asked": ["-n", "2"]}.items():
-        done = subprocess.run(
-            [sys.executable, "-m", "pytest", QUICK, "-q", *extra],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        workers[name] = "bringing up nodes" in done.stdout
+    workers = {
+        "one file": used_workers(QUICK),
+        "one file, -n 2 asked": used_workers(QUICK, "-n", "2"),
+    }
     assert workers == {"one file": False, "one file, -n 2 asked": True}
 
 
