@@ -138,7 +138,7 @@ def test_a_second_process_waits_for_the_first_trainer_and_loads_its_file(tmp_pat
     import sys
     import time
 
-    from gradprune_lite.experiment.reference import _one_trainer
+    from gradprune_lite.experiment.cached_file import one_writer
 
     train, _ = real_digits(300, 10)
     probe = tmp_path / "probe"
@@ -146,7 +146,7 @@ def test_a_second_process_waits_for_the_first_trainer_and_loads_its_file(tmp_pat
     (name,) = [p.name for p in probe.glob("*.pt")]
     shared = tmp_path / "shared"
     path = shared / name
-    with _one_trainer(path):
+    with one_writer(path):
         second = subprocess.Popen(
             [sys.executable, "-c", WAITING_TRAINER, str(shared)],
             stdout=subprocess.PIPE,
@@ -168,10 +168,10 @@ def test_a_second_process_waits_for_the_first_trainer_and_loads_its_file(tmp_pat
 def test_the_training_lock_is_exclusive_and_released(tmp_path):
     fcntl = pytest.importorskip("fcntl", reason="no flock on Windows")
 
-    from gradprune_lite.experiment.reference import _one_trainer
+    from gradprune_lite.experiment.cached_file import one_writer
 
     path = tmp_path / "models" / "net.pt"
-    with _one_trainer(path):
+    with one_writer(path):
         with open(path.with_suffix(".lock"), "a") as other, pytest.raises(BlockingIOError):
             fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     with open(path.with_suffix(".lock"), "a") as other:
@@ -201,11 +201,11 @@ def test_a_cache_that_cannot_be_locked_or_written_still_serves_its_files(tmp_pat
 
 
 def test_an_error_inside_the_unlocked_path_is_not_chained_to_the_lock_failure(tmp_path):
-    from gradprune_lite.experiment.reference import _one_trainer
+    from gradprune_lite.experiment.cached_file import one_writer
 
     path = tmp_path / "net.pt"
     path.with_suffix(".lock").mkdir()  # the lock file cannot be opened
-    with pytest.raises(RuntimeError) as caught, _one_trainer(path):
+    with pytest.raises(RuntimeError) as caught, one_writer(path):
         raise RuntimeError("training failed")
     assert caught.value.__context__ is None  # no "During handling of IsADirectoryError"
 

@@ -27,6 +27,7 @@ from torch import nn
 from ..core.gradual import GradualPruner
 from ..core.layers import prunable_weights
 from ..core.prune import prune
+from .cached_file import load_into, one_writer, save_atomically
 from .data import Digits, default_cache_dir
 from .models import lenet_300_100
 from .reference import fingerprint, splits
@@ -73,25 +74,24 @@ def pretrained(seed: int, tasks: dict[str, Digits]) -> tuple[nn.Module, float | 
     key = fingerprint(tasks["pretrain"])
     path = default_cache_dir() / "transfer" / f"lenet_300_100-0to4-seed{seed}-{key}.pt"
     model = lenet_300_100(seed=seed)
-    if path.is_file():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model, None
-    start = time.perf_counter()
-    fit(
-        model,
-        tasks["pretrain"],
-        PRETRAIN["epochs"],
-        PRETRAIN["lr"],
-        seed=seed,
-        batch_size=PRETRAIN["batch_size"],
-        schedule=PRETRAIN["schedule"],
-        progress=False,
-    )
-    seconds = time.perf_counter() - start
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written aside, then renamed: a reader never sees half a file.
-    torch.save(model.state_dict(), path.with_suffix(".partial"))
-    path.with_suffix(".partial").replace(path)
+    with one_writer(path):
+        # A process that waited on the lock finds the file its holder wrote.
+        if path.is_file():
+            load_into(model, path)
+            return model, None
+        start = time.perf_counter()
+        fit(
+            model,
+            tasks["pretrain"],
+            PRETRAIN["epochs"],
+            PRETRAIN["lr"],
+            seed=seed,
+            batch_size=PRETRAIN["batch_size"],
+            schedule=PRETRAIN["schedule"],
+            progress=False,
+        )
+        seconds = time.perf_counter() - start
+        save_atomically(model.state_dict(), path)
     return model, seconds
 
 
