@@ -77,6 +77,12 @@ def main(argv=None) -> int:
             f"{gp.sparsity(model):.4f} after {args.epochs} epoch(s); weights identical on "
             f"all ranks: {identical}"
         )
+    # Tear down in order: DDP's reducer first, then, once every rank is past its last
+    # collective, the process group. A rank whose gloo peer closed first, or whose reducer
+    # outlived the group, aborted at exit ("terminate called without an active exception",
+    # SIGABRT after a correct run; seen once in CI on 5 December 2026).
+    del ddp
+    dist.barrier()
     dist.destroy_process_group()
     return 0 if identical else 1
 
